@@ -1,0 +1,258 @@
+//! Configuration: the TOML file format (`types`), loading with every error reported at once
+//! (this module), and semantic checks (`validate`).
+//!
+//! Each top-level section and each element of `routes` and `upstreams` is deserialized on its
+//! own, so one typo does not hide the problems after it.
+
+mod types;
+mod validate;
+
+pub use types::*;
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in a configuration file, located by its key path (`routes[2].upstream`) and,
+/// for syntax errors, by line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+    pub line_col: Option<(usize, usize)>,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            line_col: None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, col)) = self.line_col {
+            write!(f, "line {line}, column {col}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} error{} in configuration",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {}: {e}", self.file.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Read, parse and validate the file at `path`.
+pub fn load(path: &Path) -> Result<(Config, String), ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        file: path.to_path_buf(),
+        errors,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(vec![ConfigError::new("", format!("cannot read file: {e}"))]))?;
+    let config = parse(&text).map_err(fail)?;
+    Ok((config, text))
+}
+
+/// Parse and validate configuration text.
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line_col = e.span().map(|span| line_col(text, span.start));
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("syntax error: {}", e.message().trim_end()),
+            line_col,
+        }]
+    })?;
+
+    let mut errors = Vec::new();
+    let mut config = Config::default();
+    for (key, value) in table {
+        match key.as_str() {
+            "server" => set(&mut config.server, section(value, "server", &mut errors)),
+            "admin" => set(&mut config.admin, section(value, "admin", &mut errors)),
+            "access_log" => set(
+                &mut config.access_log,
+                section(value, "access_log", &mut errors),
+            ),
+            "listeners" => config.listeners = elements(value, "listeners", &mut errors),
+            "routes" => config.routes = elements(value, "routes", &mut errors),
+            "upstreams" => match value {
+                toml::Value::Table(pools) => {
+                    for (name, pool) in pools {
+                        let path = format!("upstreams.{name}");
+                        if let Some(pool) = section(pool, &path, &mut errors) {
+                            config.upstreams.insert(name, pool);
+                        }
+                    }
+                }
+                other => errors.push(ConfigError::new(
+                    "upstreams",
+                    format!("expected a table of pools, found {}", other.type_str()),
+                )),
+            },
+            _ => errors.push(ConfigError::new(
+                key.as_str(),
+                "unknown key, expected one of `server`, `listeners`, `admin`, `access_log`, \
+                 `upstreams`, `routes`",
+            )),
+        }
+    }
+    // Semantic checks on a half-parsed file would mostly report follow-on errors
+    // (e.g. a route naming a pool that failed to parse), so they wait for a clean parse.
+    if errors.is_empty() {
+        validate::validate(&config, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map_err(|e| {
+            let inner = e.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            errors.push(ConfigError::new(full, e.into_inner().message().trim_end()));
+        })
+        .ok()
+}
+
+fn elements<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<T> {
+    match value {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| section(item, &format!("{path}[{i}]"), errors))
+            .collect(),
+        other => {
+            errors.push(ConfigError::new(
+                path,
+                format!(
+                    "expected an array of tables (`[[{path}]]`), found {}",
+                    other.type_str()
+                ),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(text: &str) -> Vec<String> {
+        parse(text)
+            .expect_err("config should be invalid")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let errs = errors_of("[server]\nthreads = 2\n[[routes]\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("line 3, column"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_everywhere_at_once() {
+        let errs = errors_of(
+            r#"
+            [servr]
+            [[listeners]]
+            address = "127.0.0.1:1"
+            [upstreams.a]
+            targets = [{ address = "127.0.0.1:2" }]
+            rate_limt = 3
+            [[routes]]
+            name = "r"
+            upstream = "a"
+            pathprefix = "/x"
+            "#,
+        );
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("servr: unknown key")));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("upstreams.a: unknown field `rate_limt`")));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("routes[0]: unknown field `pathprefix`")));
+    }
+
+    #[test]
+    fn type_errors_name_the_nested_key() {
+        let errs = errors_of(
+            r#"
+            [[listeners]]
+            address = "127.0.0.1:1"
+            [upstreams.a]
+            targets = [{ address = "127.0.0.1:2", weight = "heavy" }]
+            connect_timeout = "soon"
+            "#,
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("upstreams.a.targets[0].weight: invalid type")),
+            "{errs:?}"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! gatehouse: an edge proxy and API gateway on Pingora.
+//!
+//! Config file → [`config`] (parse, validate) → [`snapshot`] (compile, swap) → [`proxy`]
+//! (Pingora phases) → per-concern modules ([`routing`], [`upstream`], [`observe`]).
+
+pub mod admin;
+pub mod config;
+pub mod observe;
+pub mod proxy;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

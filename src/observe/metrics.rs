@@ -1,0 +1,273 @@
+//! Prometheus metrics. Families live in one long-lived [`Metrics`]; routes and pools get their
+//! handles once, when a config is compiled, so the request path never looks up a label set.
+//! Labels are bounded: route and upstream names from config, method (known ones, else `OTHER`),
+//! status class. Never a raw path or another client-chosen value.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// Buckets in seconds, finer than Prometheus' default at the low end: a gateway adds
+/// microseconds, so the interesting part of the distribution is below 10 ms.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// All metric families of the process.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    route_last_request: GaugeVec,
+    upstream_duration: HistogramVec,
+    upstream_healthy: IntGaugeVec,
+    config_reloads: IntCounterVec,
+    config_version: IntGaugeVec,
+    /// Access log lines dropped because the writer could not keep up.
+    pub access_log_dropped: IntCounter,
+}
+
+// Registration only fails on duplicate or malformed names, which are fixed in this file.
+#[allow(clippy::expect_used)]
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names in this file are unique and valid");
+    metric
+}
+
+#[allow(clippy::expect_used)]
+impl Metrics {
+    /// Create and register every family.
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let r = &registry;
+        let latency = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            register(r, HistogramVec::new(opts, labels).expect("valid histogram"))
+        };
+        Arc::new(Self {
+            requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("gatehouse_requests_total", "Requests by route, method and status class."),
+                    &["route", "method", "status"],
+                )
+                .expect("valid counter"),
+            ),
+            request_duration: latency(
+                "gatehouse_request_duration_seconds",
+                "Time from request start to the end of the response, by route.",
+                &["route"],
+            ),
+            route_last_request: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gatehouse_route_last_request_timestamp_seconds",
+                        "Unix time of the last request on each route.",
+                    ),
+                    &["route"],
+                )
+                .expect("valid gauge"),
+            ),
+            upstream_duration: latency(
+                "gatehouse_upstream_duration_seconds",
+                "Time from choosing a target to its response header, by upstream pool.",
+                &["upstream"],
+            ),
+            upstream_healthy: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_upstream_healthy",
+                        "1 when the target passes active health checks, else 0.",
+                    ),
+                    &["upstream", "target"],
+                )
+                .expect("valid gauge"),
+            ),
+            config_reloads: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("gatehouse_config_reload_total", "Config loads by result."),
+                    &["result"],
+                )
+                .expect("valid counter"),
+            ),
+            config_version: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_config_version_info",
+                        "1 for the version (content hash) of the config in use.",
+                    ),
+                    &["version"],
+                )
+                .expect("valid gauge"),
+            ),
+            access_log_dropped: register(
+                r,
+                IntCounter::new(
+                    "gatehouse_access_log_dropped_total",
+                    "Access log lines dropped because the writer fell behind.",
+                )
+                .expect("valid counter"),
+            ),
+            registry,
+        })
+    }
+
+    /// Handles for one route.
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: name.into(),
+            requests: self.requests.clone(),
+            counters: OnceLock::new(),
+            duration: self.request_duration.with_label_values(&[name]),
+            last_request: self.route_last_request.with_label_values(&[name]),
+        }
+    }
+
+    /// Handles for one upstream pool.
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            name: name.into(),
+            duration: self.upstream_duration.with_label_values(&[name]),
+            healthy: self.upstream_healthy.clone(),
+        }
+    }
+
+    /// Count a config load attempt.
+    pub fn config_loaded(&self, ok: bool, version: Option<&str>) {
+        let result = if ok { "success" } else { "error" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        if let Some(v) = version {
+            self.config_version.reset();
+            self.config_version.with_label_values(&[v]).set(1);
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+type CounterGrid = [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHODS.len()];
+
+/// Per-route handles. Request counters are created on first use of a (method, status class)
+/// pair, then reused without locking.
+pub struct RouteMetrics {
+    name: Box<str>,
+    requests: IntCounterVec,
+    counters: OnceLock<Box<CounterGrid>>,
+    duration: Histogram,
+    last_request: Gauge,
+}
+
+impl RouteMetrics {
+    /// Record one finished request. `status` 0 means no response was sent.
+    pub fn observe(&self, method: &http::Method, status: u16, elapsed: Duration, now: SystemTime) {
+        let m = method_index(method);
+        let s = match status {
+            100..=599 => (status / 100 - 1) as usize,
+            _ => STATUS_CLASSES.len() - 1,
+        };
+        let grid = self.counters.get_or_init(Default::default);
+        grid[m][s]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[&*self.name, METHODS[m], STATUS_CLASSES[s]])
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        if let Ok(t) = now.duration_since(SystemTime::UNIX_EPOCH) {
+            self.last_request.set(t.as_secs_f64());
+        }
+    }
+}
+
+fn method_index(method: &http::Method) -> usize {
+    use http::Method as M;
+    match *method {
+        M::GET => 0,
+        M::HEAD => 1,
+        M::POST => 2,
+        M::PUT => 3,
+        M::DELETE => 4,
+        M::PATCH => 5,
+        M::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+/// Per-pool handles.
+pub struct UpstreamMetrics {
+    name: Box<str>,
+    duration: Histogram,
+    healthy: IntGaugeVec,
+}
+
+impl UpstreamMetrics {
+    /// Record the time from target choice to response header.
+    pub fn observe(&self, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Set the health gauge of a target (called on transitions and at compile time only).
+    pub fn set_healthy(&self, target: &str, healthy: bool) {
+        self.healthy
+            .with_label_values(&[&*self.name, target])
+            .set(i64::from(healthy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.render()).unwrap()
+    }
+
+    #[test]
+    fn route_requests_are_counted_by_method_and_status_class() {
+        let m = Metrics::new();
+        let r = m.route("users");
+        let now = SystemTime::now();
+        r.observe(&http::Method::GET, 200, Duration::from_millis(3), now);
+        r.observe(&http::Method::GET, 204, Duration::from_millis(3), now);
+        r.observe(&"PURGE".parse().unwrap(), 503, Duration::from_millis(3), now);
+        r.observe(&http::Method::POST, 0, Duration::from_millis(3), now);
+        let t = text(&m);
+        assert!(t.contains(r#"gatehouse_requests_total{method="GET",route="users",status="2xx"} 2"#), "{t}");
+        assert!(t.contains(r#"gatehouse_requests_total{method="OTHER",route="users",status="5xx"} 1"#));
+        assert!(t.contains(r#"gatehouse_requests_total{method="POST",route="users",status="none"} 1"#));
+        assert!(t.contains(r#"gatehouse_request_duration_seconds_count{route="users"} 4"#));
+        assert!(t.contains("gatehouse_route_last_request_timestamp_seconds{route=\"users\"} 1"));
+    }
+
+    #[test]
+    fn config_version_keeps_only_the_current_one() {
+        let m = Metrics::new();
+        m.config_loaded(true, Some("aaa"));
+        m.config_loaded(false, None);
+        m.config_loaded(true, Some("bbb"));
+        let t = text(&m);
+        assert!(!t.contains(r#"version="aaa""#));
+        assert!(t.contains(r#"gatehouse_config_version_info{version="bbb"} 1"#));
+        assert!(t.contains(r#"gatehouse_config_reload_total{result="error"} 1"#));
+        assert!(t.contains(r#"gatehouse_config_reload_total{result="success"} 2"#));
+    }
+}

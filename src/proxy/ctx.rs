@@ -1,0 +1,49 @@
+//! The per-request context: filled by the early phases, read by the later ones.
+
+use crate::snapshot::{Route, Snapshot};
+use http::HeaderValue;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// State of one request. The snapshot is pinned at creation, so a reload mid-request never
+/// mixes two configs.
+pub struct RequestCtx {
+    pub snapshot: Arc<Snapshot>,
+    pub started: Instant,
+    pub request_id: HeaderValue,
+    pub client_ip: Option<IpAddr>,
+    pub route: Option<Arc<Route>>,
+    /// Path and query to send upstream when they differ from the client's.
+    pub upstream_uri: Option<String>,
+    pub upstream: UpstreamInfo,
+    /// Client-facing reason when the gateway refused or failed the request.
+    pub error: Option<&'static str>,
+}
+
+/// Which target the request went to, and how long it took.
+#[derive(Default)]
+pub struct UpstreamInfo {
+    /// Index into the route's pool targets.
+    pub target: Option<usize>,
+    /// Target that failed to connect, avoided on retry.
+    pub failed: Option<usize>,
+    pub attempts: u8,
+    pub selected_at: Option<Instant>,
+    pub header_at: Option<Instant>,
+}
+
+impl RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        Self {
+            snapshot,
+            started: Instant::now(),
+            request_id: HeaderValue::from_static(""),
+            client_ip: None,
+            route: None,
+            upstream_uri: None,
+            upstream: UpstreamInfo::default(),
+            error: None,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Headers on the way to the upstream and back: hop-by-hop removal, `X-Forwarded-*`,
+//! `Forwarded`, request id.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// Header edits through Pingora's own methods, which keep its header-case map in step with the
+/// header map (writing the `HeaderMap` directly would desynchronise them).
+pub trait EditHeaders {
+    fn map(&self) -> &HeaderMap;
+    fn set(&mut self, name: &HeaderName, value: HeaderValue);
+    fn remove(&mut self, name: &HeaderName);
+}
+
+macro_rules! impl_edit_headers {
+    ($t:ty) => {
+        impl EditHeaders for $t {
+            fn map(&self) -> &HeaderMap {
+                &self.headers
+            }
+            fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+                // Only fails for invalid values, which a HeaderValue cannot be.
+                let _ = self.insert_header(name.clone(), value);
+            }
+            fn remove(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+        }
+    };
+}
+
+impl_edit_headers!(RequestHeader);
+impl_edit_headers!(ResponseHeader);
+
+impl EditHeaders for HeaderMap {
+    fn map(&self) -> &HeaderMap {
+        self
+    }
+    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.insert(name.clone(), value);
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        HeaderMap::remove(self, name);
+    }
+}
+
+/// What the gateway knows about the client connection.
+pub struct ForwardInfo<'a> {
+    pub client_ip: Option<IpAddr>,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    pub host: Option<&'a str>,
+    pub request_id: &'a HeaderValue,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static REQUEST_ID: HeaderName = HeaderName::from_static(super::request_id::HEADER);
+
+/// Whether the request asks for a protocol upgrade (WebSocket). Such requests keep their
+/// `Upgrade` and `Connection: upgrade` headers so the upstream can switch protocols.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Remove hop-by-hop headers (RFC 9110 7.6.1): `Connection` and every header it names,
+/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, and `Upgrade` unless `keep_upgrade`.
+/// `Transfer-Encoding` stays: Pingora reads it to frame the body and re-frames it itself.
+pub fn remove_hop_by_hop(headers: &mut impl EditHeaders, keep_upgrade: bool) {
+    if headers.map().contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .map()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| {
+                // Framing and the upgrade itself are not the client's to strip.
+                *n != header::TRANSFER_ENCODING
+                    && *n != header::CONTENT_LENGTH
+                    && !(keep_upgrade && *n == header::UPGRADE)
+            })
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+        headers.remove(&header::CONNECTION);
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRAILER] {
+        if headers.map().contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    if keep_upgrade {
+        headers.set(&header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if headers.map().contains_key(header::UPGRADE) {
+        headers.remove(&header::UPGRADE);
+    }
+}
+
+/// Add the forwarding headers. `X-Forwarded-For` and `Forwarded` are appended to (the client's
+/// own entries stay first, so upstreams that trust only the last hop are not fooled);
+/// `X-Forwarded-Proto`, `X-Forwarded-Host` and the request id are replaced.
+pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
+    if let Some(ip) = info.client_ip {
+        let mut xff = String::with_capacity(64);
+        for v in headers.map().get_all(&X_FORWARDED_FOR).iter() {
+            if let Ok(v) = v.to_str() {
+                xff.push_str(v);
+                xff.push_str(", ");
+            }
+        }
+        let _ = write!(xff, "{ip}");
+        set(headers, &X_FORWARDED_FOR, &xff);
+    }
+    headers.set(&X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
+    match info.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(host) => headers.set(&X_FORWARDED_HOST, host),
+        None => headers.remove(&X_FORWARDED_HOST),
+    }
+    let mut fwd = String::with_capacity(96);
+    for v in headers.map().get_all(header::FORWARDED).iter() {
+        if let Ok(v) = v.to_str() {
+            fwd.push_str(v);
+            fwd.push_str(", ");
+        }
+    }
+    match info.client_ip {
+        Some(IpAddr::V6(ip)) => {
+            let _ = write!(fwd, "for=\"[{ip}]\"");
+        }
+        Some(ip) => {
+            let _ = write!(fwd, "for={ip}");
+        }
+        None => fwd.push_str("for=unknown"),
+    }
+    if let Some(host) = info.host.filter(|h| is_token_safe(h)) {
+        let _ = write!(fwd, ";host=\"{host}\"");
+    }
+    let _ = write!(fwd, ";proto={}", info.proto);
+    set(headers, &header::FORWARDED, &fwd);
+    headers.set(&REQUEST_ID, info.request_id.clone());
+}
+
+fn is_token_safe(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+}
+
+fn set(headers: &mut impl EditHeaders, name: &HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => headers.set(name, v),
+        Err(_) => headers.remove(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+            ("upgrade", "h2c"),
+            ("transfer-encoding", "chunked"),
+            ("x-normal", "stays"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["transfer-encoding", "x-normal"]);
+    }
+
+    #[test]
+    fn upgrade_requests_keep_the_upgrade() {
+        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarding_headers_append_and_replace() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "spoofed"),
+            ("x-request-id", "client-chosen"),
+        ]);
+        let id = HeaderValue::from_static("abc");
+        add_forwarding(
+            &mut h,
+            &ForwardInfo {
+                client_ip: "::1".parse().ok(),
+                proto: "http",
+                host: Some("api.example.com"),
+                request_id: &id,
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"api.example.com\";proto=http");
+        assert_eq!(h["x-request-id"], "abc");
+    }
+}

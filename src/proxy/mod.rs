@@ -1,0 +1,279 @@
+//! The Pingora `ProxyHttp` implementation. Each phase only sequences calls into the modules
+//! that own the decisions:
+//!
+//! ```text
+//! request_filter          request id, client IP → decide::route_request → reject | respond | proxy
+//! upstream_peer           route's pool → Pool::select (health aware) → HttpPeer
+//! fail_to_connect         passive health, retry on another target
+//! upstream_request_filter forward::remove_hop_by_hop + add_forwarding, path rewrite
+//! upstream_response_filter hop-by-hop removal, upstream timing
+//! response_filter         request id
+//! fail_to_proxy           respond::status_for_error → JSON 502/503/504
+//! logging                 metrics + access log line
+//! ```
+
+mod ctx;
+pub mod decide;
+pub mod forward;
+pub mod request_id;
+pub mod respond;
+
+pub use ctx::RequestCtx;
+
+use crate::observe::access_log::{AccessEntry, AccessLog};
+use crate::snapshot::{RouteAction, SnapshotStore};
+use crate::upstream::{Pool, SelectInput};
+use async_trait::async_trait;
+use decide::Rejection;
+use http::header::{self, HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+static REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+
+/// The gateway service.
+pub struct Gateway {
+    store: Arc<SnapshotStore>,
+    access_log: Option<AccessLog>,
+}
+
+impl Gateway {
+    pub fn new(store: Arc<SnapshotStore>, access_log: Option<AccessLog>) -> Self {
+        Self { store, access_log }
+    }
+}
+
+fn proxied_pool(ctx: &RequestCtx) -> Option<&Arc<Pool>> {
+    match &ctx.route.as_ref()?.action {
+        RouteAction::Proxy { pool, .. } => Some(pool),
+        RouteAction::Respond(_) => None,
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.store.load_full())
+    }
+
+    /// No compression module unless a route asks for one: even disabled it costs 2-3% CPU.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = request_id::for_request(req.headers.get(&REQUEST_ID));
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        match decide::route_request(&ctx.snapshot, session.req_header()) {
+            Ok(routed) => {
+                ctx.upstream_uri = routed.upstream_uri;
+                ctx.route = Some(routed.route);
+            }
+            Err(rejection) => {
+                ctx.error = Some(rejection.message());
+                let allow = match &rejection {
+                    Rejection::MethodNotAllowed(allow) => HeaderValue::from_str(allow)
+                        .ok()
+                        .map(|v| (header::ALLOW, v)),
+                    _ => None,
+                };
+                respond::send_error(
+                    session,
+                    rejection.status(),
+                    rejection.message(),
+                    &ctx.request_id,
+                    allow,
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        if let Some(RouteAction::Respond(fixed)) = ctx.route.as_ref().map(|r| &r.action) {
+            respond::send_fixed(session, fixed, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(pool) = proxied_pool(ctx).cloned() else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a proxy route");
+        };
+        let req = session.req_header();
+        let input = SelectInput {
+            client_ip: ctx.client_ip,
+            path: req.uri.path().as_bytes(),
+            headers: &req.headers,
+        };
+        let Some(index) = pool.select(&input, ctx.upstream.failed) else {
+            ctx.error = Some("no healthy upstream target");
+            return Error::e_explain(ErrorType::HTTPStatus(503), format!("no healthy target in upstream {}", pool.name));
+        };
+        ctx.upstream.target = Some(index);
+        ctx.upstream.attempts += 1;
+        ctx.upstream.selected_at = Some(Instant::now());
+        Ok(pool.peer(index))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(pool), Some(index)) = (proxied_pool(ctx).cloned(), ctx.upstream.target) {
+            pool.report_connect_failure(index);
+            ctx.upstream.failed = Some(index);
+            // Nothing reached the upstream yet, so another target may take any method.
+            e.set_retry(ctx.upstream.attempts <= pool.connect_retries);
+        }
+        e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(index)) = (proxied_pool(ctx), ctx.upstream.target) {
+            pool.report_connect_success(index);
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let upgrade = forward::is_upgrade(&upstream_request.headers);
+        forward::remove_hop_by_hop(upstream_request, upgrade);
+        let host = session
+            .req_header()
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| session.get_header(header::HOST).and_then(|v| v.to_str().ok()));
+        let info = forward::ForwardInfo {
+            client_ip: ctx.client_ip,
+            proto: "http",
+            host,
+            request_id: &ctx.request_id,
+        };
+        forward::add_forwarding(upstream_request, &info);
+        if let Some(uri) = ctx.upstream_uri.take() {
+            let uri = uri
+                .parse()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
+            upstream_request.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !upstream_response.status.is_informational() {
+            ctx.upstream.header_at = Some(Instant::now());
+        }
+        let switching = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        forward::remove_hop_by_hop(upstream_response, switching);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(REQUEST_ID.clone(), ctx.request_id.clone())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let (status, message) = respond::status_for_error(e);
+        let message = ctx.error.unwrap_or(message);
+        if ctx.error.is_none() && status != 0 {
+            ctx.error = Some(message);
+        }
+        if status != 0 && session.response_written().is_none() {
+            session.set_keepalive(None);
+            if let Err(write_err) =
+                respond::send_error(session, status, message, &ctx.request_id, None).await
+            {
+                tracing::debug!(error = %write_err, "cannot send error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let elapsed = now.duration_since(ctx.started);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let route_metrics = ctx
+            .route
+            .as_ref()
+            .map_or(&ctx.snapshot.unrouted, |r| &r.metrics);
+        route_metrics.observe(&req.method, status, elapsed, wall);
+        let pool = proxied_pool(ctx);
+        let upstream_elapsed = match (ctx.upstream.selected_at, ctx.upstream.header_at) {
+            (Some(a), Some(b)) => Some(b.duration_since(a)),
+            _ => None,
+        };
+        if let (Some(pool), Some(d)) = (pool, upstream_elapsed) {
+            pool.metrics.observe(d);
+        }
+        let Some(log) = self.access_log.as_ref().filter(|_| ctx.snapshot.access_log) else {
+            return;
+        };
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+            .unwrap_or("");
+        let target = pool.zip(ctx.upstream.target).map(|(p, i)| p.targets[i].label.as_str());
+        log.log(&AccessEntry {
+            time: humantime::format_rfc3339_millis(wall).to_string(),
+            request_id: ctx.request_id.to_str().unwrap_or(""),
+            client_ip: ctx.client_ip,
+            method: req.method.as_str(),
+            host,
+            path: req.uri.path(),
+            route: ctx.route.as_ref().map(|r| r.name.as_str()),
+            upstream: pool.map(|p| p.name.as_str()),
+            target,
+            status,
+            bytes_sent: session.body_bytes_sent(),
+            bytes_received: session.body_bytes_read(),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            upstream_duration_ms: upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+            error: ctx.error,
+        });
+    }
+}

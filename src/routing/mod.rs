@@ -1,0 +1,293 @@
+//! Route matching by host, path and method.
+//!
+//! Precedence, most specific first:
+//! 1. Host: an exact host beats the longest matching wildcard (`*.a.example.com` before
+//!    `*.example.com`), which beats routes without `hosts`. Tables are tried in that order and
+//!    the first table holding a route for the path and method wins.
+//! 2. Path, within a table: an exact `path` beats the longest `path_prefix`. Prefixes match whole
+//!    segments: `/api` matches `/api` and `/api/x`, never `/apix`.
+//! 3. Method, within one path: a route listing the method beats a route without `methods`.
+//!
+//! When some route matches host and path but none allows the method, the answer is 405 with the
+//! union of the allowed methods. A lookup costs one hash probe per path segment and host label,
+//! independent of the number of routes.
+
+mod path;
+
+pub use path::{normalize_path, trim_prefix};
+
+use http::Method;
+use std::collections::HashMap;
+
+/// A host a route is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`; matches any name below it, not the name itself.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parse a configured host name (case-insensitive, no port).
+    pub fn parse(host: &str) -> Result<Self, String> {
+        let lower = host.to_ascii_lowercase();
+        let (wildcard, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, lower),
+        };
+        let valid = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(format!(
+                "{host:?} is not a host name (`api.example.com` or `*.example.com`, no port)"
+            ));
+        }
+        Ok(if wildcard {
+            Self::Wildcard(name)
+        } else {
+            Self::Exact(name)
+        })
+    }
+}
+
+/// How a route matches paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    Exact(String),
+    /// Stored trimmed, see [`trim_prefix`].
+    Prefix(String),
+}
+
+/// Where a route applies.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Empty means any host.
+    pub hosts: Vec<HostPattern>,
+    pub path: PathPattern,
+    /// Empty means any method.
+    pub methods: Vec<Method>,
+}
+
+/// The result of a lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMatch<'a, T> {
+    Found {
+        value: &'a T,
+        /// Bytes of the request path covered by the matched path or prefix (0 for `/`).
+        matched_len: usize,
+    },
+    /// Host and path matched, the method did not. Holds the `Allow` header value.
+    MethodNotAllowed(String),
+    NotFound,
+}
+
+#[derive(Debug)]
+struct MethodTable<T> {
+    by_method: Vec<(Method, T)>,
+    any: Option<T>,
+}
+
+impl<T> Default for MethodTable<T> {
+    fn default() -> Self {
+        Self {
+            by_method: Vec::new(),
+            any: None,
+        }
+    }
+}
+
+impl<T> MethodTable<T> {
+    fn get(&self, method: &Method) -> Option<&T> {
+        self.by_method
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, v)| v)
+            .or(self.any.as_ref())
+    }
+}
+
+#[derive(Debug)]
+struct PathTable<T> {
+    exact: HashMap<Box<[u8]>, MethodTable<T>>,
+    prefix: HashMap<Box<[u8]>, MethodTable<T>>,
+    max_prefix_len: usize,
+}
+
+impl<T> Default for PathTable<T> {
+    fn default() -> Self {
+        Self {
+            exact: HashMap::new(),
+            prefix: HashMap::new(),
+            max_prefix_len: 0,
+        }
+    }
+}
+
+impl<T> PathTable<T> {
+    /// Candidates in precedence order: the exact entry, then prefixes from longest to `/`.
+    fn candidates<'s, 'p>(
+        &'s self,
+        path: &'p [u8],
+    ) -> impl Iterator<Item = (&'s MethodTable<T>, usize)> + use<'s, 'p, T> {
+        let exact = self.exact.get(path).map(|t| (t, path.len()));
+        // Each prefix candidate ends just before a `/` of the path, or at its end.
+        let mut end = Some(path.len());
+        let prefixes = std::iter::from_fn(move || loop {
+            let e = end?;
+            end = if e == 0 {
+                None
+            } else {
+                Some(path[..e].iter().rposition(|&b| b == b'/').unwrap_or(0))
+            };
+            let key: &[u8] = if e == 0 { b"/" } else { &path[..e] };
+            if e > self.max_prefix_len || (e > 1 && key.ends_with(b"/")) {
+                continue;
+            }
+            if let Some(t) = self.prefix.get(key) {
+                return Some((t, e));
+            }
+        });
+        exact.into_iter().chain(prefixes)
+    }
+}
+
+/// Host → path → method index over values of type `T` (the compiled route).
+#[derive(Debug)]
+pub struct Router<T> {
+    exact_hosts: HashMap<String, PathTable<T>>,
+    wildcard_hosts: HashMap<String, PathTable<T>>,
+    any_host: PathTable<T>,
+    has_wildcards: bool,
+}
+
+impl<T> Default for Router<T> {
+    fn default() -> Self {
+        Self {
+            exact_hosts: HashMap::new(),
+            wildcard_hosts: HashMap::new(),
+            any_host: PathTable::default(),
+            has_wildcards: false,
+        }
+    }
+}
+
+impl<T: Clone> Router<T> {
+    /// Add a route. A later route with the same host, path and method replaces nothing: the
+    /// first one stays (config validation rejects such duplicates anyway).
+    pub fn insert(&mut self, spec: &RouteSpec, value: T) {
+        if spec.hosts.is_empty() {
+            insert_path(&mut self.any_host, spec, value);
+            return;
+        }
+        for host in &spec.hosts {
+            let table = match host {
+                HostPattern::Exact(h) => self.exact_hosts.entry(h.clone()).or_default(),
+                HostPattern::Wildcard(h) => {
+                    self.has_wildcards = true;
+                    self.wildcard_hosts.entry(h.clone()).or_default()
+                }
+            };
+            insert_path(table, spec, value.clone());
+        }
+    }
+}
+
+fn insert_path<T: Clone>(table: &mut PathTable<T>, spec: &RouteSpec, value: T) {
+    let methods = match &spec.path {
+        PathPattern::Exact(p) => table.exact.entry(p.as_bytes().into()).or_default(),
+        PathPattern::Prefix(p) => {
+            let key = trim_prefix(p);
+            if key != "/" {
+                table.max_prefix_len = table.max_prefix_len.max(key.len());
+            }
+            table.prefix.entry(key.as_bytes().into()).or_default()
+        }
+    };
+    if spec.methods.is_empty() {
+        methods.any.get_or_insert(value);
+        return;
+    }
+    for m in &spec.methods {
+        let mut add = |m: &Method| {
+            if !methods.by_method.iter().any(|(x, _)| x == m) {
+                methods.by_method.push((m.clone(), value.clone()));
+            }
+        };
+        add(m);
+        if m == Method::GET {
+            add(&Method::HEAD);
+        }
+    }
+}
+
+impl<T> Router<T> {
+    /// Find the route for a request. `host` is the Host header or authority (any case, port
+    /// allowed); `path` must already be normalized.
+    pub fn lookup(&self, host: Option<&str>, method: &Method, path: &[u8]) -> RouteMatch<'_, T> {
+        let mut allowed: Vec<&Method> = Vec::new();
+        let mut path_matched = false;
+        let mut lower = [0u8; 256];
+        let host = host.and_then(|h| host_key(h, &mut lower));
+        let mut tables: [Option<&PathTable<T>>; 3] = [None; 3];
+        if let Some(host) = host {
+            tables[0] = self.exact_hosts.get(host);
+            if self.has_wildcards {
+                tables[1] = self.wildcard_for(host);
+            }
+        }
+        tables[2] = Some(&self.any_host);
+        for table in tables.into_iter().flatten() {
+            for (methods, matched_len) in table.candidates(path) {
+                if let Some(value) = methods.get(method) {
+                    return RouteMatch::Found { value, matched_len };
+                }
+                path_matched = true;
+                allowed.extend(methods.by_method.iter().map(|(m, _)| m));
+            }
+        }
+        if !path_matched {
+            return RouteMatch::NotFound;
+        }
+        let mut names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        RouteMatch::MethodNotAllowed(names.join(", "))
+    }
+
+    /// The most specific wildcard table covering `host`.
+    fn wildcard_for(&self, host: &str) -> Option<&PathTable<T>> {
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(t) = self.wildcard_hosts.get(parent) {
+                return Some(t);
+            }
+            rest = parent;
+        }
+        None
+    }
+}
+
+/// Lowercase host without port or trailing dot, borrowed when already lowercase.
+fn host_key<'a>(host: &'a str, buf: &'a mut [u8; 256]) -> Option<&'a str> {
+    let host = if host.starts_with('[') {
+        host.split_once(']').map_or(host, |(h, _)| h).trim_start_matches('[')
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(host);
+    }
+    let out = buf.get_mut(..host.len())?;
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! Assembles the Pingora server: proxy service, admin service, background services.
+
+use crate::admin::AdminApp;
+use crate::config::{self, Config};
+use crate::observe::access_log::AccessLog;
+use crate::proxy::Gateway;
+use crate::reload::ReloadOnSignal;
+use crate::snapshot::{self, Registries, SnapshotStore};
+use crate::upstream::health::HealthChecker;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How the process was started.
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    /// Take the listening sockets over from a running instance (graceful upgrade).
+    pub upgrade: bool,
+    pub daemon: bool,
+}
+
+/// Load the config and serve until shutdown. Returns only on a startup error.
+pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let registries = Arc::new(Registries::new());
+    let (config, text) = config::load(&opts.config_path)?;
+    let snapshot = snapshot::compile(&config, &text, &registries).map_err(|errors| {
+        config::ConfigErrors {
+            file: opts.config_path.clone(),
+            errors,
+        }
+    })?;
+    registries.metrics.config_loaded(true, Some(&snapshot.version));
+    if !opts.upgrade {
+        check_listeners_free(&config, &opts.config_path)?;
+    }
+    tracing::info!(file = %opts.config_path.display(), summary = %snapshot.summary(), "config loaded");
+    let store = Arc::new(SnapshotStore::new(snapshot));
+    let access_log = AccessLog::start(
+        config.access_log.path.as_deref(),
+        registries.metrics.access_log_dropped.clone(),
+    )
+    .map_err(|e| format!("access_log.path: {e}"))?;
+
+    let pingora_opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(pingora_opt, server_conf(&config));
+    server.bootstrap();
+
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(store.clone(), Some(access_log)),
+        "gatehouse proxy",
+    );
+    for listener in &config.listeners {
+        proxy.add_tcp(&listener.address.to_string());
+    }
+    server.add_service(proxy);
+
+    if config.admin.enabled {
+        let mut admin = Service::new(
+            "gatehouse admin".to_string(),
+            AdminApp::new(store.clone(), registries.metrics.clone()),
+        );
+        admin.threads = Some(1);
+        admin.add_tcp(&config.admin.address.to_string());
+        server.add_service(admin);
+    }
+    server.add_service(background_service("health checks", HealthChecker::new(store.clone())));
+    server.add_service(background_service(
+        "config reload",
+        ReloadOnSignal {
+            path: opts.config_path,
+            store,
+            registries,
+        },
+    ));
+    server.run_forever()
+}
+
+/// Pingora settings from `[server]`, with the defaults measured to be fastest here
+/// (see PERF-NOTES.md).
+fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    let threads = match s.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    ServerConf {
+        threads,
+        work_stealing: s.work_stealing,
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
+        pid_file: s.pid_file.display().to_string(),
+        upgrade_sock: s.upgrade_sock.display().to_string(),
+        ..ServerConf::default()
+    }
+}
+
+/// Fail with a clear message before Pingora would abort on a busy port.
+fn check_listeners_free(config: &Config, file: &Path) -> Result<(), String> {
+    let mut addrs: Vec<(String, std::net::SocketAddr)> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("listeners[{i}].address"), l.address))
+        .collect();
+    if config.admin.enabled {
+        addrs.push(("admin.address".into(), config.admin.address));
+    }
+    for (key, addr) in addrs {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("{}: {key}: cannot listen on {addr}: {e}", file.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The compiled, immutable configuration a request runs on, and the holder that swaps it.
+//!
+//! `compile` turns a validated [`Config`] into a [`Snapshot`]: the route index, pools with
+//! resolved targets, metric handles. State that must survive a reload (target health, metric
+//! families) comes from [`Registries`], keyed by stable names.
+
+use crate::config::{self, Config, ConfigError, ConfigErrors, RouteConfig};
+use crate::observe::metrics::{Metrics, RouteMetrics};
+use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
+use crate::upstream::health::HealthRegistry;
+use crate::upstream::Pool;
+use arc_swap::{ArcSwap, Guard};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Long-lived state shared by every snapshot.
+pub struct Registries {
+    pub metrics: Arc<Metrics>,
+    pub health: HealthRegistry,
+}
+
+impl Registries {
+    pub fn new() -> Self {
+        Self {
+            metrics: Metrics::new(),
+            health: HealthRegistry::default(),
+        }
+    }
+}
+
+impl Default for Registries {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How the path is changed before proxying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRewrite {
+    Keep,
+    StripPrefix,
+    ReplacePrefix(String),
+}
+
+/// A fixed response of a mock route.
+#[derive(Debug)]
+pub struct FixedResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// What a matched route does.
+#[derive(Debug)]
+pub enum RouteAction {
+    Proxy {
+        pool: Arc<Pool>,
+        rewrite: PathRewrite,
+    },
+    Respond(FixedResponse),
+}
+
+/// A compiled `[[routes]]` entry.
+pub struct Route {
+    pub name: String,
+    pub action: RouteAction,
+    pub metrics: RouteMetrics,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &self.name)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a request consults, fixed for the request's lifetime.
+pub struct Snapshot {
+    /// First 12 hex digits of the SHA-256 of the config text.
+    pub version: String,
+    pub loaded_at: SystemTime,
+    pub router: Router<Arc<Route>>,
+    pub routes: Vec<Arc<Route>>,
+    pub pools: Vec<Arc<Pool>>,
+    /// Metrics of requests that matched no route.
+    pub unrouted: RouteMetrics,
+    pub access_log: bool,
+}
+
+impl Snapshot {
+    /// One-line description for `gatehouse check` and logs.
+    pub fn summary(&self) -> String {
+        format!(
+            "version {}: {} route{}, {} upstream pool{}",
+            self.version,
+            self.routes.len(),
+            if self.routes.len() == 1 { "" } else { "s" },
+            self.pools.len(),
+            if self.pools.len() == 1 { "" } else { "s" },
+        )
+    }
+}
+
+/// Content hash used as the config version.
+pub fn version_of(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Build a snapshot from a validated config. Fails on what only shows when building, such as a
+/// target name that does not resolve.
+pub fn compile(config: &Config, text: &str, reg: &Registries) -> Result<Snapshot, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut pools: HashMap<&str, Arc<Pool>> = HashMap::new();
+    for (name, pool_config) in &config.upstreams {
+        match Pool::compile(name, pool_config, &reg.health, reg.metrics.upstream(name)) {
+            Ok(pool) => {
+                pools.insert(name, Arc::new(pool));
+            }
+            Err((key, message)) => {
+                errors.push(ConfigError::new(format!("upstreams.{name}.{key}"), message))
+            }
+        }
+    }
+    let mut router = Router::default();
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, rc) in config.routes.iter().enumerate() {
+        match compile_route(rc, &pools, reg) {
+            Ok((spec, route)) => {
+                let route = Arc::new(route);
+                router.insert(&spec, route.clone());
+                routes.push(route);
+            }
+            Err((key, message)) => errors.push(ConfigError::new(format!("routes[{i}]{key}"), message)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut pools: Vec<Arc<Pool>> = pools.into_values().collect();
+    pools.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Snapshot {
+        version: version_of(text),
+        loaded_at: SystemTime::now(),
+        router,
+        routes,
+        pools,
+        unrouted: reg.metrics.route("-"),
+        access_log: config.access_log.enabled,
+    })
+}
+
+type CompileError = (String, String);
+
+fn compile_route(
+    rc: &RouteConfig,
+    pools: &HashMap<&str, Arc<Pool>>,
+    reg: &Registries,
+) -> Result<(RouteSpec, Route), CompileError> {
+    let hosts = rc
+        .hosts
+        .iter()
+        .map(|h| HostPattern::parse(h).map_err(|e| (".hosts".to_string(), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path = match (&rc.path, &rc.path_prefix) {
+        (Some(p), _) => PathPattern::Exact(p.clone()),
+        (None, Some(p)) => PathPattern::Prefix(trim_prefix(p).to_string()),
+        (None, None) => PathPattern::Prefix("/".to_string()),
+    };
+    let methods = rc
+        .methods
+        .iter()
+        .map(|m| {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                .map_err(|_| (".methods".to_string(), format!("invalid method {m:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let action = match (&rc.upstream, &rc.respond) {
+        (Some(name), _) => {
+            let pool = pools
+                .get(name.as_str())
+                .ok_or_else(|| (".upstream".to_string(), format!("unknown upstream {name:?}")))?;
+            let rewrite = match (&rc.prefix_rewrite, rc.strip_prefix) {
+                (Some(r), _) => PathRewrite::ReplacePrefix(r.clone()),
+                (None, true) => PathRewrite::StripPrefix,
+                (None, false) => PathRewrite::Keep,
+            };
+            RouteAction::Proxy {
+                pool: pool.clone(),
+                rewrite,
+            }
+        }
+        (None, Some(r)) => RouteAction::Respond(compile_response(r)?),
+        (None, None) => return Err((String::new(), "a route needs `upstream` or `respond`".into())),
+    };
+    let route = Route {
+        name: rc.name.clone(),
+        action,
+        metrics: reg.metrics.route(&rc.name),
+    };
+    Ok((RouteSpec { hosts, path, methods }, route))
+}
+
+fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, CompileError> {
+    let status = StatusCode::from_u16(r.status)
+        .map_err(|_| (".respond.status".to_string(), "invalid status".to_string()))?;
+    let mut headers = Vec::with_capacity(r.headers.len());
+    for (name, value) in &r.headers {
+        let bad = || (format!(".respond.headers.{name}"), "invalid header".to_string());
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+        headers.push((name, value));
+    }
+    Ok(FixedResponse {
+        status,
+        headers,
+        body: Bytes::from(r.body.clone()),
+    })
+}
+
+/// The current snapshot, swapped atomically on reload.
+pub struct SnapshotStore {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotStore {
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    /// A cheap, short-lived view (background tasks).
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// An owned handle a request keeps until it ends.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+/// Load, validate and compile the file at `path`.
+pub fn load_file(path: &Path, reg: &Registries) -> Result<Snapshot, ConfigErrors> {
+    let (config, text) = config::load(path)?;
+    compile(&config, &text, reg).map_err(|errors| ConfigErrors {
+        file: path.to_path_buf(),
+        errors,
+    })
+}
+
+/// Reload from `path`: on success swap the snapshot in; on failure keep serving the current one.
+/// Either way the outcome is logged and counted.
+pub fn reload(path: &Path, store: &SnapshotStore, reg: &Registries) -> Result<String, ConfigErrors> {
+    match load_file(path, reg) {
+        Ok(snapshot) => {
+            let summary = snapshot.summary();
+            reg.metrics.config_loaded(true, Some(&snapshot.version));
+            store.store(snapshot);
+            tracing::info!(file = %path.display(), %summary, "config reloaded");
+            Ok(summary)
+        }
+        Err(e) => {
+            reg.metrics.config_loaded(false, None);
+            tracing::error!(error = %e, "config reload failed, keeping the current config");
+            Err(e)
+        }
+    }
+}

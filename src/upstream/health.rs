@@ -1,0 +1,293 @@
+//! Target health: passive ejection after connect failures seen by real traffic, and active HTTP
+//! checks run by a background service. State is kept per (pool, address) in a registry that
+//! outlives config snapshots, so a reload neither forgets a dead target nor resets a live one.
+
+use super::Pool;
+use crate::config::{HealthCheckConfig, PassiveHealthConfig};
+use crate::snapshot::SnapshotStore;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Milliseconds since the first call; a cheap monotonic clock for ejection deadlines.
+pub fn now_millis() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Health of one target. All fields are atomics: the request path only loads them.
+#[derive(Debug)]
+pub struct TargetState {
+    /// Verdict of active checks; targets start healthy so a new config serves at once.
+    healthy: AtomicBool,
+    check_passes: AtomicU32,
+    check_failures: AtomicU32,
+    connect_failures: AtomicU32,
+    /// Passive ejection deadline in [`now_millis`] time; 0 when not ejected.
+    ejected_until: AtomicU64,
+}
+
+impl Default for TargetState {
+    fn default() -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            check_passes: AtomicU32::new(0),
+            check_failures: AtomicU32::new(0),
+            connect_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+        }
+    }
+}
+
+impl TargetState {
+    /// Whether the active checks consider the target healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
+    /// Whether the target may receive traffic at `now` ([`now_millis`]).
+    pub fn is_available(&self, now: u64) -> bool {
+        self.healthy.load(Relaxed) && self.ejected_until.load(Relaxed) <= now
+    }
+
+    /// Count a connect failure; returns true when this failure ejected the target.
+    pub fn record_passive_failure(&self, config: &PassiveHealthConfig) -> bool {
+        if config.max_fails == 0 {
+            return false;
+        }
+        let n = self.connect_failures.fetch_add(1, Relaxed) + 1;
+        if n < config.max_fails {
+            return false;
+        }
+        self.connect_failures.store(0, Relaxed);
+        let until = now_millis() + config.fail_timeout.as_millis() as u64;
+        self.ejected_until.store(until, Relaxed);
+        true
+    }
+
+    /// Reset the connect failure streak. Loads first so the common case does not write a
+    /// cache line shared by every worker thread.
+    pub fn record_passive_success(&self) {
+        if self.connect_failures.load(Relaxed) != 0 {
+            self.connect_failures.store(0, Relaxed);
+        }
+    }
+
+    /// Apply one active check result; returns the new verdict when it changed.
+    pub fn record_check(&self, passed: bool, config: &HealthCheckConfig) -> Option<bool> {
+        if passed {
+            self.check_failures.store(0, Relaxed);
+            // A passing check proves the target accepts connections again.
+            self.ejected_until.store(0, Relaxed);
+            let n = self.check_passes.fetch_add(1, Relaxed) + 1;
+            if !self.is_healthy() && n >= config.healthy_threshold {
+                self.healthy.store(true, Relaxed);
+                return Some(true);
+            }
+        } else {
+            self.check_passes.store(0, Relaxed);
+            let n = self.check_failures.fetch_add(1, Relaxed) + 1;
+            if self.is_healthy() && n >= config.unhealthy_threshold {
+                self.healthy.store(false, Relaxed);
+                return Some(false);
+            }
+        }
+        None
+    }
+}
+
+/// Long-lived health state by pool name and target address.
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    states: Mutex<HashMap<(String, SocketAddr), Arc<TargetState>>>,
+}
+
+impl HealthRegistry {
+    /// The state for a target, shared with every snapshot that has the same pool and address.
+    /// Called while compiling a config, never per request.
+    pub fn state(&self, pool: &str, addr: SocketAddr) -> Arc<TargetState> {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states
+            .entry((pool.to_string(), addr))
+            .or_default()
+            .clone()
+    }
+}
+
+/// Background service running the active checks of the current snapshot's pools.
+pub struct HealthChecker {
+    store: Arc<SnapshotStore>,
+}
+
+impl HealthChecker {
+    pub fn new(store: Arc<SnapshotStore>) -> Self {
+        Self { store }
+    }
+}
+
+/// Resolution of the check scheduler; intervals shorter than this are rounded up to it.
+const TICK: Duration = Duration::from_millis(50);
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut next_due: HashMap<String, Instant> = HashMap::new();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let snapshot = self.store.load();
+            let now = Instant::now();
+            for pool in &snapshot.pools {
+                let Some(hc) = &pool.health_check else {
+                    continue;
+                };
+                let due = next_due.entry(pool.name.clone()).or_insert(now);
+                if *due > now {
+                    continue;
+                }
+                *due = now + hc.interval;
+                for index in 0..pool.targets.len() {
+                    tokio::spawn(run_check(pool.clone(), index));
+                }
+            }
+        }
+    }
+}
+
+async fn run_check(pool: Arc<Pool>, index: usize) {
+    let Some(hc) = &pool.health_check else {
+        return;
+    };
+    let target = &pool.targets[index];
+    let result = tokio::time::timeout(hc.timeout, probe(target.addr, hc)).await;
+    let passed = matches!(result, Ok(Ok(status)) if (200..400).contains(&status));
+    if let Some(healthy) = target.state.record_check(passed, hc) {
+        pool.metrics.set_healthy(&target.label, healthy);
+        let outcome = match result {
+            Ok(Ok(status)) => format!("status {status}"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", hc.timeout),
+        };
+        if healthy {
+            tracing::info!(upstream = %pool.name, target = %target.label, %outcome, "target healthy");
+        } else {
+            tracing::warn!(upstream = %pool.name, target = %target.label, %outcome, "target unhealthy");
+        }
+    }
+}
+
+/// One HTTP/1.1 GET; returns the response status.
+async fn probe(addr: SocketAddr, hc: &HealthCheckConfig) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let host = hc.host.clone().unwrap_or_else(|| addr.to_string());
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: gatehouse-health-check\r\n\
+         Connection: close\r\n\r\n",
+        hc.path
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    while len < 12 {
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    parse_status(&buf[..len]).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP/1.x response")
+    })
+}
+
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let rest = head.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hc() -> HealthCheckConfig {
+        HealthCheckConfig {
+            path: "/".into(),
+            host: None,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+
+    #[test]
+    fn thresholds_decide_transitions() {
+        let s = TargetState::default();
+        let hc = hc();
+        assert_eq!(s.record_check(false, &hc), None);
+        assert_eq!(s.record_check(false, &hc), None);
+        assert_eq!(s.record_check(false, &hc), Some(false));
+        assert!(!s.is_available(now_millis()));
+        assert_eq!(s.record_check(true, &hc), None);
+        assert_eq!(s.record_check(false, &hc), None, "a failure resets the pass streak");
+        assert_eq!(s.record_check(true, &hc), None);
+        assert_eq!(s.record_check(true, &hc), Some(true));
+        assert!(s.is_available(now_millis()));
+    }
+
+    #[test]
+    fn passive_failures_eject_for_fail_timeout() {
+        let s = TargetState::default();
+        let cfg = PassiveHealthConfig {
+            max_fails: 2,
+            fail_timeout: Duration::from_secs(10),
+        };
+        assert!(!s.record_passive_failure(&cfg));
+        s.record_passive_success();
+        assert!(!s.record_passive_failure(&cfg), "success resets the streak");
+        assert!(s.record_passive_failure(&cfg));
+        let now = now_millis();
+        assert!(!s.is_available(now));
+        assert!(s.is_available(now + 10_001));
+    }
+
+    #[test]
+    fn passive_ejection_can_be_disabled() {
+        let s = TargetState::default();
+        let cfg = PassiveHealthConfig {
+            max_fails: 0,
+            fail_timeout: Duration::from_secs(10),
+        };
+        for _ in 0..10 {
+            assert!(!s.record_passive_failure(&cfg));
+        }
+        assert!(s.is_available(now_millis()));
+    }
+
+    #[test]
+    fn status_line_parsing() {
+        assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(parse_status(b"HTTP/1.0 503 x"), Some(503));
+        assert_eq!(parse_status(b"SSH-2.0"), None);
+    }
+
+    #[test]
+    fn registry_shares_state_by_pool_and_address() {
+        let r = HealthRegistry::default();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(Arc::ptr_eq(&r.state("a", addr), &r.state("a", addr)));
+        assert!(!Arc::ptr_eq(&r.state("a", addr), &r.state("b", addr)));
+    }
+}

@@ -1,0 +1,241 @@
+//! Upstream pools: targets, load balancing that skips unhealthy targets, and the peer a request
+//! is sent to. Health state lives in [`health::HealthRegistry`] so it survives config reloads.
+
+pub mod health;
+
+use crate::config::{Balance, PassiveHealthConfig, UpstreamConfig};
+use crate::observe::metrics::UpstreamMetrics;
+use health::{HealthRegistry, TargetState};
+use pingora::lb::selection::consistent::KetamaHashing;
+use pingora::lb::selection::{BackendIter, BackendSelection, RoundRobin};
+use pingora::lb::Backend;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::upstreams::peer::HttpPeer;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What consistent hashing hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    Path,
+    Header(http::HeaderName),
+}
+
+impl HashKey {
+    /// Parse `client_ip`, `path` or `header:NAME`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "client_ip" => Ok(Self::ClientIp),
+            "path" => Ok(Self::Path),
+            _ => s
+                .strip_prefix("header:")
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+                .map(Self::Header)
+                .ok_or_else(|| {
+                    format!("{s:?} is not one of `client_ip`, `path`, `header:NAME`")
+                }),
+        }
+    }
+}
+
+/// One upstream server of a pool.
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `ip:port` as text, for logs and metric labels.
+    pub label: String,
+    pub state: Arc<TargetState>,
+}
+
+enum Selector {
+    RoundRobin(Arc<RoundRobin>),
+    Hash(Arc<KetamaHashing>, HashKey),
+}
+
+/// A compiled `[upstreams.NAME]`.
+pub struct Pool {
+    pub name: String,
+    pub targets: Vec<Target>,
+    selector: Selector,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect_retries: u8,
+    pub passive: PassiveHealthConfig,
+    pub health_check: Option<crate::config::HealthCheckConfig>,
+    pub metrics: UpstreamMetrics,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Inputs a selection may hash on.
+pub struct SelectInput<'a> {
+    pub client_ip: Option<IpAddr>,
+    pub path: &'a [u8],
+    pub headers: &'a http::HeaderMap,
+}
+
+impl Pool {
+    /// Build a pool; target names are resolved here, once, never per request.
+    pub fn compile(
+        name: &str,
+        config: &UpstreamConfig,
+        health: &HealthRegistry,
+        metrics: UpstreamMetrics,
+    ) -> Result<Self, (String, String)> {
+        let mut targets = Vec::with_capacity(config.targets.len());
+        let mut backends = BTreeSet::new();
+        for (i, t) in config.targets.iter().enumerate() {
+            let addr = t
+                .address
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    (
+                        format!("targets[{i}].address"),
+                        format!("cannot resolve {:?}", t.address),
+                    )
+                })?;
+            if targets.iter().any(|x: &Target| x.addr == addr) {
+                return Err((
+                    format!("targets[{i}].address"),
+                    format!("{addr} is listed twice"),
+                ));
+            }
+            let mut backend = Backend {
+                addr: PeerAddr::Inet(addr),
+                weight: t.weight as usize,
+                ext: http::Extensions::new(),
+            };
+            backend.ext.insert(i);
+            backends.insert(backend);
+            let label = addr.to_string();
+            targets.push(Target {
+                state: health.state(name, addr),
+                addr,
+                label,
+            });
+        }
+        let selector = match config.balance {
+            Balance::RoundRobin => Selector::RoundRobin(Arc::new(RoundRobin::build(&backends))),
+            Balance::ConsistentHash => {
+                let key = match &config.hash_key {
+                    Some(k) => HashKey::parse(k).map_err(|e| ("hash_key".to_string(), e))?,
+                    None => HashKey::ClientIp,
+                };
+                Selector::Hash(Arc::new(KetamaHashing::build(&backends)), key)
+            }
+        };
+        for t in &targets {
+            metrics.set_healthy(&t.label, t.state.is_healthy());
+        }
+        Ok(Self {
+            name: name.to_string(),
+            targets,
+            selector,
+            connect_timeout: config.connect_timeout,
+            read_timeout: config.read_timeout,
+            write_timeout: config.write_timeout,
+            idle_timeout: config.idle_timeout,
+            connect_retries: config.connect_retries,
+            passive: config.passive.clone(),
+            health_check: config.health_check.clone(),
+            metrics,
+        })
+    }
+
+    /// Pick an available target, skipping `exclude` (the target that just failed) when another
+    /// one is available. Returns the index into `targets`, or `None` when no target is healthy.
+    pub fn select(&self, input: &SelectInput<'_>, exclude: Option<usize>) -> Option<usize> {
+        let now = health::now_millis();
+        let usable = |i: usize| Some(i) != exclude && self.targets[i].state.is_available(now);
+        let max_steps = self.targets.len() * 2;
+        let first = match &self.selector {
+            Selector::RoundRobin(sel) => first_usable(sel.iter(b""), max_steps, &usable),
+            Selector::Hash(sel, key) => {
+                let mut ip_buf = [0u8; 16];
+                let bytes: &[u8] = match key {
+                    HashKey::ClientIp => match input.client_ip {
+                        Some(IpAddr::V4(ip)) => {
+                            ip_buf[..4].copy_from_slice(&ip.octets());
+                            &ip_buf[..4]
+                        }
+                        Some(IpAddr::V6(ip)) => {
+                            ip_buf = ip.octets();
+                            &ip_buf
+                        }
+                        None => b"",
+                    },
+                    HashKey::Path => input.path,
+                    HashKey::Header(name) => {
+                        input.headers.get(name).map_or(&b""[..], |v| v.as_bytes())
+                    }
+                };
+                first_usable(sel.iter(bytes), max_steps, &usable)
+            }
+        };
+        // Selection iterators fall back to pseudo-random picks; a linear pass guarantees that a
+        // healthy target is found whenever one exists.
+        first
+            .or_else(|| (0..self.targets.len()).find(|&i| usable(i)))
+            .or_else(|| exclude.filter(|&i| self.targets[i].state.is_available(now)))
+    }
+
+    /// The Pingora peer for a target, with this pool's timeouts.
+    pub fn peer(&self, index: usize) -> Box<HttpPeer> {
+        let mut peer = Box::new(HttpPeer::new(self.targets[index].addr, false, String::new()));
+        let o = &mut peer.options;
+        o.connection_timeout = Some(self.connect_timeout);
+        o.read_timeout = Some(self.read_timeout);
+        o.write_timeout = Some(self.write_timeout);
+        o.idle_timeout = Some(self.idle_timeout);
+        peer
+    }
+
+    /// Record a failed connection attempt (passive health).
+    pub fn report_connect_failure(&self, index: usize) {
+        let target = &self.targets[index];
+        if target.state.record_passive_failure(&self.passive) {
+            tracing::warn!(
+                upstream = %self.name,
+                target = %target.label,
+                ejected_for = ?self.passive.fail_timeout,
+                "target ejected after consecutive connect failures"
+            );
+        }
+    }
+
+    /// Record a successful connection (passive health).
+    pub fn report_connect_success(&self, index: usize) {
+        self.targets[index].state.record_passive_success();
+    }
+}
+
+fn first_usable<I: BackendIter>(
+    mut iter: I,
+    max_steps: usize,
+    usable: &impl Fn(usize) -> bool,
+) -> Option<usize> {
+    for _ in 0..max_steps {
+        let index = *iter.next()?.ext.get::<usize>()?;
+        if usable(index) {
+            return Some(index);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -232,10 +232,10 @@ mod tests {
         assert!(errs.iter().any(|e| e.starts_with("servr: unknown key")));
         assert!(errs
             .iter()
-            .any(|e| e.starts_with("upstreams.a: unknown field `rate_limt`")));
+            .any(|e| e.starts_with("upstreams.a.rate_limt: unknown field `rate_limt`")));
         assert!(errs
             .iter()
-            .any(|e| e.starts_with("routes[0]: unknown field `pathprefix`")));
+            .any(|e| e.starts_with("routes[0].pathprefix: unknown field `pathprefix`, expected one of")));
     }
 
     #[test]
@@ -246,13 +246,72 @@ mod tests {
             address = "127.0.0.1:1"
             [upstreams.a]
             targets = [{ address = "127.0.0.1:2", weight = "heavy" }]
+            [upstreams.b]
+            targets = [{ address = "127.0.0.1:2" }]
             connect_timeout = "soon"
             "#,
         );
-        assert!(
-            errs.iter()
-                .any(|e| e.starts_with("upstreams.a.targets[0].weight: invalid type")),
-            "{errs:?}"
+        assert_eq!(
+            errs,
+            [
+                "upstreams.a.targets[0].weight: invalid type: string \"heavy\", expected u32",
+                "upstreams.b.connect_timeout: invalid value: string \"soon\", expected a duration"
+            ]
         );
+    }
+
+    #[test]
+    fn semantic_errors_are_all_listed_with_paths() {
+        let errs = errors_of(
+            r#"
+            [[listeners]]
+            address = "127.0.0.1:1"
+            [upstreams.a]
+            targets = []
+            [[routes]]
+            name = "r"
+            upstream = "mian"
+            [[routes]]
+            name = "r"
+            path = "/x/../y"
+            methods = ["FETCH"]
+            respond = { status = 99 }
+            "#,
+        );
+        assert_eq!(
+            errs,
+            [
+                "upstreams.a.targets: a pool needs at least one target",
+                "routes[0].upstream: unknown upstream \"mian\"",
+                "routes[1].name: duplicate route name \"r\" (also routes[0])",
+                "routes[1].path: \"/x/../y\" is not in normalized form (no `.`/`..` segments, \
+                 `//` or %-encoded unreserved characters); requests are matched after normalization",
+                "routes[1].methods[0]: unknown method \"FETCH\", expected one of GET, HEAD, POST, \
+                 PUT, DELETE, PATCH, OPTIONS, TRACE",
+                "routes[1].respond.status: must be between 200 and 599",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let errs = errors_of(
+            r#"
+            [[listeners]]
+            address = "127.0.0.1:1"
+            [[routes]]
+            name = "a"
+            hosts = ["api.example.com"]
+            path_prefix = "/v1/"
+            respond = {}
+            [[routes]]
+            name = "b"
+            hosts = ["API.example.com"]
+            path_prefix = "/v1"
+            respond = {}
+            "#,
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("routes[1]: matches the same host, path and method as routes[0]"));
     }
 }

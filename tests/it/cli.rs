@@ -1,0 +1,189 @@
+//! The command line: `check`, `version`, startup errors, and the shipped config.
+
+use crate::common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&path).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "FILE"),
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
+    )
+}
+
+#[test]
+fn check_accepts_a_valid_file_with_a_summary() {
+    let (ok, stdout, _) = check(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+         [upstreams.a]\ntargets = [{ address = \"localhost:80\" }]\n\
+         [[routes]]\nname = \"r\"\nupstream = \"a\"\n",
+    );
+    assert!(ok);
+    assert!(stdout.starts_with("FILE: ok, version "), "{stdout}");
+    assert!(stdout.contains("1 route, 1 upstream pool"), "{stdout}");
+}
+
+#[test]
+fn check_lists_every_problem_with_its_key_path() {
+    let (ok, _, stderr) = check(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+         [upstreams.a]\ntargets = [{ address = \"127.0.0.1:80\", weight = 0 }]\nbalance = \"random\"\n\
+         [upstreams.b]\ntargets = [{ address = \"127.0.0.1:80\" }]\nhealth_check = { path = \"health\", interval = \"0s\" }\n\
+         [[routes]]\nname = \"r\"\nupstream = \"mian\"\nrate_limt = 5\n\
+         [[routes]]\nname = \"s\"\npath = \"/x\"\npath_prefix = \"/y\"\nrespond = {}\n",
+    );
+    assert!(!ok);
+    let expected = [
+        "FILE: 3 errors in configuration",
+        "FILE: upstreams.a.balance: unknown variant `random`, expected `round_robin` or `consistent_hash`",
+        "FILE: routes[0].rate_limt: unknown field `rate_limt`",
+        // Semantic errors are only reported once the file parses; here the parse errors above
+        // come first, then the rest is checked on the next run.
+    ];
+    for e in &expected[..2] {
+        assert!(stderr.contains(e), "missing {e:?} in\n{stderr}");
+    }
+    assert!(stderr.contains(expected[2]), "{stderr}");
+
+    let (ok, _, stderr) = check(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+         [upstreams.b]\ntargets = [{ address = \"127.0.0.1:80\" }]\nhealth_check = { path = \"health\", interval = \"0s\" }\n\
+         [[routes]]\nname = \"r\"\nupstream = \"mian\"\n\
+         [[routes]]\nname = \"s\"\npath = \"/x\"\npath_prefix = \"/y\"\nrespond = {}\n",
+    );
+    assert!(!ok);
+    for e in [
+        "FILE: 4 errors in configuration",
+        "FILE: upstreams.b.health_check.path: must start with `/`",
+        "FILE: upstreams.b.health_check.interval: must be greater than zero",
+        "FILE: routes[0].upstream: unknown upstream \"mian\"",
+        "FILE: routes[1]: set either `path` or `path_prefix`, not both",
+    ] {
+        assert!(stderr.contains(e), "missing {e:?} in\n{stderr}");
+    }
+}
+
+#[test]
+fn check_reports_syntax_errors_with_line_and_column() {
+    let (ok, _, stderr) = check("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\nname = \"r\n");
+    assert!(!ok);
+    assert!(stderr.contains("FILE: line 4, column"), "{stderr}");
+    assert!(stderr.contains("syntax error"), "{stderr}");
+}
+
+#[test]
+fn check_reports_unresolvable_targets() {
+    let (ok, _, stderr) = check(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+         [upstreams.a]\ntargets = [{ address = \"no-such-host.invalid:80\" }]\n",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("upstreams.a.targets[0].address: cannot resolve \"no-such-host.invalid:80\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_of_a_missing_file_names_it() {
+    let out = Command::new(BIN).args(["check", "-c", "/nonexistent/g.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/g.toml") && stderr.contains("cannot read file"), "{stderr}");
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("gatehouse {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["run", "check", "version"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[test]
+fn run_refuses_an_invalid_config_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    std::fs::write(&path, "[[routes]]\nname = \"r\"\nupstream = \"none\"\n").unwrap();
+    let out = Command::new(BIN).args(["run", "-c"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listeners: at least one `[[listeners]]` entry is required"), "{stderr}");
+    assert!(stderr.contains("routes[0].upstream: unknown upstream \"none\""), "{stderr}");
+}
+
+#[test]
+fn run_names_a_busy_listener() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    let body = "[[routes]]\nname = \"r\"\nrespond = {}\n";
+    std::fs::write(&path, Gateway::config(dir.path(), port, free_port(), body)).unwrap();
+    let out = Command::new(BIN).args(["run", "-c"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("listeners[0].address: cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shipped_config_is_valid_and_serves_both_routes() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(BIN)
+        .args(["check", "-c", &format!("{root}/conf/gatehouse.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Same file with test ports, so the test does not depend on 8080/9901 being free.
+    let shipped = std::fs::read_to_string(format!("{root}/conf/gatehouse.toml")).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let text = shipped
+        .replace("0.0.0.0:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+        .replace("[server]", &format!(
+            "[server]\npid_file = \"{}/p\"\nupgrade_sock = \"{}/s\"",
+            dir.path().display(),
+            dir.path().display()
+        ));
+    assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains(&format!("127.0.0.1:{admin}")));
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = client();
+    let hello = format!("http://127.0.0.1:{port}/hello");
+    let up = eventually(Duration::from_secs(20), || {
+        let c = c.clone();
+        let hello = hello.clone();
+        async move { c.get(hello).send().await.is_ok() }
+    })
+    .await;
+    assert!(up, "shipped config did not start");
+    let resp = c.get(&hello).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["message"], "hello from gatehouse");
+    let status = c.get(format!("http://127.0.0.1:{port}/status")).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    assert_eq!(status.text().await.unwrap(), r#"{"status":"ok"}"#);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `gatehouse` binary against real upstream servers on 127.0.0.1.
+
+mod cli;
+mod common;
+mod health;
+mod observe;
+mod proxy;

@@ -1,0 +1,388 @@
+//! Routing, forwarding, rewriting, streaming and error paths through the real binary.
+
+use crate::common::*;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::Response;
+use std::time::{Duration, Instant};
+
+fn mock(name: &str, extra: &str) -> String {
+    format!("[[routes]]\nname = \"{name}\"\n{extra}\nrespond = {{ body = \"{name}\" }}\n")
+}
+
+async fn body_of(url: String) -> (u16, String) {
+    let resp = client().get(url).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn get_with_host(gw: &Gateway, host: &str, path: &str) -> (u16, String) {
+    let resp = client()
+        .get(gw.url(path))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn most_specific_route_wins() {
+    let config = [
+        mock("root", "path_prefix = \"/\""),
+        mock("api", "path_prefix = \"/api\""),
+        mock("users", "path_prefix = \"/api/users\""),
+        mock("me", "path = \"/api/users/me\""),
+        mock("users-post", "path_prefix = \"/api/users\"\nmethods = [\"POST\"]"),
+        mock("wild", "hosts = [\"*.example.com\"]\npath_prefix = \"/api\""),
+        mock("exact-host", "hosts = [\"api.example.com\"]\npath_prefix = \"/api\""),
+    ]
+    .concat();
+    let gw = Gateway::start(&config);
+    let cases = [
+        ("other.org", "/api/users/me", "me"),
+        ("other.org", "/api/users/me/photos", "users"),
+        ("other.org", "/api/users", "users"),
+        ("other.org", "/api/other", "api"),
+        ("other.org", "/apix", "root"),
+        ("x.example.com", "/api/users/me", "wild"),
+        ("API.example.com:8080", "/api/users/me", "exact-host"),
+        ("x.example.com", "/static", "root"),
+    ];
+    for (host, path, expected) in cases {
+        assert_eq!(
+            get_with_host(&gw, host, path).await,
+            (200, expected.to_string()),
+            "{host}{path}"
+        );
+    }
+    let resp = client().post(gw.url("/api/users/1")).send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "users-post");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
+    let gw = Gateway::start(&mock("items", "path_prefix = \"/items\"\nmethods = [\"GET\", \"POST\"]"));
+    let resp = client().get(gw.url("/nothing")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "no route for this request");
+    assert_eq!(body["request_id"], id.as_str());
+
+    let resp = client().delete(gw.url("/items/3")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD, POST");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "method not allowed on this route");
+
+    let resp = client().head(gw.url("/items/3")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET implies HEAD");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_headers_request_id_and_hop_by_hop() {
+    let upstream = Upstream::echo().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.echo]\ntargets = [{{ address = \"{}\" }}]\n\
+         [[routes]]\nname = \"echo\"\npath_prefix = \"/\"\nupstream = \"echo\"\n",
+        upstream.address()
+    ));
+    let resp = client()
+        .get(gw.url("/hello?x=1"))
+        .header("host", "api.example.com")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-request-id", "client-id-42")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("proxy-connection", "keep-alive")
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "client-id-42");
+    assert!(resp.headers().get("keep-alive").is_none(), "hop-by-hop response header removed");
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    let h = &seen["headers"];
+    assert_eq!(seen["uri"], "/hello?x=1");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "api.example.com");
+    assert_eq!(h["forwarded"], "for=127.0.0.1;host=\"api.example.com\";proto=http");
+    assert_eq!(h["host"], "api.example.com", "Host is passed through");
+    assert_eq!(h["x-request-id"], "client-id-42");
+    assert_eq!(h["x-custom"], "kept");
+    assert!(h.get("x-hop").is_none());
+    assert!(h.get("proxy-connection").is_none());
+
+    // An invalid client id is replaced, and the same new id goes both ways.
+    let resp = client()
+        .get(gw.url("/"))
+        .header("x-request-id", "bad id\twith spaces")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-request-id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_are_normalized_and_rewritten() {
+    let upstream = Upstream::echo().await;
+    let pool = format!("[upstreams.echo]\ntargets = [{{ address = \"{}\" }}]\n", upstream.address());
+    let gw = Gateway::start(&format!(
+        "{pool}\
+         [[routes]]\nname = \"strip\"\npath_prefix = \"/svc\"\nstrip_prefix = true\nupstream = \"echo\"\n\
+         [[routes]]\nname = \"v2\"\npath_prefix = \"/v1\"\nprefix_rewrite = \"/v2\"\nupstream = \"echo\"\n\
+         [[routes]]\nname = \"admin\"\npath_prefix = \"/admin\"\nrespond = {{ status = 403, body = \"no\" }}\n\
+         [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"echo\"\n"
+    ));
+    let uri_seen = |path: &'static str| {
+        let url = gw.url(path);
+        async move {
+            let v: serde_json::Value = client().get(url).send().await.unwrap().json().await.unwrap();
+            v["uri"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(uri_seen("/svc/users/1?q=2").await, "/users/1?q=2");
+    assert_eq!(uri_seen("/svc").await, "/");
+    assert_eq!(uri_seen("/v1/items").await, "/v2/items");
+    assert_eq!(uri_seen("/public//a/./b/%7Euser").await, "/public/a/b/~user");
+    // Path tricks cannot reach the admin route through the public one, nor bypass it.
+    for sneaky in ["/public/../admin", "/public/%2e%2e/admin", "//admin", "/%61dmin"] {
+        let (status, body) = body_of(gw.url(sneaky)).await;
+        assert_eq!((status, body.as_str()), (403, "no"), "{sneaky}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_spreads_by_weight() {
+    let a = Upstream::named("a").await;
+    let b = Upstream::named("b").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.pool]\ntargets = [{{ address = \"{}\", weight = 1 }}, {{ address = \"{}\", weight = 3 }}]\n\
+         [[routes]]\nname = \"r\"\nupstream = \"pool\"\n",
+        a.address(),
+        b.address()
+    ));
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..40 {
+        let (_, body) = body_of(gw.url("/")).await;
+        *counts.entry(body).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("a"), Some(&10), "{counts:?}");
+    assert_eq!(counts.get("b"), Some(&30), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consistent_hash_keeps_a_key_on_one_target() {
+    let a = Upstream::named("a").await;
+    let b = Upstream::named("b").await;
+    let c = Upstream::named("c").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.pool]\nbalance = \"consistent_hash\"\nhash_key = \"header:x-user\"\n\
+         targets = [{{ address = \"{}\" }}, {{ address = \"{}\" }}, {{ address = \"{}\" }}]\n\
+         [[routes]]\nname = \"r\"\nupstream = \"pool\"\n",
+        a.address(),
+        b.address(),
+        c.address()
+    ));
+    let mut distinct = std::collections::HashSet::new();
+    for user in 0..30 {
+        let mut first = None;
+        for _ in 0..3 {
+            let resp = client()
+                .get(gw.url("/"))
+                .header("x-user", format!("user-{user}"))
+                .send()
+                .await
+                .unwrap();
+            let body = resp.text().await.unwrap();
+            assert_eq!(*first.get_or_insert(body.clone()), body, "user-{user} moved");
+        }
+        distinct.insert(first.unwrap());
+    }
+    assert!(distinct.len() > 1, "30 keys should not all land on one of 3 targets");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_kept_alive() {
+    let upstream = Upstream::named("ok").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
+        upstream.address()
+    ));
+    let c = client();
+    for _ in 0..30 {
+        let resp = c.get(gw.url("/")).send().await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    let opened = upstream.connections.load(std::sync::atomic::Ordering::SeqCst);
+    // One connection per worker thread at most (threads = 2), not one per request.
+    assert!(opened <= 2, "{opened} upstream connections for 30 sequential requests");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_stream_both_ways_without_full_buffering() {
+    let (got_first_tx, got_first_rx) = tokio::sync::oneshot::channel::<()>();
+    let got_first_tx = std::sync::Mutex::new(Some(got_first_tx));
+    let (resp_tx, resp_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let resp_rx = std::sync::Mutex::new(Some(resp_rx));
+    let upstream = Upstream::start(move |req: hyper::Request<hyper::body::Incoming>| {
+        let first_tx = got_first_tx.lock().unwrap().take();
+        let rx = resp_rx.lock().unwrap().take();
+        async move {
+            if req.uri().path() == "/upload" {
+                let mut body = req.into_body();
+                let mut total = 0usize;
+                let mut first_tx = first_tx;
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Some(data) = frame.data_ref() {
+                        total += data.len();
+                        if let Some(tx) = first_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                Response::new(full(total.to_string()))
+            } else {
+                let rx = rx.expect("one download");
+                let stream = tokio_stream_from(rx).map(|b| Ok(Frame::data(b)));
+                Response::new(BodyExt::boxed(StreamBody::new(stream)))
+            }
+        }
+    })
+    .await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
+        upstream.address()
+    ));
+
+    // Upload: the second half is only sent once the upstream has seen the first half, so a
+    // gateway that buffered the whole request would deadlock here (and time out).
+    let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let upload = tokio::spawn({
+        let url = gw.url("/upload");
+        async move {
+            let stream = tokio_stream_from(body_rx).map(Ok::<_, std::io::Error>);
+            client()
+                .post(url)
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    body_tx.send(chunk.clone()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), got_first_rx)
+        .await
+        .expect("upstream saw the first chunk before the request ended")
+        .unwrap();
+    for _ in 0..15 {
+        body_tx.send(chunk.clone()).await.unwrap();
+    }
+    drop(body_tx);
+    assert_eq!(upload.await.unwrap(), (16usize << 20).to_string());
+
+    // Download: the client must receive the first chunk while the upstream still holds the rest.
+    let mut resp = client().get(gw.url("/download")).send().await.unwrap();
+    resp_tx.send(chunk.clone()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .expect("first chunk arrived before the response ended")
+        .unwrap()
+        .unwrap();
+    let mut total = first.len();
+    for _ in 0..15 {
+        resp_tx.send(chunk.clone()).await.unwrap();
+    }
+    drop(resp_tx);
+    while let Some(c) = resp.chunk().await.unwrap() {
+        total += c.len();
+    }
+    assert_eq!(total, 16 << 20);
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> impl futures_util::Stream<Item = Bytes> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_upstream_is_502_json() {
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        "[upstreams.dead]\ntargets = [{{ address = \"127.0.0.1:{dead}\" }}]\n\
+         [[routes]]\nname = \"r\"\nupstream = \"dead\"\n"
+    ));
+    let resp = client().get(gw.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "upstream unreachable");
+    assert_eq!(body["request_id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_upstream_is_504_within_the_read_timeout() {
+    let (addr, _task) = silent_upstream().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.slow]\ntargets = [{{ address = \"{addr}\" }}]\nread_timeout = \"500ms\"\n\
+         [[routes]]\nname = \"r\"\nupstream = \"slow\"\n"
+    ));
+    let started = Instant::now();
+    let resp = client().get(gw.url("/")).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "upstream timed out");
+    // A correctness bound, not a benchmark: the client must not hang past the timeout.
+    assert!(waited < Duration::from_secs(5), "took {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_get_400_and_never_hang() {
+    let upstream = Upstream::echo().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
+        upstream.address()
+    ));
+    let t = Duration::from_secs(5);
+    let smuggle = raw_request(
+        gw.addr(),
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        t,
+    )
+    .await;
+    assert!(smuggle.starts_with("HTTP/1.1 400"), "{smuggle}");
+    assert!(smuggle.contains("\"request_id\""), "{smuggle}");
+    assert!(smuggle.contains("both Transfer-Encoding and Content-Length"), "{smuggle}");
+
+    let no_host = raw_request(gw.addr(), b"GET / HTTP/1.1\r\n\r\n", t).await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    assert!(no_host.contains("missing Host header"), "{no_host}");
+
+    let two_hosts = raw_request(gw.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", t).await;
+    assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts}");
+
+    let bad_escape = raw_request(gw.addr(), b"GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n", t).await;
+    assert!(bad_escape.starts_with("HTTP/1.1 400"), "{bad_escape}");
+    assert!(bad_escape.contains("invalid request path"), "{bad_escape}");
+
+    // Not HTTP at all: Pingora's parser answers 400 itself (no JSON body) and closes.
+    let garbage = raw_request(gw.addr(), b"\x16\x03\x01 hello\r\n\r\n", t).await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+
+    // The gateway is still healthy afterwards.
+    let resp = client().get(gw.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -18,7 +18,11 @@ fn router(n: usize) -> Router<usize> {
             } else {
                 PathPattern::Prefix(format!("/api/v1/service{i}"))
             },
-            methods: if i % 5 == 0 { vec![Method::GET] } else { Vec::new() },
+            methods: if i % 5 == 0 {
+                vec![Method::GET]
+            } else {
+                Vec::new()
+            },
         };
         r.insert(&spec, i);
     }

@@ -22,7 +22,10 @@ impl AdminApp {
     /// The response for a method and path; separate from the session for testing.
     pub fn handle(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
         if method != http::Method::GET && method != http::Method::HEAD {
-            return json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.into());
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method not allowed"}"#.into(),
+            );
         }
         match path {
             "/metrics" => reply(
@@ -53,9 +56,15 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
     *resp.status_mut() = status;
     let len = resp.body().len();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 

@@ -27,13 +27,14 @@ pub struct RunOptions {
 pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let registries = Arc::new(Registries::new());
     let (config, text) = config::load(&opts.config_path)?;
-    let snapshot = snapshot::compile(&config, &text, &registries).map_err(|errors| {
-        config::ConfigErrors {
+    let snapshot =
+        snapshot::compile(&config, &text, &registries).map_err(|errors| config::ConfigErrors {
             file: opts.config_path.clone(),
             errors,
-        }
-    })?;
-    registries.metrics.config_loaded(true, Some(&snapshot.version));
+        })?;
+    registries
+        .metrics
+        .config_loaded(true, Some(&snapshot.version));
     if !opts.upgrade {
         check_listeners_free(&config, &opts.config_path)?;
     }
@@ -72,7 +73,10 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         admin.add_tcp(&config.admin.address.to_string());
         server.add_service(admin);
     }
-    server.add_service(background_service("health checks", HealthChecker::new(store.clone())));
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker::new(store.clone()),
+    ));
     server.add_service(background_service(
         "config reload",
         ReloadOnSignal {

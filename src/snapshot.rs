@@ -116,7 +116,11 @@ pub fn version_of(text: &str) -> String {
 
 /// Build a snapshot from a validated config. Fails on what only shows when building, such as a
 /// target name that does not resolve.
-pub fn compile(config: &Config, text: &str, reg: &Registries) -> Result<Snapshot, Vec<ConfigError>> {
+pub fn compile(
+    config: &Config,
+    text: &str,
+    reg: &Registries,
+) -> Result<Snapshot, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut pools: HashMap<&str, Arc<Pool>> = HashMap::new();
     for (name, pool_config) in &config.upstreams {
@@ -138,7 +142,9 @@ pub fn compile(config: &Config, text: &str, reg: &Registries) -> Result<Snapshot
                 router.insert(&spec, route.clone());
                 routes.push(route);
             }
-            Err((key, message)) => errors.push(ConfigError::new(format!("routes[{i}]{key}"), message)),
+            Err((key, message)) => {
+                errors.push(ConfigError::new(format!("routes[{i}]{key}"), message))
+            }
         }
     }
     if !errors.is_empty() {
@@ -184,9 +190,12 @@ fn compile_route(
         .collect::<Result<Vec<_>, _>>()?;
     let action = match (&rc.upstream, &rc.respond) {
         (Some(name), _) => {
-            let pool = pools
-                .get(name.as_str())
-                .ok_or_else(|| (".upstream".to_string(), format!("unknown upstream {name:?}")))?;
+            let pool = pools.get(name.as_str()).ok_or_else(|| {
+                (
+                    ".upstream".to_string(),
+                    format!("unknown upstream {name:?}"),
+                )
+            })?;
             let rewrite = match (&rc.prefix_rewrite, rc.strip_prefix) {
                 (Some(r), _) => PathRewrite::ReplacePrefix(r.clone()),
                 (None, true) => PathRewrite::StripPrefix,
@@ -198,14 +207,26 @@ fn compile_route(
             }
         }
         (None, Some(r)) => RouteAction::Respond(compile_response(r)?),
-        (None, None) => return Err((String::new(), "a route needs `upstream` or `respond`".into())),
+        (None, None) => {
+            return Err((
+                String::new(),
+                "a route needs `upstream` or `respond`".into(),
+            ))
+        }
     };
     let route = Route {
         name: rc.name.clone(),
         action,
         metrics: reg.metrics.route(&rc.name),
     };
-    Ok((RouteSpec { hosts, path, methods }, route))
+    Ok((
+        RouteSpec {
+            hosts,
+            path,
+            methods,
+        },
+        route,
+    ))
 }
 
 fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, CompileError> {
@@ -213,7 +234,12 @@ fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, CompileE
         .map_err(|_| (".respond.status".to_string(), "invalid status".to_string()))?;
     let mut headers = Vec::with_capacity(r.headers.len());
     for (name, value) in &r.headers {
-        let bad = || (format!(".respond.headers.{name}"), "invalid header".to_string());
+        let bad = || {
+            (
+                format!(".respond.headers.{name}"),
+                "invalid header".to_string(),
+            )
+        };
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_str(value).map_err(|_| bad())?;
         headers.push((name, value));
@@ -263,7 +289,11 @@ pub fn load_file(path: &Path, reg: &Registries) -> Result<Snapshot, ConfigErrors
 
 /// Reload from `path`: on success swap the snapshot in; on failure keep serving the current one.
 /// Either way the outcome is logged and counted.
-pub fn reload(path: &Path, store: &SnapshotStore, reg: &Registries) -> Result<String, ConfigErrors> {
+pub fn reload(
+    path: &Path,
+    store: &SnapshotStore,
+    reg: &Registries,
+) -> Result<String, ConfigErrors> {
     match load_file(path, reg) {
         Ok(snapshot) => {
             let summary = snapshot.summary();

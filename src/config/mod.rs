@@ -235,7 +235,8 @@ mod tests {
             .any(|e| e.starts_with("upstreams.a.rate_limt: unknown field `rate_limt`")));
         assert!(errs
             .iter()
-            .any(|e| e.starts_with("routes[0].pathprefix: unknown field `pathprefix`, expected one of")));
+            .any(|e| e
+                .starts_with("routes[0].pathprefix: unknown field `pathprefix`, expected one of")));
     }
 
     #[test]
@@ -312,6 +313,8 @@ mod tests {
             "#,
         );
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("routes[1]: matches the same host, path and method as routes[0]"));
+        assert!(
+            errs[0].starts_with("routes[1]: matches the same host, path and method as routes[0]")
+        );
     }
 }

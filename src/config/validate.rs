@@ -76,7 +76,10 @@ fn validate_upstream(path: &str, pool: &UpstreamConfig, errors: &mut Vec<ConfigE
                 "must be between 1 and 1000",
             ));
         }
-        if t.address.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+        if t.address
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
             errors.push(ConfigError::new(
                 format!("{path}.targets[{i}].address"),
                 format!("{:?} is not `host:port`", t.address),
@@ -128,7 +131,10 @@ fn validate_health_check(path: &str, hc: &HealthCheckConfig, errors: &mut Vec<Co
         ("unhealthy_threshold", hc.unhealthy_threshold),
     ] {
         if value == 0 {
-            errors.push(ConfigError::new(format!("{path}.{key}"), "must be at least 1"));
+            errors.push(ConfigError::new(
+                format!("{path}.{key}"),
+                "must be at least 1",
+            ));
         }
     }
 }
@@ -140,7 +146,8 @@ fn require_positive(path: &str, value: Duration, errors: &mut Vec<ConfigError>) 
 }
 
 fn validate_route(path: &str, route: &RouteConfig, config: &Config, errors: &mut Vec<ConfigError>) {
-    let mut err = |key: &str, msg: String| errors.push(ConfigError::new(format!("{path}{key}"), msg));
+    let mut err =
+        |key: &str, msg: String| errors.push(ConfigError::new(format!("{path}{key}"), msg));
     if route.name.is_empty() {
         err(".name", "must not be empty".into());
     }
@@ -159,7 +166,10 @@ fn validate_route(path: &str, route: &RouteConfig, config: &Config, errors: &mut
         if !METHODS.contains(&m.to_ascii_uppercase().as_str()) {
             err(
                 &format!(".methods[{i}]"),
-                format!("unknown method {m:?}, expected one of {}", METHODS.join(", ")),
+                format!(
+                    "unknown method {m:?}, expected one of {}",
+                    METHODS.join(", ")
+                ),
             );
         }
     }
@@ -173,13 +183,22 @@ fn validate_route(path: &str, route: &RouteConfig, config: &Config, errors: &mut
     }
     if route.strip_prefix || route.prefix_rewrite.is_some() {
         if route.path_prefix.is_none() {
-            err("", "`strip_prefix` and `prefix_rewrite` need `path_prefix`".into());
+            err(
+                "",
+                "`strip_prefix` and `prefix_rewrite` need `path_prefix`".into(),
+            );
         }
         if route.strip_prefix && route.prefix_rewrite.is_some() {
-            err("", "set either `strip_prefix` or `prefix_rewrite`, not both".into());
+            err(
+                "",
+                "set either `strip_prefix` or `prefix_rewrite`, not both".into(),
+            );
         }
         if route.respond.is_some() {
-            err("", "`strip_prefix` and `prefix_rewrite` only apply to `upstream` routes".into());
+            err(
+                "",
+                "`strip_prefix` and `prefix_rewrite` only apply to `upstream` routes".into(),
+            );
         }
     }
     if let Some(p) = &route.prefix_rewrite {
@@ -191,9 +210,15 @@ fn validate_route(path: &str, route: &RouteConfig, config: &Config, errors: &mut
         }
         for (name, value) in &respond.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                err(&format!(".respond.headers.{name}"), "invalid header name".into());
+                err(
+                    &format!(".respond.headers.{name}"),
+                    "invalid header name".into(),
+                );
             } else if http::HeaderValue::from_str(value).is_err() {
-                err(&format!(".respond.headers.{name}"), "invalid header value".into());
+                err(
+                    &format!(".respond.headers.{name}"),
+                    "invalid header value".into(),
+                );
             }
         }
     }
@@ -230,7 +255,11 @@ fn check_overlapping_routes(routes: &[RouteConfig], errors: &mut Vec<ConfigError
         let methods: Vec<String> = if route.methods.is_empty() {
             vec!["*".to_string()]
         } else {
-            route.methods.iter().map(|m| m.to_ascii_uppercase()).collect()
+            route
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect()
         };
         'outer: for host in &hosts {
             for method in &methods {

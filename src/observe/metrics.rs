@@ -16,7 +16,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 /// All metric families of the process.
@@ -56,7 +58,10 @@ impl Metrics {
             requests: register(
                 r,
                 IntCounterVec::new(
-                    Opts::new("gatehouse_requests_total", "Requests by route, method and status class."),
+                    Opts::new(
+                        "gatehouse_requests_total",
+                        "Requests by route, method and status class.",
+                    ),
                     &["route", "method", "status"],
                 )
                 .expect("valid counter"),
@@ -248,12 +253,24 @@ mod tests {
         let now = SystemTime::now();
         r.observe(&http::Method::GET, 200, Duration::from_millis(3), now);
         r.observe(&http::Method::GET, 204, Duration::from_millis(3), now);
-        r.observe(&"PURGE".parse().unwrap(), 503, Duration::from_millis(3), now);
+        r.observe(
+            &"PURGE".parse().unwrap(),
+            503,
+            Duration::from_millis(3),
+            now,
+        );
         r.observe(&http::Method::POST, 0, Duration::from_millis(3), now);
         let t = text(&m);
-        assert!(t.contains(r#"gatehouse_requests_total{method="GET",route="users",status="2xx"} 2"#), "{t}");
-        assert!(t.contains(r#"gatehouse_requests_total{method="OTHER",route="users",status="5xx"} 1"#));
-        assert!(t.contains(r#"gatehouse_requests_total{method="POST",route="users",status="none"} 1"#));
+        assert!(
+            t.contains(r#"gatehouse_requests_total{method="GET",route="users",status="2xx"} 2"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"gatehouse_requests_total{method="OTHER",route="users",status="5xx"} 1"#)
+        );
+        assert!(
+            t.contains(r#"gatehouse_requests_total{method="POST",route="users",status="none"} 1"#)
+        );
         assert!(t.contains(r#"gatehouse_request_duration_seconds_count{route="users"} 4"#));
         assert!(t.contains("gatehouse_route_last_request_timestamp_seconds{route=\"users\"} 1"));
     }

@@ -195,9 +195,15 @@ mod tests {
 
     #[test]
     fn rewrites_produce_the_upstream_uri() {
-        assert_eq!(routed("/strip/a?x=1"), ("strip".into(), Some("/a?x=1".into())));
+        assert_eq!(
+            routed("/strip/a?x=1"),
+            ("strip".into(), Some("/a?x=1".into()))
+        );
         assert_eq!(routed("/strip"), ("strip".into(), Some("/".into())));
-        assert_eq!(routed("/old/a/b"), ("replace".into(), Some("/new/a/b".into())));
+        assert_eq!(
+            routed("/old/a/b"),
+            ("replace".into(), Some("/new/a/b".into()))
+        );
         assert_eq!(routed("/old"), ("replace".into(), Some("/new/".into())));
         assert_eq!(routed("/keep/x?q"), ("keep".into(), None));
         assert_eq!(routed("/mock"), ("mock".into(), None));
@@ -215,7 +221,10 @@ mod tests {
     fn rejections() {
         let s = snapshot();
         let check = |r: RequestHeader| route_request(&s, &r).unwrap_err();
-        assert_eq!(check(req("GET", "/nope", &[("host", "h")])), Rejection::NotFound);
+        assert_eq!(
+            check(req("GET", "/nope", &[("host", "h")])),
+            Rejection::NotFound
+        );
         assert_eq!(
             check(req("POST", "/keep", &[("host", "h")])),
             Rejection::MethodNotAllowed("GET, HEAD".into())
@@ -232,14 +241,26 @@ mod tests {
             check(req(
                 "POST",
                 "/keep",
-                &[("host", "h"), ("content-length", "3"), ("transfer-encoding", "chunked")]
+                &[
+                    ("host", "h"),
+                    ("content-length", "3"),
+                    ("transfer-encoding", "chunked")
+                ]
             ))
             .status(),
             400
         );
         assert_eq!(
-            check(req("GET", "/keep", &[("host", "h"), ("content-length", "3"), ("content-length", "4")]))
-                .status(),
+            check(req(
+                "GET",
+                "/keep",
+                &[
+                    ("host", "h"),
+                    ("content-length", "3"),
+                    ("content-length", "4")
+                ]
+            ))
+            .status(),
             400
         );
         assert_eq!(check(req("GET", "/bad%zz", &[("host", "h")])).status(), 400);

@@ -101,7 +101,12 @@ pub fn remove_hop_by_hop(headers: &mut impl EditHeaders, keep_upgrade: bool) {
         }
         headers.remove(&header::CONNECTION);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRAILER] {
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+    ] {
         if headers.map().contains_key(name) {
             headers.remove(name);
         }
@@ -176,7 +181,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -228,7 +236,10 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
-        assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"api.example.com\";proto=http");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";host=\"api.example.com\";proto=http"
+        );
         assert_eq!(h["x-request-id"], "abc");
     }
 }

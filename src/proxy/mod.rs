@@ -104,9 +104,16 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let Some(pool) = proxied_pool(ctx).cloned() else {
-            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a proxy route");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream_peer without a proxy route",
+            );
         };
         let req = session.req_header();
         let input = SelectInput {
@@ -116,7 +123,10 @@ impl ProxyHttp for Gateway {
         };
         let Some(index) = pool.select(&input, ctx.upstream.failed) else {
             ctx.error = Some("no healthy upstream target");
-            return Error::e_explain(ErrorType::HTTPStatus(503), format!("no healthy target in upstream {}", pool.name));
+            return Error::e_explain(
+                ErrorType::HTTPStatus(503),
+                format!("no healthy target in upstream {}", pool.name),
+            );
         };
         ctx.upstream.target = Some(index);
         ctx.upstream.attempts += 1;
@@ -168,7 +178,11 @@ impl ProxyHttp for Gateway {
             .uri
             .authority()
             .map(|a| a.as_str())
-            .or_else(|| session.get_header(header::HOST).and_then(|v| v.to_str().ok()));
+            .or_else(|| {
+                session
+                    .get_header(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            });
         let info = forward::ForwardInfo {
             client_ip: ctx.client_ip,
             proto: "http",
@@ -209,7 +223,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let (status, message) = respond::status_for_error(e);
         let message = ctx.error.unwrap_or(message);
         if ctx.error.is_none() && status != 0 {
@@ -257,7 +276,9 @@ impl ProxyHttp for Gateway {
             .map(|a| a.as_str())
             .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
             .unwrap_or("");
-        let target = pool.zip(ctx.upstream.target).map(|(p, i)| p.targets[i].label.as_str());
+        let target = pool
+            .zip(ctx.upstream.target)
+            .map(|(p, i)| p.targets[i].label.as_str());
         log.log(&AccessEntry {
             time: humantime::format_rfc3339_millis(wall).to_string(),
             request_id: ctx.request_id.to_str().unwrap_or(""),

@@ -101,13 +101,34 @@ mod tests {
     #[test]
     fn upstream_failures_map_to_gateway_statuses() {
         use ErrorType::*;
-        assert_eq!(status_for_error(&err(ConnectRefused, ErrorSource::Upstream)).0, 502);
-        assert_eq!(status_for_error(&err(ConnectTimedout, ErrorSource::Upstream)).0, 504);
-        assert_eq!(status_for_error(&err(ReadTimedout, ErrorSource::Upstream)).0, 504);
-        assert_eq!(status_for_error(&err(H1Error, ErrorSource::Upstream)).0, 502);
-        assert_eq!(status_for_error(&err(HTTPStatus(503), ErrorSource::Internal)).0, 503);
-        assert_eq!(status_for_error(&err(ConnectionClosed, ErrorSource::Downstream)).0, 0);
-        assert_eq!(status_for_error(&err(InvalidHTTPHeader, ErrorSource::Downstream)).0, 400);
+        assert_eq!(
+            status_for_error(&err(ConnectRefused, ErrorSource::Upstream)).0,
+            502
+        );
+        assert_eq!(
+            status_for_error(&err(ConnectTimedout, ErrorSource::Upstream)).0,
+            504
+        );
+        assert_eq!(
+            status_for_error(&err(ReadTimedout, ErrorSource::Upstream)).0,
+            504
+        );
+        assert_eq!(
+            status_for_error(&err(H1Error, ErrorSource::Upstream)).0,
+            502
+        );
+        assert_eq!(
+            status_for_error(&err(HTTPStatus(503), ErrorSource::Internal)).0,
+            503
+        );
+        assert_eq!(
+            status_for_error(&err(ConnectionClosed, ErrorSource::Downstream)).0,
+            0
+        );
+        assert_eq!(
+            status_for_error(&err(InvalidHTTPHeader, ErrorSource::Downstream)).0,
+            400
+        );
     }
 
     #[test]

@@ -275,7 +275,9 @@ impl<T> Router<T> {
 /// Lowercase host without port or trailing dot, borrowed when already lowercase.
 fn host_key<'a>(host: &'a str, buf: &'a mut [u8; 256]) -> Option<&'a str> {
     let host = if host.starts_with('[') {
-        host.split_once(']').map_or(host, |(h, _)| h).trim_start_matches('[')
+        host.split_once(']')
+            .map_or(host, |(h, _)| h)
+            .trim_start_matches('[')
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };

@@ -114,7 +114,10 @@ mod tests {
             normalize_path(b"/api/v1/users"),
             Some(Cow::Borrowed(_))
         ));
-        assert!(matches!(normalize_path(b"/a.b/c..d/"), Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            normalize_path(b"/a.b/c..d/"),
+            Some(Cow::Borrowed(_))
+        ));
     }
 
     #[test]

@@ -2,7 +2,10 @@ use super::*;
 
 fn spec(hosts: &[&str], path: PathPattern, methods: &[&str]) -> RouteSpec {
     RouteSpec {
-        hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),
+        hosts: hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).unwrap())
+            .collect(),
         path,
         methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
     }
@@ -39,9 +42,18 @@ fn exact_path_beats_longest_prefix_beats_shorter_prefix() {
         ("users", spec(&[], prefix("/api/users/"), &[])),
         ("me", spec(&[], exact("/api/users/me"), &[])),
     ]);
-    assert_eq!(found(&r, "h", "GET", "/api/users/me").as_deref(), Some("me"));
-    assert_eq!(found(&r, "h", "GET", "/api/users/me/x").as_deref(), Some("users"));
-    assert_eq!(found(&r, "h", "GET", "/api/users").as_deref(), Some("users"));
+    assert_eq!(
+        found(&r, "h", "GET", "/api/users/me").as_deref(),
+        Some("me")
+    );
+    assert_eq!(
+        found(&r, "h", "GET", "/api/users/me/x").as_deref(),
+        Some("users")
+    );
+    assert_eq!(
+        found(&r, "h", "GET", "/api/users").as_deref(),
+        Some("users")
+    );
     assert_eq!(found(&r, "h", "GET", "/api/other").as_deref(), Some("api"));
     assert_eq!(found(&r, "h", "GET", "/api").as_deref(), Some("api"));
     assert_eq!(found(&r, "h", "GET", "/apix").as_deref(), Some("root"));
@@ -76,12 +88,30 @@ fn exact_host_beats_wildcard_beats_any_host() {
         ("deep", spec(&["*.eu.example.com"], prefix("/"), &[])),
         ("exact", spec(&["api.example.com"], prefix("/"), &[])),
     ]);
-    assert_eq!(found(&r, "api.example.com", "GET", "/").as_deref(), Some("exact"));
-    assert_eq!(found(&r, "API.Example.COM:8080", "GET", "/").as_deref(), Some("exact"));
-    assert_eq!(found(&r, "api.example.com.", "GET", "/").as_deref(), Some("exact"));
-    assert_eq!(found(&r, "x.example.com", "GET", "/").as_deref(), Some("wild"));
-    assert_eq!(found(&r, "a.b.example.com", "GET", "/").as_deref(), Some("wild"));
-    assert_eq!(found(&r, "x.eu.example.com", "GET", "/").as_deref(), Some("deep"));
+    assert_eq!(
+        found(&r, "api.example.com", "GET", "/").as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        found(&r, "API.Example.COM:8080", "GET", "/").as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        found(&r, "api.example.com.", "GET", "/").as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        found(&r, "x.example.com", "GET", "/").as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        found(&r, "a.b.example.com", "GET", "/").as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        found(&r, "x.eu.example.com", "GET", "/").as_deref(),
+        Some("deep")
+    );
     assert_eq!(found(&r, "example.com", "GET", "/").as_deref(), Some("any"));
     assert_eq!(found(&r, "other.org", "GET", "/").as_deref(), Some("any"));
 }
@@ -92,8 +122,14 @@ fn host_tables_fall_through_when_they_have_no_path() {
         ("any-health", spec(&[], exact("/health"), &[])),
         ("api", spec(&["api.example.com"], prefix("/v1"), &[])),
     ]);
-    assert_eq!(found(&r, "api.example.com", "GET", "/health").as_deref(), Some("any-health"));
-    assert_eq!(found(&r, "api.example.com", "GET", "/v1/x").as_deref(), Some("api"));
+    assert_eq!(
+        found(&r, "api.example.com", "GET", "/health").as_deref(),
+        Some("any-health")
+    );
+    assert_eq!(
+        found(&r, "api.example.com", "GET", "/v1/x").as_deref(),
+        Some("api")
+    );
     assert_eq!(found(&r, "other", "GET", "/v1/x"), None);
 }
 
@@ -107,7 +143,10 @@ fn method_specific_beats_any_method_and_get_implies_head() {
     assert_eq!(found(&r, "h", "GET", "/items/1").as_deref(), Some("read"));
     assert_eq!(found(&r, "h", "HEAD", "/items/1").as_deref(), Some("read"));
     assert_eq!(found(&r, "h", "PUT", "/items/1").as_deref(), Some("write"));
-    assert_eq!(found(&r, "h", "DELETE", "/items/1").as_deref(), Some("rest"));
+    assert_eq!(
+        found(&r, "h", "DELETE", "/items/1").as_deref(),
+        Some("rest")
+    );
 }
 
 #[test]
@@ -121,7 +160,10 @@ fn wrong_method_gives_allow_list_and_less_specific_paths_still_match() {
         RouteMatch::MethodNotAllowed("GET, HEAD, POST".into())
     );
     assert_eq!(found(&r, "h", "GET", "/items/new").as_deref(), Some("read"));
-    assert_eq!(r.lookup(None, &Method::GET, b"/nothing"), RouteMatch::NotFound);
+    assert_eq!(
+        r.lookup(None, &Method::GET, b"/nothing"),
+        RouteMatch::NotFound
+    );
 }
 
 #[test]

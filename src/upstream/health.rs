@@ -114,10 +114,7 @@ impl HealthRegistry {
     /// Called while compiling a config, never per request.
     pub fn state(&self, pool: &str, addr: SocketAddr) -> Arc<TargetState> {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states
-            .entry((pool.to_string(), addr))
-            .or_default()
-            .clone()
+        states.entry((pool.to_string(), addr)).or_default().clone()
     }
 }
 
@@ -241,7 +238,11 @@ mod tests {
         assert_eq!(s.record_check(false, &hc), Some(false));
         assert!(!s.is_available(now_millis()));
         assert_eq!(s.record_check(true, &hc), None);
-        assert_eq!(s.record_check(false, &hc), None, "a failure resets the pass streak");
+        assert_eq!(
+            s.record_check(false, &hc),
+            None,
+            "a failure resets the pass streak"
+        );
         assert_eq!(s.record_check(true, &hc), None);
         assert_eq!(s.record_check(true, &hc), Some(true));
         assert!(s.is_available(now_millis()));

@@ -34,9 +34,7 @@ impl HashKey {
                 .strip_prefix("header:")
                 .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
                 .map(Self::Header)
-                .ok_or_else(|| {
-                    format!("{s:?} is not one of `client_ip`, `path`, `header:NAME`")
-                }),
+                .ok_or_else(|| format!("{s:?} is not one of `client_ip`, `path`, `header:NAME`")),
         }
     }
 }
@@ -195,7 +193,11 @@ impl Pool {
 
     /// The Pingora peer for a target, with this pool's timeouts.
     pub fn peer(&self, index: usize) -> Box<HttpPeer> {
-        let mut peer = Box::new(HttpPeer::new(self.targets[index].addr, false, String::new()));
+        let mut peer = Box::new(HttpPeer::new(
+            self.targets[index].addr,
+            false,
+            String::new(),
+        ));
         let o = &mut peer.options;
         o.connection_timeout = Some(self.connect_timeout);
         o.read_timeout = Some(self.read_timeout);

@@ -108,7 +108,12 @@ fn unresolvable_target_is_a_config_error() {
         weight: 1,
     });
     let metrics = Metrics::new();
-    let err = Pool::compile("p", &config, &HealthRegistry::default(), metrics.upstream("p"))
-        .unwrap_err();
+    let err = Pool::compile(
+        "p",
+        &config,
+        &HealthRegistry::default(),
+        metrics.upstream("p"),
+    )
+    .unwrap_err();
     assert_eq!(err.0, "targets[1].address");
 }

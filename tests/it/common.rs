@@ -51,7 +51,11 @@ impl Gateway {
         let port = free_port();
         let admin_port = free_port();
         let config_path = dir.path().join("gatehouse.toml");
-        std::fs::write(&config_path, Self::config(dir.path(), port, admin_port, body)).unwrap();
+        std::fs::write(
+            &config_path,
+            Self::config(dir.path(), port, admin_port, body),
+        )
+        .unwrap();
         let child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(&config_path)
@@ -90,7 +94,11 @@ impl Gateway {
             if up(self.port) && up(self.admin_port) {
                 return;
             }
-            assert!(Instant::now() < deadline, "gatehouse did not start: {}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not start: {}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -212,12 +220,19 @@ impl Upstream {
                 "uri": req.uri().to_string(),
                 "headers": headers,
             });
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let mut info = info;
             info["body_len"] = body.len().into();
             let mut resp = Response::new(full(info.to_string()));
-            resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
-            resp.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
+            resp.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            resp.headers_mut()
+                .insert("keep-alive", "timeout=5".parse().unwrap());
             resp
         })
         .await

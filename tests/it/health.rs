@@ -45,7 +45,10 @@ async fn failing_health_checks_take_a_target_out_and_passing_ones_bring_it_back(
         a.address(),
         b.address()
     ));
-    let b_label = format!("gatehouse_upstream_healthy{{target=\"{}\",upstream=\"pool\"}}", b.address());
+    let b_label = format!(
+        "gatehouse_upstream_healthy{{target=\"{}\",upstream=\"pool\"}}",
+        b.address()
+    );
     assert!(names_seen(&gw, 10).await.contains(&"b".to_string()));
 
     b_ok.store(false, Ordering::SeqCst);
@@ -54,7 +57,10 @@ async fn failing_health_checks_take_a_target_out_and_passing_ones_bring_it_back(
     })
     .await;
     assert!(out, "b never reported unhealthy");
-    assert!(names_seen(&gw, 20).await.iter().all(|n| n == "a"), "unhealthy b got traffic");
+    assert!(
+        names_seen(&gw, 20).await.iter().all(|n| n == "a"),
+        "unhealthy b got traffic"
+    );
 
     b_ok.store(true, Ordering::SeqCst);
     let back = eventually(Duration::from_secs(10), || async {
@@ -64,7 +70,10 @@ async fn failing_health_checks_take_a_target_out_and_passing_ones_bring_it_back(
     assert!(back, "b never came back");
     assert!(names_seen(&gw, 10).await.contains(&"b".to_string()));
     let log = gw.stderr();
-    assert!(log.contains("target unhealthy") && log.contains("target healthy"), "{log}");
+    assert!(
+        log.contains("target unhealthy") && log.contains("target healthy"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

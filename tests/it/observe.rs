@@ -56,9 +56,15 @@ async fn metrics_endpoint_reports_requests_by_route_name() {
         .spawn()
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let report = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         // promtool exits 3 for lint warnings only; errors exit 1.
         assert_ne!(out.status.code(), Some(1), "promtool: {report}");
         assert!(!report.contains("error"), "promtool: {report}");
@@ -66,7 +72,14 @@ async fn metrics_endpoint_reports_requests_by_route_name() {
 
     let health = c.get(gw.admin_url("/-/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = c.get(gw.admin_url("/-/ready")).send().await.unwrap().json().await.unwrap();
+    let ready: serde_json::Value = c
+        .get(gw.admin_url("/-/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["ready"], true);
 }
 
@@ -81,10 +94,16 @@ async fn access_log_has_one_json_line_per_request_without_secrets() {
         .await
         .unwrap();
     client().get(gw.url("/nope")).send().await.unwrap();
-    let found = eventually(Duration::from_secs(5), || async { gw.access_log().len() >= 2 }).await;
+    let found = eventually(Duration::from_secs(5), || async {
+        gw.access_log().len() >= 2
+    })
+    .await;
     assert!(found, "no access log lines");
     let lines = gw.access_log();
-    let hello = lines.iter().find(|l| l["request_id"] == "trace-me").expect("line for request");
+    let hello = lines
+        .iter()
+        .find(|l| l["request_id"] == "trace-me")
+        .expect("line for request");
     assert_eq!(hello["method"], "GET");
     assert_eq!(hello["path"], "/hello");
     assert_eq!(hello["route"], "hello");
@@ -97,7 +116,10 @@ async fn access_log_has_one_json_line_per_request_without_secrets() {
     assert_eq!(missing["status"], 404);
     assert_eq!(missing["error"], "no route for this request");
     let raw = std::fs::read_to_string(gw.dir.path().join("stdout.log")).unwrap();
-    assert!(!raw.contains("supersecret"), "secrets leaked into the access log");
+    assert!(
+        !raw.contains("supersecret"),
+        "secrets leaked into the access log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,7 +133,9 @@ async fn access_log_can_go_to_a_file_or_be_off() {
     ));
     client().get(gw.url("/hello")).send().await.unwrap();
     let written = eventually(Duration::from_secs(5), || async {
-        std::fs::read_to_string(&path).unwrap_or_default().contains("\"route\":\"hello\"")
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("\"route\":\"hello\"")
     })
     .await;
     assert!(written);
@@ -146,10 +170,20 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
     write("[[routes]]\nname = \"broken\"\nupstream = \"nowhere\"\n");
     gw.signal("HUP");
     let counted = eventually(Duration::from_secs(5), || async {
-        gw.metrics().await.contains(r#"gatehouse_config_reload_total{result="error"} 1"#)
+        gw.metrics()
+            .await
+            .contains(r#"gatehouse_config_reload_total{result="error"} 1"#)
     })
     .await;
     assert!(counted, "failed reload not counted");
-    assert_eq!(client().get(gw.url("/new")).send().await.unwrap().status(), 200);
-    assert!(gw.stderr().contains("routes[0].upstream: unknown upstream \\\"nowhere\\\""), "{}", gw.stderr());
+    assert_eq!(
+        client().get(gw.url("/new")).send().await.unwrap().status(),
+        200
+    );
+    assert!(
+        gw.stderr()
+            .contains("routes[0].upstream: unknown upstream \"nowhere\""),
+        "{}",
+        gw.stderr()
+    );
 }

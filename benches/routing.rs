@@ -1,5 +1,7 @@
 //! Route lookup cost with 10, 1,000 and 10,000 routes: it must stay flat.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use gatehouse::routing::{normalize_path, HostPattern, PathPattern, RouteSpec, Router};
 use http::Method;

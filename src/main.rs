@@ -76,7 +76,13 @@ fn main() -> ExitCode {
 }
 
 fn check(path: PathBuf) -> ExitCode {
-    let registries = snapshot::Registries::new();
+    let registries = match snapshot::Registries::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: cannot set up metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match snapshot::load_file(&path, &registries) {
         Ok(snapshot) => {
             println!("{}: ok, {}", path.display(), snapshot.summary());

@@ -25,7 +25,7 @@ pub struct RunOptions {
 
 /// Load the config and serve until shutdown. Returns only on a startup error.
 pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
-    let registries = Arc::new(Registries::new());
+    let registries = Arc::new(Registries::new()?);
     let (config, text) = config::load(&opts.config_path)?;
     let snapshot =
         snapshot::compile(&config, &text, &registries).map_err(|errors| config::ConfigErrors {

@@ -25,17 +25,11 @@ pub struct Registries {
 }
 
 impl Registries {
-    pub fn new() -> Self {
-        Self {
-            metrics: Metrics::new(),
+    pub fn new() -> prometheus::Result<Self> {
+        Ok(Self {
+            metrics: Metrics::new()?,
             health: HealthRegistry::default(),
-        }
-    }
-}
-
-impl Default for Registries {
-    fn default() -> Self {
-        Self::new()
+        })
     }
 }
 

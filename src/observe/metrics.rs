@@ -35,26 +35,26 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
 }
 
-// Registration only fails on duplicate or malformed names, which are fixed in this file.
-#[allow(clippy::expect_used)]
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names in this file are unique and valid");
-    metric
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<T>,
+) -> prometheus::Result<T> {
+    let metric = metric?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
-#[allow(clippy::expect_used)]
 impl Metrics {
-    /// Create and register every family.
-    pub fn new() -> Arc<Self> {
+    /// Create and register every family. Fails only on a malformed or duplicate metric name,
+    /// i.e. a bug in this file, which the unit tests catch.
+    pub fn new() -> prometheus::Result<Arc<Self>> {
         let registry = Registry::new();
         let r = &registry;
         let latency = |name: &str, help: &str, labels: &[&str]| {
             let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-            register(r, HistogramVec::new(opts, labels).expect("valid histogram"))
+            register(r, HistogramVec::new(opts, labels))
         };
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             requests: register(
                 r,
                 IntCounterVec::new(
@@ -63,14 +63,13 @@ impl Metrics {
                         "Requests by route, method and status class.",
                     ),
                     &["route", "method", "status"],
-                )
-                .expect("valid counter"),
-            ),
+                ),
+            )?,
             request_duration: latency(
                 "gatehouse_request_duration_seconds",
                 "Time from request start to the end of the response, by route.",
                 &["route"],
-            ),
+            )?,
             route_last_request: register(
                 r,
                 GaugeVec::new(
@@ -79,14 +78,13 @@ impl Metrics {
                         "Unix time of the last request on each route.",
                     ),
                     &["route"],
-                )
-                .expect("valid gauge"),
-            ),
+                ),
+            )?,
             upstream_duration: latency(
                 "gatehouse_upstream_duration_seconds",
                 "Time from choosing a target to its response header, by upstream pool.",
                 &["upstream"],
-            ),
+            )?,
             upstream_healthy: register(
                 r,
                 IntGaugeVec::new(
@@ -95,17 +93,15 @@ impl Metrics {
                         "1 when the target passes active health checks, else 0.",
                     ),
                     &["upstream", "target"],
-                )
-                .expect("valid gauge"),
-            ),
+                ),
+            )?,
             config_reloads: register(
                 r,
                 IntCounterVec::new(
                     Opts::new("gatehouse_config_reload_total", "Config loads by result."),
                     &["result"],
-                )
-                .expect("valid counter"),
-            ),
+                ),
+            )?,
             config_version: register(
                 r,
                 IntGaugeVec::new(
@@ -114,19 +110,17 @@ impl Metrics {
                         "1 for the version (content hash) of the config in use.",
                     ),
                     &["version"],
-                )
-                .expect("valid gauge"),
-            ),
+                ),
+            )?,
             access_log_dropped: register(
                 r,
                 IntCounter::new(
                     "gatehouse_access_log_dropped_total",
                     "Access log lines dropped because the writer fell behind.",
-                )
-                .expect("valid counter"),
-            ),
+                ),
+            )?,
             registry,
-        })
+        }))
     }
 
     /// Handles for one route.
@@ -197,8 +191,13 @@ impl RouteMetrics {
             })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
+        // Whole seconds, written at most once a second: every worker thread would otherwise
+        // write this shared cache line on every request.
         if let Ok(t) = now.duration_since(SystemTime::UNIX_EPOCH) {
-            self.last_request.set(t.as_secs_f64());
+            let secs = t.as_secs() as f64;
+            if self.last_request.get() < secs {
+                self.last_request.set(secs);
+            }
         }
     }
 }
@@ -248,7 +247,7 @@ mod tests {
 
     #[test]
     fn route_requests_are_counted_by_method_and_status_class() {
-        let m = Metrics::new();
+        let m = Metrics::new().unwrap();
         let r = m.route("users");
         let now = SystemTime::now();
         r.observe(&http::Method::GET, 200, Duration::from_millis(3), now);
@@ -277,7 +276,7 @@ mod tests {
 
     #[test]
     fn config_version_keeps_only_the_current_one() {
-        let m = Metrics::new();
+        let m = Metrics::new().unwrap();
         m.config_loaded(true, Some("aaa"));
         m.config_loaded(false, None);
         m.config_loaded(true, Some("bbb"));

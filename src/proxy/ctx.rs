@@ -14,8 +14,8 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     pub client_ip: Option<IpAddr>,
     pub route: Option<Arc<Route>>,
-    /// Path and query to send upstream when they differ from the client's.
-    pub upstream_uri: Option<String>,
+    /// Request target to send upstream when it differs from the client's.
+    pub upstream_uri: Option<http::Uri>,
     pub upstream: UpstreamInfo,
     /// Client-facing reason when the gateway refused or failed the request.
     pub error: Option<&'static str>,
@@ -26,8 +26,8 @@ pub struct RequestCtx {
 pub struct UpstreamInfo {
     /// Index into the route's pool targets.
     pub target: Option<usize>,
-    /// Target that failed to connect, avoided on retry.
-    pub failed: Option<usize>,
+    /// Bit per target index (the first 64) that failed to connect, avoided on retry.
+    pub failed: u64,
     pub attempts: u8,
     pub selected_at: Option<Instant>,
     pub header_at: Option<Instant>,

@@ -3,7 +3,8 @@
 
 use crate::routing::{normalize_path, RouteMatch};
 use crate::snapshot::{PathRewrite, Route, RouteAction, Snapshot};
-use http::{header, Version};
+use bytes::Bytes;
+use http::{header, Uri, Version};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,29 +40,56 @@ impl Rejection {
 #[derive(Debug)]
 pub struct Routed {
     pub route: Arc<Route>,
-    /// New path and query for the upstream when it differs from what the client sent.
-    pub upstream_uri: Option<String>,
+    /// New request target for the upstream when it differs from what the client sent.
+    pub upstream_uri: Option<Uri>,
 }
 
 /// Check the request's framing and target, then find its route.
 pub fn route_request(snapshot: &Snapshot, req: &RequestHeader) -> Result<Routed, Rejection> {
     check_framing(req)?;
     let host = request_host(req)?;
-    let raw_path = req.uri.path();
-    let path =
-        normalize_path(raw_path.as_bytes()).ok_or(Rejection::BadRequest("invalid request path"))?;
+    let origin_form = check_target(req.raw_path())?;
+    let path = normalize_path(req.uri.path().as_bytes())
+        .ok_or(Rejection::BadRequest("invalid request path"))?;
     match snapshot.router.lookup(host, &req.method, &path) {
-        RouteMatch::Found { value, matched_len } => Ok(Routed {
-            route: value.clone(),
-            upstream_uri: upstream_uri(value, raw_path, &path, matched_len, req.uri.query()),
-        }),
+        RouteMatch::Found { value, matched_len } => {
+            let new_path = upstream_path(value, &path, matched_len);
+            // The upstream always gets an origin-form target, and exactly the path that was
+            // routed on: anything else (absolute-form, an unnormalized path) is rewritten.
+            let unchanged = origin_form && new_path.as_deref() == Some(req.uri.path().as_bytes());
+            let upstream_uri = match new_path {
+                Some(p) if !unchanged => Some(build_uri(&p, req.uri.query())?),
+                _ => None,
+            };
+            Ok(Routed {
+                route: value.clone(),
+                upstream_uri,
+            })
+        }
         RouteMatch::MethodNotAllowed(allow) => Err(Rejection::MethodNotAllowed(allow)),
         RouteMatch::NotFound => Err(Rejection::NotFound),
     }
 }
 
+/// Accept origin-form (`/path`) and http(s) absolute-form targets; returns whether the target
+/// is origin-form. Anything else (`x:/admin`, `*`) could be read differently by an upstream
+/// than the path the gateway routed on.
+fn check_target(raw: &[u8]) -> Result<bool, Rejection> {
+    if raw.first() == Some(&b'/') {
+        return Ok(true);
+    }
+    let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
+    if lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://") {
+        return Ok(false);
+    }
+    Err(Rejection::BadRequest("invalid request target"))
+}
+
 /// Refuse messages whose body length two parties could read differently (request smuggling,
 /// RFC 9112 6.3): both `Transfer-Encoding` and `Content-Length`, or conflicting lengths.
+/// Pingora's HTTP/1 reader already drops `Content-Length` when `Transfer-Encoding` is present
+/// and refuses conflicting lengths; this check keeps the guarantee in the gateway itself,
+/// whatever the protocol path or Pingora version.
 fn check_framing(req: &RequestHeader) -> Result<(), Rejection> {
     let h = &req.headers;
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
@@ -78,6 +106,8 @@ fn check_framing(req: &RequestHeader) -> Result<(), Rejection> {
     Ok(())
 }
 
+const MAX_HOST_LEN: usize = 255 + 8;
+
 /// The host the request is for: the URI authority (absolute-form, HTTP/2) or the single
 /// `Host` header. HTTP/1.1 requires one; several are refused, since gateway and upstream
 /// might each pick a different one.
@@ -91,6 +121,8 @@ fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
         return Ok(Some(authority.as_str()));
     }
     match header_host {
+        // A DNS name is at most 253 bytes; a port and brackets add a few.
+        Some(v) if v.len() > MAX_HOST_LEN => Err(Rejection::BadRequest("invalid Host header")),
         Some(v) => v
             .to_str()
             .map(Some)
@@ -102,25 +134,18 @@ fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
     }
 }
 
-fn upstream_uri(
-    route: &Route,
-    raw_path: &str,
-    path: &[u8],
-    matched_len: usize,
-    query: Option<&str>,
-) -> Option<String> {
+/// The path to send upstream after the route's rewrite; `None` for fixed-response routes.
+fn upstream_path<'a>(route: &Route, path: &'a [u8], matched_len: usize) -> Option<Cow<'a, [u8]>> {
     let rewrite = match &route.action {
         RouteAction::Proxy { rewrite, .. } => rewrite,
         RouteAction::Respond(_) => return None,
     };
-    let new_path: Cow<'_, [u8]> = match rewrite {
+    let rest = path.get(matched_len..).unwrap_or_default();
+    Some(match rewrite {
         PathRewrite::Keep => Cow::Borrowed(path),
-        PathRewrite::StripPrefix => match &path[matched_len..] {
-            b"" => Cow::Borrowed(b"/"),
-            rest => Cow::Borrowed(rest),
-        },
+        PathRewrite::StripPrefix if rest.is_empty() => Cow::Borrowed(b"/"),
+        PathRewrite::StripPrefix => Cow::Borrowed(rest),
         PathRewrite::ReplacePrefix(replacement) => {
-            let rest = &path[matched_len..];
             let mut p = replacement.as_bytes().to_vec();
             let rest = if p.ends_with(b"/") {
                 rest.strip_prefix(b"/").unwrap_or(rest)
@@ -130,17 +155,18 @@ fn upstream_uri(
             p.extend_from_slice(rest);
             Cow::Owned(p)
         }
-    };
-    if *new_path == *raw_path.as_bytes() {
-        return None;
-    }
-    // Paths were validated as ASCII by normalization.
-    let mut uri = String::from_utf8_lossy(&new_path).into_owned();
+    })
+}
+
+fn build_uri(path: &[u8], query: Option<&str>) -> Result<Uri, Rejection> {
+    let mut target = Vec::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    target.extend_from_slice(path);
     if let Some(q) = query {
-        uri.push('?');
-        uri.push_str(q);
+        target.push(b'?');
+        target.extend_from_slice(q.as_bytes());
     }
-    Some(uri)
+    Uri::from_maybe_shared(Bytes::from(target))
+        .map_err(|_| Rejection::BadRequest("invalid request target"))
 }
 
 #[cfg(test)]
@@ -176,7 +202,7 @@ mod tests {
             respond = { body = "hi" }
         "#;
         let cfg = config::parse(text).unwrap();
-        compile(&cfg, text, &Registries::new()).unwrap()
+        compile(&cfg, text, &Registries::new().unwrap()).unwrap()
     }
 
     fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
@@ -190,7 +216,7 @@ mod tests {
     fn routed(uri: &str) -> (String, Option<String>) {
         let s = snapshot();
         let r = route_request(&s, &req("GET", uri, &[("host", "h")])).unwrap();
-        (r.route.name.clone(), r.upstream_uri)
+        (r.route.name.clone(), r.upstream_uri.map(|u| u.to_string()))
     }
 
     #[test]
@@ -264,5 +290,25 @@ mod tests {
             400
         );
         assert_eq!(check(req("GET", "/bad%zz", &[("host", "h")])).status(), 400);
+        assert_eq!(
+            check(req("GET", "x:/keep", &[("host", "h")])),
+            Rejection::BadRequest("invalid request target")
+        );
+        let long_host = format!("A{}.example.com", ".a".repeat(200));
+        assert_eq!(
+            check(req("GET", "/keep", &[("host", &long_host)])),
+            Rejection::BadRequest("invalid Host header")
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets_are_sent_upstream_in_origin_form() {
+        let s = snapshot();
+        let r = route_request(&s, &req("GET", "http://h/keep/a?q=1", &[("host", "h")])).unwrap();
+        assert_eq!(r.route.name, "keep");
+        assert_eq!(
+            r.upstream_uri.map(|u| u.to_string()).as_deref(),
+            Some("/keep/a?q=1")
+        );
     }
 }

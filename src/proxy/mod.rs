@@ -116,9 +116,10 @@ impl ProxyHttp for Gateway {
             );
         };
         let req = session.req_header();
+        let path = ctx.upstream_uri.as_ref().unwrap_or(&req.uri).path();
         let input = SelectInput {
             client_ip: ctx.client_ip,
-            path: req.uri.path().as_bytes(),
+            path: path.as_bytes(),
             headers: &req.headers,
         };
         let Some(index) = pool.select(&input, ctx.upstream.failed) else {
@@ -143,7 +144,7 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         if let (Some(pool), Some(index)) = (proxied_pool(ctx).cloned(), ctx.upstream.target) {
             pool.report_connect_failure(index);
-            ctx.upstream.failed = Some(index);
+            ctx.upstream.failed |= 1u64.checked_shl(index as u32).unwrap_or(0);
             // Nothing reached the upstream yet, so another target may take any method.
             e.set_retry(ctx.upstream.attempts <= pool.connect_retries);
         }
@@ -190,11 +191,9 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
         };
         forward::add_forwarding(upstream_request, &info);
-        if let Some(uri) = ctx.upstream_uri.take() {
-            let uri = uri
-                .parse()
-                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
-            upstream_request.set_uri(uri);
+        // Cloned, not taken: Pingora calls this filter again when it retries the request.
+        if let Some(uri) = &ctx.upstream_uri {
+            upstream_request.set_uri(uri.clone());
         }
         Ok(())
     }

@@ -17,7 +17,12 @@ mod path;
 pub use path::{normalize_path, trim_prefix};
 
 use http::Method;
-use std::collections::HashMap;
+use std::borrow::Cow;
+
+/// Route tables are built once per config and probed on every request; ahash is several times
+/// faster than SipHash for these short keys, and its keys are randomised per process, so
+/// client-chosen paths cannot be used to force collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// A host a route is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -88,7 +93,8 @@ pub enum RouteMatch<'a, T> {
 
 #[derive(Debug)]
 struct MethodTable<T> {
-    by_method: Vec<(Method, T)>,
+    /// (method, route, implied): HEAD is implied by GET and yields to an explicit HEAD route.
+    by_method: Vec<(Method, T, bool)>,
     any: Option<T>,
 }
 
@@ -105,8 +111,8 @@ impl<T> MethodTable<T> {
     fn get(&self, method: &Method) -> Option<&T> {
         self.by_method
             .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, v)| v)
+            .find(|(m, _, _)| m == method)
+            .map(|(_, v, _)| v)
             .or(self.any.as_ref())
     }
 }
@@ -121,8 +127,8 @@ struct PathTable<T> {
 impl<T> Default for PathTable<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            prefix: HashMap::new(),
+            exact: HashMap::default(),
+            prefix: HashMap::default(),
             max_prefix_len: 0,
         }
     }
@@ -144,8 +150,9 @@ impl<T> PathTable<T> {
             } else {
                 Some(path[..e].iter().rposition(|&b| b == b'/').unwrap_or(0))
             };
+            // `/` is only probed at e == 0, so the root prefix always covers 0 bytes.
             let key: &[u8] = if e == 0 { b"/" } else { &path[..e] };
-            if e > self.max_prefix_len || (e > 1 && key.ends_with(b"/")) {
+            if e > self.max_prefix_len || (e > 0 && key.ends_with(b"/")) {
                 continue;
             }
             if let Some(t) = self.prefix.get(key) {
@@ -168,8 +175,8 @@ pub struct Router<T> {
 impl<T> Default for Router<T> {
     fn default() -> Self {
         Self {
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
+            exact_hosts: HashMap::default(),
+            wildcard_hosts: HashMap::default(),
             any_host: PathTable::default(),
             has_wildcards: false,
         }
@@ -213,14 +220,16 @@ fn insert_path<T: Clone>(table: &mut PathTable<T>, spec: &RouteSpec, value: T) {
         return;
     }
     for m in &spec.methods {
-        let mut add = |m: &Method| {
-            if !methods.by_method.iter().any(|(x, _)| x == m) {
-                methods.by_method.push((m.clone(), value.clone()));
-            }
-        };
-        add(m);
+        let mut add =
+            |m: &Method, implied: bool| match methods.by_method.iter_mut().find(|(x, _, _)| x == m)
+            {
+                Some(slot) if slot.2 && !implied => *slot = (m.clone(), value.clone(), false),
+                Some(_) => {}
+                None => methods.by_method.push((m.clone(), value.clone(), implied)),
+            };
+        add(m, false);
         if m == Method::GET {
-            add(&Method::HEAD);
+            add(&Method::HEAD, true);
         }
     }
 }
@@ -231,10 +240,9 @@ impl<T> Router<T> {
     pub fn lookup(&self, host: Option<&str>, method: &Method, path: &[u8]) -> RouteMatch<'_, T> {
         let mut allowed: Vec<&Method> = Vec::new();
         let mut path_matched = false;
-        let mut lower = [0u8; 256];
-        let host = host.and_then(|h| host_key(h, &mut lower));
+        let host = host.map(host_key);
         let mut tables: [Option<&PathTable<T>>; 3] = [None; 3];
-        if let Some(host) = host {
+        if let Some(host) = host.as_deref() {
             tables[0] = self.exact_hosts.get(host);
             if self.has_wildcards {
                 tables[1] = self.wildcard_for(host);
@@ -247,7 +255,7 @@ impl<T> Router<T> {
                     return RouteMatch::Found { value, matched_len };
                 }
                 path_matched = true;
-                allowed.extend(methods.by_method.iter().map(|(m, _)| m));
+                allowed.extend(methods.by_method.iter().map(|(m, _, _)| m));
             }
         }
         if !path_matched {
@@ -272,8 +280,8 @@ impl<T> Router<T> {
     }
 }
 
-/// Lowercase host without port or trailing dot, borrowed when already lowercase.
-fn host_key<'a>(host: &'a str, buf: &'a mut [u8; 256]) -> Option<&'a str> {
+/// Lowercase host without port or trailing dot; borrowed unless it had uppercase letters.
+fn host_key(host: &str) -> Cow<'_, str> {
     let host = if host.starts_with('[') {
         host.split_once(']')
             .map_or(host, |(h, _)| h)
@@ -282,13 +290,11 @@ fn host_key<'a>(host: &'a str, buf: &'a mut [u8; 256]) -> Option<&'a str> {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
     }
-    let out = buf.get_mut(..host.len())?;
-    out.copy_from_slice(host.as_bytes());
-    out.make_ascii_lowercase();
-    std::str::from_utf8(out).ok()
 }
 
 #[cfg(test)]

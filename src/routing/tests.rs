@@ -192,3 +192,47 @@ fn lookup_cost_does_not_depend_on_route_count() {
         RouteMatch::Found { value: 9999, .. }
     ));
 }
+
+#[test]
+fn explicit_head_route_beats_head_implied_by_get() {
+    for order in [["get", "head"], ["head", "get"]] {
+        let mut r = Router::default();
+        for name in order {
+            let m = if name == "get" { "GET" } else { "HEAD" };
+            r.insert(&spec(&[], exact("/x"), &[m]), name.to_string());
+        }
+        assert_eq!(
+            found(&r, "h", "HEAD", "/x").as_deref(),
+            Some("head"),
+            "{order:?}"
+        );
+        assert_eq!(found(&r, "h", "GET", "/x").as_deref(), Some("get"));
+    }
+}
+
+#[test]
+fn root_prefix_always_covers_zero_bytes() {
+    let r = router(&[
+        ("root", spec(&[], prefix("/"), &[])),
+        ("other", spec(&[], prefix("/other"), &[])),
+    ]);
+    for path in ["/", "/x", "/x/y"] {
+        assert!(matches!(
+            r.lookup(None, &Method::GET, path.as_bytes()),
+            RouteMatch::Found { matched_len: 0, .. }
+        ));
+    }
+}
+
+#[test]
+fn long_uppercase_hosts_still_match_their_wildcard() {
+    let r = router(&[
+        ("any", spec(&[], prefix("/"), &[])),
+        (
+            "internal",
+            spec(&["*.internal.example.com"], prefix("/"), &[]),
+        ),
+    ]);
+    let host = format!("A{}.internal.example.com", ".b".repeat(150));
+    assert_eq!(found(&r, &host, "GET", "/").as_deref(), Some("internal"));
+}

@@ -80,6 +80,13 @@ impl TargetState {
         }
     }
 
+    /// Forget active check results: the pool no longer runs checks.
+    pub fn reset_active(&self) {
+        self.healthy.store(true, Relaxed);
+        self.check_passes.store(0, Relaxed);
+        self.check_failures.store(0, Relaxed);
+    }
+
     /// Apply one active check result; returns the new verdict when it changed.
     pub fn record_check(&self, passed: bool, config: &HealthCheckConfig) -> Option<bool> {
         if passed {

@@ -137,6 +137,11 @@ impl Pool {
             }
         };
         for t in &targets {
+            if config.health_check.is_none() {
+                // Nothing would ever bring back a target that failed checks a previous
+                // config ran.
+                t.state.reset_active();
+            }
             metrics.set_healthy(&t.label, t.state.is_healthy());
         }
         Ok(Self {
@@ -154,11 +159,14 @@ impl Pool {
         })
     }
 
-    /// Pick an available target, skipping `exclude` (the target that just failed) when another
-    /// one is available. Returns the index into `targets`, or `None` when no target is healthy.
-    pub fn select(&self, input: &SelectInput<'_>, exclude: Option<usize>) -> Option<usize> {
+    /// Pick an available target, skipping those in `exclude` (a bit per target index that
+    /// already failed for this request) while another one is available. Returns the index into
+    /// `targets`, or `None` when no target is healthy.
+    pub fn select(&self, input: &SelectInput<'_>, exclude: u64) -> Option<usize> {
         let now = health::now_millis();
-        let usable = |i: usize| Some(i) != exclude && self.targets[i].state.is_available(now);
+        let excluded = |i: usize| exclude & 1u64.checked_shl(i as u32).unwrap_or(0) != 0;
+        let available = |i: usize| self.targets[i].state.is_available(now);
+        let usable = |i: usize| !excluded(i) && available(i);
         let max_steps = self.targets.len() * 2;
         let first = match &self.selector {
             Selector::RoundRobin(sel) => first_usable(sel.iter(b""), max_steps, &usable),
@@ -188,7 +196,7 @@ impl Pool {
         // healthy target is found whenever one exists.
         first
             .or_else(|| (0..self.targets.len()).find(|&i| usable(i)))
-            .or_else(|| exclude.filter(|&i| self.targets[i].state.is_available(now)))
+            .or_else(|| (0..self.targets.len()).find(|&i| available(i)))
     }
 
     /// The Pingora peer for a target, with this pool's timeouts.

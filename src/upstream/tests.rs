@@ -22,7 +22,7 @@ fn pool_config(balance: Balance, weights: &[u32]) -> UpstreamConfig {
 }
 
 fn pool(balance: Balance, weights: &[u32]) -> Pool {
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().unwrap();
     Pool::compile(
         "p",
         &pool_config(balance, weights),
@@ -46,7 +46,7 @@ fn round_robin_follows_weights() {
     let h = http::HeaderMap::new();
     let mut counts = [0; 2];
     for _ in 0..400 {
-        counts[p.select(&input("10.0.0.1", &h), None).unwrap()] += 1;
+        counts[p.select(&input("10.0.0.1", &h), 0).unwrap()] += 1;
     }
     assert_eq!(counts, [100, 300]);
 }
@@ -57,26 +57,26 @@ fn unavailable_targets_get_no_traffic_and_none_left_means_none() {
     let h = http::HeaderMap::new();
     p.report_connect_failure(1);
     for _ in 0..50 {
-        assert_ne!(p.select(&input("10.0.0.1", &h), None), Some(1));
+        assert_ne!(p.select(&input("10.0.0.1", &h), 0), Some(1));
     }
     p.report_connect_failure(0);
     for _ in 0..20 {
-        assert_eq!(p.select(&input("10.0.0.1", &h), None), Some(2));
+        assert_eq!(p.select(&input("10.0.0.1", &h), 0), Some(2));
     }
     p.report_connect_failure(2);
-    assert_eq!(p.select(&input("10.0.0.1", &h), None), None);
+    assert_eq!(p.select(&input("10.0.0.1", &h), 0), None);
 }
 
 #[test]
 fn consistent_hash_is_sticky_and_moves_only_when_target_is_down() {
     let p = pool(Balance::ConsistentHash, &[1, 1, 1, 1]);
     let h = http::HeaderMap::new();
-    let first = p.select(&input("192.0.2.7", &h), None).unwrap();
+    let first = p.select(&input("192.0.2.7", &h), 0).unwrap();
     for _ in 0..20 {
-        assert_eq!(p.select(&input("192.0.2.7", &h), None), Some(first));
+        assert_eq!(p.select(&input("192.0.2.7", &h), 0), Some(first));
     }
     p.report_connect_failure(first);
-    let second = p.select(&input("192.0.2.7", &h), None).unwrap();
+    let second = p.select(&input("192.0.2.7", &h), 0).unwrap();
     assert_ne!(second, first);
 }
 
@@ -85,8 +85,19 @@ fn retry_excludes_the_failed_target_when_possible() {
     let p = pool(Balance::RoundRobin, &[1, 1]);
     let h = http::HeaderMap::new();
     for _ in 0..10 {
-        assert_eq!(p.select(&input("10.0.0.1", &h), Some(0)), Some(1));
+        assert_eq!(p.select(&input("10.0.0.1", &h), 0b1), Some(1));
     }
+}
+
+#[test]
+fn retries_avoid_every_target_that_failed() {
+    let p = pool(Balance::RoundRobin, &[1, 1, 1]);
+    let h = http::HeaderMap::new();
+    for _ in 0..10 {
+        assert_eq!(p.select(&input("10.0.0.1", &h), 0b011), Some(2));
+    }
+    // All failed once: fall back to any available target rather than refusing.
+    assert!(p.select(&input("10.0.0.1", &h), 0b111).is_some());
 }
 
 #[test]
@@ -107,7 +118,7 @@ fn unresolvable_target_is_a_config_error() {
         address: "no-such-host.invalid:80".into(),
         weight: 1,
     });
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().unwrap();
     let err = Pool::compile(
         "p",
         &config,

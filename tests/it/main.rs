@@ -1,5 +1,7 @@
 //! Integration tests: the real `gatehouse` binary against real upstream servers on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod common;
 mod health;

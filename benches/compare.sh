@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Macro benchmark: the same bounded wrk load through nginx (reverse proxy with upstream
+# keep-alive) and gatehouse, both in front of one nginx upstream (`return 200 'ok'`), on one
+# machine, in alternating rounds. Reports req/s, p50/p99 latency and CPU µs per request of the
+# proxy process (Δ utime+stime from /proc ÷ requests), and the gatehouse/nginx ratio.
+#
+#   benches/compare.sh [ROUNDS] [SECONDS]        (defaults: 3 rounds of 10 s)
+#
+# Needs nginx and wrk (apt-get install nginx-light wrk) and a release build
+# (cargo build --release). Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-10}
+CONNS=${CONNS:-50}
+BIN=${BIN:-target/release/gatehouse}
+WORK=$(mktemp -d)
+UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084
+TICKS=$(getconf CLK_TCK)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+for tool in nginx wrk; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+
+nginx_conf() { # $1 name, $2 server block
+  mkdir -p "$WORK/$1"
+  cat > "$WORK/$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+}
+nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { return 200 'ok'; } }"
+nginx_conf proxy "upstream u { server 127.0.0.1:$UP; keepalive 256; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://u; proxy_http_version 1.1;
+  proxy_set_header Connection \"\"; } }"
+cat > "$WORK/gatehouse.toml" <<CONF
+[server]
+threads = 1
+pid_file = "$WORK/gh.pid"
+upgrade_sock = "$WORK/gh.sock"
+[[listeners]]
+address = "127.0.0.1:$GH"
+[admin]
+address = "127.0.0.1:$GH_ADMIN"
+[access_log]
+enabled = false
+[upstreams.u]
+targets = [{ address = "127.0.0.1:$UP" }]
+[[routes]]
+name = "plain"
+upstream = "u"
+CONF
+
+nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
+nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
+"$BIN" run -c "$WORK/gatehouse.toml" >/dev/null 2>"$WORK/gh.err" & pids+=($!)
+GH_PID=$!
+sleep 1
+NGX_PID=$(cat "$WORK/proxy/nginx.pid")
+
+cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $total
+}
+
+run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
+  local before after out reqs
+  wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$2/" >/dev/null # warm keep-alive pools
+  before=$(cpu_ticks "$3")
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$2/")
+  after=$(cpu_ticks "$3")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '
+    BEGIN {
+      n = split(out, lines, "\n"); rps = 0; p50 = ""; p99 = ""
+      for (i = 1; i <= n; i++) {
+        split(lines[i], f, " ")
+        if (lines[i] ~ /Requests\/sec/) rps = f[2]
+        if (lines[i] ~ /^ +50%/) p50 = f[2]
+        if (lines[i] ~ /^ +99%/) p99 = f[2]
+      }
+      printf "%-10s %10d %10.0f %8s %8s %8.2f\n", name, reqs, rps, p50, p99, ticks / hz * 1e6 / reqs
+    }'
+}
+
+printf "%-10s %10s %10s %8s %8s %8s\n" proxy requests req/s p50 p99 "CPU µs/req"
+results=()
+for r in $(seq 1 "$ROUNDS"); do
+  results+=("$(run_one nginx $NGX "$NGX_PID")")
+  echo "${results[-1]}"
+  results+=("$(run_one gatehouse $GH "$GH_PID")")
+  echo "${results[-1]}"
+done
+median() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $6}' | sort -n |
+  awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+m_ngx=$(median nginx)
+m_gh=$(median gatehouse)
+awk -v a="$m_ngx" -v b="$m_gh" 'BEGIN {
+  printf "median CPU µs/req: nginx %.2f, gatehouse %.2f, ratio gatehouse/nginx %.2f\n", a, b, b / a }'

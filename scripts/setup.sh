@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages gatehouse needs, only those that are missing.
+#   scripts/setup.sh          build and run: C toolchain, cmake, pkg-config, OpenSSL headers
+#   scripts/setup.sh --test   also what the tests use: redis-server, promtool (prometheus)
+set -euo pipefail
+
+need=()
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+if [ "${1:-}" = "--test" ]; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust from https://rustup.rs first" >&2
+  exit 1
+fi

@@ -1,28 +1,34 @@
 #!/usr/bin/env bash
 # Macro benchmark: the same bounded wrk load through nginx (reverse proxy with upstream
-# keep-alive) and gatehouse, both in front of one nginx upstream (`return 200 'ok'`), on one
-# machine, in alternating rounds. Reports req/s, p50/p99 latency and CPU µs per request of the
-# proxy process (Δ utime+stime from /proc ÷ requests), and the gatehouse/nginx ratio.
+# keep-alive), a minimal Pingora proxy (examples/minimal_proxy.rs, the framework floor) and
+# gatehouse, all in front of one nginx upstream (`return 200 'ok'`), on one machine, in
+# alternating rounds. Reports req/s, p50/p99 latency and CPU µs per request of the proxy
+# process (Δ utime+stime from /proc ÷ requests), and ratios of the medians.
 #
 #   benches/compare.sh [ROUNDS] [SECONDS]        (defaults: 3 rounds of 10 s)
 #
 # Needs nginx and wrk (apt-get install nginx-light wrk) and a release build
-# (cargo build --release). Everything listens on 127.0.0.1 only.
+# (cargo build --release --bin gatehouse --example minimal_proxy). Everything listens on
+# 127.0.0.1 only. GATEHOUSE_ACCESS_LOG=true turns the access log on (to /dev/null).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-10}
 CONNS=${CONNS:-50}
 BIN=${BIN:-target/release/gatehouse}
+MINIMAL=${MINIMAL:-target/release/examples/minimal_proxy}
+ACCESS_LOG=${GATEHOUSE_ACCESS_LOG:-false}
 WORK=$(mktemp -d)
-UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084
+UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
 TICKS=$(getconf CLK_TCK)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 for tool in nginx wrk; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+for b in "$BIN" "$MINIMAL"; do
+  [ -x "$b" ] || { echo "build first: cargo build --release --bin gatehouse --example minimal_proxy" >&2; exit 1; }
+done
 
 nginx_conf() { # $1 name, $2 server block
   mkdir -p "$WORK/$1"
@@ -53,7 +59,7 @@ address = "127.0.0.1:$GH"
 [admin]
 address = "127.0.0.1:$GH_ADMIN"
 [access_log]
-enabled = false
+enabled = $ACCESS_LOG
 [upstreams.u]
 targets = [{ address = "127.0.0.1:$UP" }]
 [[routes]]
@@ -65,6 +71,8 @@ nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
 nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
 "$BIN" run -c "$WORK/gatehouse.toml" >/dev/null 2>"$WORK/gh.err" & pids+=($!)
 GH_PID=$!
+"$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$UP" >/dev/null 2>&1 & pids+=($!)
+MIN_PID=$!
 sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
 
@@ -101,12 +109,16 @@ results=()
 for r in $(seq 1 "$ROUNDS"); do
   results+=("$(run_one nginx $NGX "$NGX_PID")")
   echo "${results[-1]}"
+  results+=("$(run_one minimal $MIN "$MIN_PID")")
+  echo "${results[-1]}"
   results+=("$(run_one gatehouse $GH "$GH_PID")")
   echo "${results[-1]}"
 done
 median() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $6}' | sort -n |
   awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 m_ngx=$(median nginx)
+m_min=$(median minimal)
 m_gh=$(median gatehouse)
-awk -v a="$m_ngx" -v b="$m_gh" 'BEGIN {
-  printf "median CPU µs/req: nginx %.2f, gatehouse %.2f, ratio gatehouse/nginx %.2f\n", a, b, b / a }'
+awk -v a="$m_ngx" -v m="$m_min" -v b="$m_gh" 'BEGIN {
+  printf "median CPU µs/req: nginx %.2f, minimal pingora %.2f, gatehouse %.2f\n", a, m, b
+  printf "ratios: gatehouse/minimal %.2f, gatehouse/nginx %.2f, minimal/nginx %.2f\n", b / m, b / a, m / a }'

@@ -1,9 +1,10 @@
 //! Headers on the way to the upstream and back: hop-by-hop removal, `X-Forwarded-*`,
 //! `Forwarded`, request id.
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
-use std::fmt::Write;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// Header edits through Pingora's own methods, which keep its header-case map in step with the
@@ -122,44 +123,46 @@ pub fn remove_hop_by_hop(headers: &mut impl EditHeaders, keep_upgrade: bool) {
 /// own entries stay first, so upstreams that trust only the last hop are not fooled);
 /// `X-Forwarded-Proto`, `X-Forwarded-Host` and the request id are replaced.
 pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
+    // Each value is written once into one buffer that becomes the header value without a copy.
     if let Some(ip) = info.client_ip {
-        let mut xff = String::with_capacity(64);
-        for v in headers.map().get_all(&X_FORWARDED_FOR).iter() {
-            if let Ok(v) = v.to_str() {
-                xff.push_str(v);
-                xff.push_str(", ");
-            }
-        }
+        let mut xff = prior_values(headers.map(), &X_FORWARDED_FOR, 48);
         let _ = write!(xff, "{ip}");
-        set(headers, &X_FORWARDED_FOR, &xff);
+        set(headers, &X_FORWARDED_FOR, xff);
     }
     headers.set(&X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
     match info.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         Some(host) => headers.set(&X_FORWARDED_HOST, host),
         None => headers.remove(&X_FORWARDED_HOST),
     }
-    let mut fwd = String::with_capacity(96);
-    for v in headers.map().get_all(header::FORWARDED).iter() {
-        if let Ok(v) = v.to_str() {
-            fwd.push_str(v);
-            fwd.push_str(", ");
-        }
-    }
-    match info.client_ip {
-        Some(IpAddr::V6(ip)) => {
-            let _ = write!(fwd, "for=\"[{ip}]\"");
-        }
-        Some(ip) => {
-            let _ = write!(fwd, "for={ip}");
-        }
-        None => fwd.push_str("for=unknown"),
-    }
+    let mut fwd = prior_values(headers.map(), &header::FORWARDED, 96);
+    let _ = match info.client_ip {
+        Some(IpAddr::V6(ip)) => write!(fwd, "for=\"[{ip}]\""),
+        Some(ip) => write!(fwd, "for={ip}"),
+        None => write!(fwd, "for=unknown"),
+    };
     if let Some(host) = info.host.filter(|h| is_token_safe(h)) {
         let _ = write!(fwd, ";host=\"{host}\"");
     }
     let _ = write!(fwd, ";proto={}", info.proto);
-    set(headers, &header::FORWARDED, &fwd);
+    set(headers, &header::FORWARDED, fwd);
     headers.set(&REQUEST_ID, info.request_id.clone());
+}
+
+/// The existing values of a list header joined with `, `, followed by `, ` when non-empty, in a
+/// buffer with room for what the caller appends.
+fn prior_values(map: &HeaderMap, name: &HeaderName, extra: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in map.get_all(name) {
+        if out.is_empty() {
+            out.reserve(v.len() + 2 + extra);
+        }
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    if out.is_empty() {
+        out.reserve(extra);
+    }
+    out
 }
 
 fn is_token_safe(s: &str) -> bool {
@@ -167,8 +170,8 @@ fn is_token_safe(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
 }
 
-fn set(headers: &mut impl EditHeaders, name: &HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+fn set(headers: &mut impl EditHeaders, name: &HeaderName, value: Vec<u8>) {
+    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
         Ok(v) => headers.set(name, v),
         Err(_) => headers.remove(name),
     }

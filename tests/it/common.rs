@@ -288,6 +288,26 @@ where
     false
 }
 
+/// GET `url` and parse the body as JSON.
+pub async fn get_json(url: String) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Config body with one pool `p` of `upstream` and a catch-all route `r` to it.
+pub fn single_pool(upstream: &Upstream) -> String {
+    format!(
+        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
+        upstream.address()
+    )
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

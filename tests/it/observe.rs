@@ -72,14 +72,7 @@ async fn metrics_endpoint_reports_requests_by_route_name() {
 
     let health = c.get(gw.admin_url("/-/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = c
-        .get(gw.admin_url("/-/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = get_json(gw.admin_url("/-/ready")).await;
     assert_eq!(ready["ready"], true);
 }
 

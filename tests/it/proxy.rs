@@ -167,14 +167,7 @@ async fn paths_are_normalized_and_rewritten() {
     let uri_seen = |path: &'static str| {
         let url = gw.url(path);
         async move {
-            let v: serde_json::Value = client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = get_json(url).await;
             v["uri"].as_str().unwrap().to_string()
         }
     };
@@ -257,10 +250,7 @@ async fn consistent_hash_keeps_a_key_on_one_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_kept_alive() {
     let upstream = Upstream::named("ok").await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
-        upstream.address()
-    ));
+    let gw = Gateway::start(&single_pool(&upstream));
     let c = client();
     for _ in 0..30 {
         let resp = c.get(gw.url("/")).send().await.unwrap();
@@ -269,9 +259,14 @@ async fn upstream_connections_are_kept_alive() {
         // a short pause keeps the next request from racing that hand-back.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let opened = upstream.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let opened = upstream
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
     // Without reuse this would be 30; with it, about one per worker thread (threads = 2).
-    assert!(opened <= 4, "{opened} upstream connections for 30 sequential requests");
+    assert!(
+        opened <= 4,
+        "{opened} upstream connections for 30 sequential requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,10 +309,7 @@ async fn bodies_stream_both_ways_without_full_buffering() {
         }
     })
     .await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
-        upstream.address()
-    ));
+    let gw = Gateway::start(&single_pool(&upstream));
 
     // Upload: the second half is only sent once the upstream has seen the first half, so a
     // gateway that buffered the whole request would deadlock here (and time out).
@@ -415,10 +407,7 @@ async fn silent_upstream_is_504_within_the_read_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_requests_get_400_and_never_hang() {
     let upstream = Upstream::echo().await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n[[routes]]\nname = \"r\"\nupstream = \"p\"\n",
-        upstream.address()
-    ));
+    let gw = Gateway::start(&single_pool(&upstream));
     let t = Duration::from_secs(5);
     // Both framings: Transfer-Encoding wins (RFC 9112 6.3), the upstream never sees the
     // conflicting Content-Length, and the client connection is closed afterwards, so a

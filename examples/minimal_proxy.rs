@@ -1,0 +1,58 @@
+//! The framework floor: the smallest Pingora `ProxyHttp` that forwards every request to one
+//! upstream, built with gatehouse's release settings (fat LTO, mimalloc, one thread, no work
+//! stealing, no compression module). `benches/compare.sh` measures gatehouse against it.
+//!
+//!   cargo run --release --example minimal_proxy -- 127.0.0.1:18085 127.0.0.1:18081
+
+use async_trait::async_trait;
+use pingora::modules::http::HttpModules;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use std::net::SocketAddr;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Minimal {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Minimal {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(upstream)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: minimal_proxy LISTEN_ADDR UPSTREAM_ADDR");
+        std::process::exit(2);
+    };
+    let Ok(upstream) = upstream.parse() else {
+        eprintln!("bad upstream address {upstream}");
+        std::process::exit(2);
+    };
+    let dir = std::env::temp_dir();
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        upstream_keepalive_pool_size: 4096,
+        pid_file: dir.join("minimal_proxy.pid").display().to_string(),
+        upgrade_sock: dir.join("minimal_proxy.sock").display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, Minimal { upstream });
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.run_forever()
+}

@@ -1,54 +1,253 @@
-//! The admin listener (127.0.0.1:9901 by default): Prometheus metrics, liveness and readiness.
+//! The admin listener (127.0.0.1:9901 by default).
+//!
+//! | endpoint | access | |
+//! |---|---|---|
+//! | `GET /-/health` | open | the process is up |
+//! | `GET /-/ready` | open | 200 while serving, 503 once SIGTERM was received |
+//! | `GET /metrics` | read | Prometheus text format |
+//! | `GET /-/config` | read | version, load time and source, last reload attempt |
+//! | `GET /-/routes` | read | compiled routes with their last request time |
+//! | `GET /-/upstreams` | read | pools and the health of each target |
+//! | `POST /-/reload` | admin | reload the config file now |
+//!
+//! With no tokens configured (only allowed on loopback) everything is open. Otherwise read
+//! endpoints take `Authorization: Bearer <read_token or admin_token>` and changes take the
+//! admin token. Secrets are never part of a response.
 
-use crate::observe::metrics::Metrics;
-use crate::snapshot::SnapshotStore;
+use crate::reload::{Reloader, Source};
+use crate::routing::{HostPattern, PathPattern};
+use crate::snapshot::RouteAction;
 use async_trait::async_trait;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderMap, Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Serves `/metrics`, `/-/health` and `/-/ready`.
+/// Serves the admin endpoints.
 pub struct AdminApp {
-    store: Arc<SnapshotStore>,
-    metrics: Arc<Metrics>,
+    reloader: Arc<Reloader>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Open,
+    Read,
+    Admin,
 }
 
 impl AdminApp {
-    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        Self { reloader }
     }
 
-    /// The response for a method and path; separate from the session for testing.
-    pub fn handle(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
-        if method != http::Method::GET && method != http::Method::HEAD {
-            return json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"error":"method not allowed"}"#.into(),
-            );
+    /// The response for a request; separate from the session for testing.
+    pub fn handle(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response<Vec<u8>> {
+        let access = match (method, path) {
+            (&Method::GET | &Method::HEAD, "/-/health" | "/-/ready") => Access::Open,
+            (
+                &Method::GET | &Method::HEAD,
+                "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams",
+            ) => Access::Read,
+            (&Method::POST, "/-/reload") => Access::Admin,
+            (
+                _,
+                "/-/health" | "/-/ready" | "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams"
+                | "/-/reload",
+            ) => {
+                return json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method not allowed"}),
+                );
+            }
+            _ => return json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+        };
+        if let Err(denied) = self.authorize(headers, access) {
+            return denied;
         }
         match path {
+            "/-/health" => json(StatusCode::OK, &json!({"status": "ok"})),
+            "/-/ready" => self.ready(),
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render(),
+                self.reloader.registries.metrics.render(),
             ),
-            "/-/health" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
-            "/-/ready" => {
-                let snapshot = self.store.load();
-                let body = serde_json::json!({
-                    "ready": true,
-                    "config_version": snapshot.version,
-                });
-                json(StatusCode::OK, body.to_string())
+            "/-/config" => self.config(),
+            "/-/routes" => self.routes(),
+            "/-/upstreams" => self.upstreams(),
+            _ => self.reload(),
+        }
+    }
+
+    fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<(), Response<Vec<u8>>> {
+        if access == Access::Open {
+            return Ok(());
+        }
+        let (read, admin) = self.reloader.admin_tokens();
+        if read.is_none() && admin.is_none() {
+            return Ok(());
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::as_bytes);
+        let matches = |t: &Option<crate::config::Secret>| matches!((t, presented), (Some(t), Some(p)) if constant_time_eq(t.expose().as_bytes(), p));
+        let is_admin = matches(&admin);
+        let is_read = is_admin || matches(&read);
+        match (access, is_read, is_admin) {
+            (Access::Read, true, _) | (Access::Admin, _, true) => Ok(()),
+            (_, false, _) => {
+                let mut r = json(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": "missing or invalid admin token"}),
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
+                );
+                Err(r)
             }
-            _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.into()),
+            _ => Err(json(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "this endpoint needs the admin token"}),
+            )),
+        }
+    }
+
+    fn ready(&self) -> Response<Vec<u8>> {
+        let version = self.reloader.store.load().version.clone();
+        if self.reloader.is_ready() {
+            json(
+                StatusCode::OK,
+                &json!({"ready": true, "config_version": version}),
+            )
+        } else {
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ready": false, "config_version": version}),
+            )
+        }
+    }
+
+    fn config(&self) -> Response<Vec<u8>> {
+        let snapshot = self.reloader.store.load();
+        let (last, applied_by) = self.reloader.last();
+        json(
+            StatusCode::OK,
+            &json!({
+                "version": snapshot.version,
+                "loaded_at": humantime::format_rfc3339_millis(snapshot.loaded_at).to_string(),
+                "source": applied_by,
+                "file": self.reloader.path,
+                "last_reload": last,
+            }),
+        )
+    }
+
+    fn routes(&self) -> Response<Vec<u8>> {
+        let snapshot = self.reloader.store.load();
+        let routes: Vec<Value> = snapshot
+            .routes
+            .iter()
+            .map(|r| {
+                let hosts: Vec<String> = r
+                    .spec
+                    .hosts
+                    .iter()
+                    .map(|h| match h {
+                        HostPattern::Exact(h) => h.clone(),
+                        HostPattern::Wildcard(h) => format!("*.{h}"),
+                    })
+                    .collect();
+                let (path, prefix) = match &r.spec.path {
+                    PathPattern::Exact(p) => (Some(p), None),
+                    PathPattern::Prefix(p) => (None, Some(p)),
+                };
+                let methods: Vec<&str> = r.spec.methods.iter().map(|m| m.as_str()).collect();
+                let upstream = match &r.action {
+                    RouteAction::Proxy { pool, .. } => Some(pool.name.as_str()),
+                    RouteAction::Respond(_) => None,
+                };
+                let last = r.metrics.last_request();
+                json!({
+                    "name": r.name,
+                    "hosts": hosts,
+                    "path": path,
+                    "path_prefix": prefix,
+                    "methods": methods,
+                    "upstream": upstream,
+                    "respond": upstream.is_none(),
+                    "last_request": last.map(|t| humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t)).to_string()),
+                })
+            })
+            .collect();
+        json(
+            StatusCode::OK,
+            &json!({"version": snapshot.version, "routes": routes}),
+        )
+    }
+
+    fn upstreams(&self) -> Response<Vec<u8>> {
+        let snapshot = self.reloader.store.load();
+        let now = crate::upstream::health::now_millis();
+        let pools: Vec<Value> = snapshot
+            .pools
+            .iter()
+            .map(|p| {
+                let targets: Vec<Value> = p
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "address": t.label,
+                            "weight": t.weight,
+                            "healthy": t.state.is_healthy(),
+                            "available": t.state.is_available(now),
+                        })
+                    })
+                    .collect();
+                let up = p.targets.iter().any(|t| t.state.is_available(now));
+                json!({
+                    "name": p.name,
+                    "health_check": p.health_check.is_some(),
+                    "available": up,
+                    "targets": targets,
+                })
+            })
+            .collect();
+        json(StatusCode::OK, &json!({"upstreams": pools}))
+    }
+
+    fn reload(&self) -> Response<Vec<u8>> {
+        match self.reloader.reload(Source::Admin) {
+            Ok(summary) => json(
+                StatusCode::OK,
+                &json!({"result": "ok", "summary": summary, "version": self.reloader.store.load().version}),
+            ),
+            Err(e) => {
+                let errors: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+                json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({"result": "error", "file": e.file, "errors": errors}),
+                )
+            }
         }
     }
 }
 
-fn json(status: StatusCode, body: String) -> Response<Vec<u8>> {
-    reply(status, "application/json", body.into_bytes())
+/// Token comparison whose time does not depend on where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
+    reply(status, "application/json", body.to_string().into_bytes())
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -72,6 +271,35 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        self.handle(&req.method, req.uri.path())
+        let (method, path, headers) = (
+            req.method.clone(),
+            req.uri.path().to_string(),
+            req.headers.clone(),
+        );
+        // Reloads resolve names and read files: keep them off the admin runtime's thread.
+        let reloader = self.reloader.clone();
+        match tokio::task::spawn_blocking(move || {
+            AdminApp { reloader }.handle(&method, &path, &headers)
+        })
+        .await
+        {
+            Ok(resp) => resp,
+            Err(_) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"error": "internal error"}),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abcdef", b"abcdef"));
+        assert!(!constant_time_eq(b"abcdef", b"abcdeg"));
+        assert!(!constant_time_eq(b"abc", b"abcdef"));
     }
 }

@@ -4,6 +4,7 @@
 //! (Pingora phases) → per-concern modules ([`routing`], [`upstream`], [`observe`]).
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod observe;
 pub mod proxy;

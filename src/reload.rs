@@ -1,37 +1,287 @@
-//! Reload on SIGHUP: parse, validate, compile, swap. A bad file leaves the running config alone.
+//! Applying configs while serving: the [`Reloader`] (parse → validate → compile → swap, with
+//! audit and a record of the last attempt), the triggers that call it (SIGHUP, a file watch; the
+//! admin API calls it directly) and the shutdown signal handling that turns `/-/ready` false
+//! before the listeners close.
 
+use crate::audit::{self, AuditEntry, AuditLog, Changes};
+use crate::config::{self, Config, ConfigErrors};
 use crate::snapshot::{self, Registries, SnapshotStore};
 use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
+use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Background service that reloads the config file on SIGHUP.
-pub struct ReloadOnSignal {
+/// What asked for a config load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Startup,
+    Signal,
+    Admin,
+    Watch,
+}
+
+/// The outcome of the last load attempt, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadRecord {
+    pub time: String,
+    pub source: Source,
+    pub ok: bool,
+    /// Version of the file that was tried (also when it failed to apply).
+    pub version: Option<String>,
+    pub error: Option<String>,
+}
+
+struct State {
+    /// The config behind the current snapshot, for diffs and admin settings.
+    config: Config,
+    /// Source of the snapshot in use.
+    applied_by: Source,
+    last: LoadRecord,
+}
+
+/// Owns config changes after startup. Reloads are serialized by one mutex; the request path
+/// never touches it (it reads the snapshot store).
+pub struct Reloader {
     pub path: PathBuf,
     pub store: Arc<SnapshotStore>,
     pub registries: Arc<Registries>,
+    audit: Option<AuditLog>,
+    state: Mutex<State>,
+    ready: AtomicBool,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Reloader {
+    /// Take over the config the process started with, and audit it.
+    pub fn new(
+        path: PathBuf,
+        store: Arc<SnapshotStore>,
+        registries: Arc<Registries>,
+        config: Config,
+    ) -> Self {
+        let audit = config.admin.audit_log.as_deref().map(AuditLog::new);
+        let version = store.load().version.clone();
+        let reloader = Self {
+            path,
+            store,
+            registries,
+            audit,
+            state: Mutex::new(State {
+                config: Config::default(),
+                applied_by: Source::Startup,
+                last: LoadRecord {
+                    time: now_rfc3339(),
+                    source: Source::Startup,
+                    ok: true,
+                    version: Some(version.clone()),
+                    error: None,
+                },
+            }),
+            ready: AtomicBool::new(true),
+        };
+        let changes = audit::diff(&Config::default(), &config);
+        reloader.write_audit(&version, None, Source::Startup, &changes);
+        reloader.lock().config = config;
+        reloader
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_audit(
+        &self,
+        version: &str,
+        previous: Option<&str>,
+        source: Source,
+        changes: &Changes,
+    ) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let source_name = match source {
+            Source::Startup => "startup",
+            Source::Signal => "signal",
+            Source::Admin => "admin",
+            Source::Watch => "watch",
+        };
+        let entry = AuditEntry {
+            time: now_rfc3339(),
+            version,
+            previous_version: previous,
+            source: source_name,
+            file: &self.path,
+            changes,
+        };
+        if let Err(e) = audit.append(&entry) {
+            tracing::error!(error = %e, "cannot write the config audit log");
+        }
+    }
+
+    /// Load the file and apply it, or keep the current config when it is invalid. Either way
+    /// the attempt is logged, counted and recorded for `/-/config`.
+    pub fn reload(&self, source: Source) -> Result<String, ConfigErrors> {
+        let mut state = self.lock();
+        let loaded = config::load(&self.path).and_then(|(config, text)| {
+            let snapshot =
+                snapshot::compile(&config, &text, &self.registries).map_err(|errors| {
+                    ConfigErrors {
+                        file: self.path.clone(),
+                        errors,
+                    }
+                })?;
+            Ok((config, snapshot))
+        });
+        let metrics = &self.registries.metrics;
+        match loaded {
+            Ok((config, snapshot)) => {
+                let summary = snapshot.summary();
+                let version = snapshot.version.clone();
+                let previous = self.store.load().version.clone();
+                let changes = audit::diff(&state.config, &config);
+                metrics.config_loaded(true, Some(&version));
+                self.store.store(snapshot);
+                self.write_audit(&version, Some(&previous), source, &changes);
+                state.config = config;
+                state.applied_by = source;
+                state.last = LoadRecord {
+                    time: now_rfc3339(),
+                    source,
+                    ok: true,
+                    version: Some(version),
+                    error: None,
+                };
+                tracing::info!(file = %self.path.display(), ?source, %summary, "config reloaded");
+                Ok(summary)
+            }
+            Err(e) => {
+                metrics.config_loaded(false, None);
+                let tried = std::fs::read_to_string(&self.path)
+                    .ok()
+                    .map(|t| snapshot::version_of(&t));
+                state.last = LoadRecord {
+                    time: now_rfc3339(),
+                    source,
+                    ok: false,
+                    version: tried,
+                    error: Some(e.to_string()),
+                };
+                tracing::error!(error = %e, ?source, "config reload failed, keeping the current config");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reload when the file's content differs from both the config in use and the last
+    /// attempt (so a broken file is reported once, not every interval).
+    fn reload_if_changed(&self) {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return;
+        };
+        let version = snapshot::version_of(&text);
+        let unchanged = {
+            let state = self.lock();
+            version == self.store.load().version || state.last.version.as_deref() == Some(&version)
+        };
+        if !unchanged {
+            let _ = self.reload(Source::Watch);
+        }
+    }
+
+    /// The last load attempt and the source of the config in use.
+    pub fn last(&self) -> (LoadRecord, Source) {
+        let state = self.lock();
+        (state.last.clone(), state.applied_by)
+    }
+
+    /// Admin tokens of the config in use.
+    pub fn admin_tokens(&self) -> (Option<config::Secret>, Option<config::Secret>) {
+        let state = self.lock();
+        (
+            state.config.admin.read_token.clone(),
+            state.config.admin.admin_token.clone(),
+        )
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Background service: reload on SIGHUP and, when configured, on file changes.
+pub struct ReloadTriggers {
+    pub reloader: Arc<Reloader>,
+    pub watch: Option<Duration>,
 }
 
 #[async_trait]
-impl BackgroundService for ReloadOnSignal {
+impl BackgroundService for ReloadTriggers {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
+            Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen for SIGHUP; reload by signal is off");
-                return;
+                None
             }
         };
+        let mut tick = tokio::time::interval(self.watch.unwrap_or(Duration::from_secs(3600)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = hangups.recv() => {
-                    // Errors are logged and counted inside `reload`.
-                    let _ = snapshot::reload(&self.path, &self.store, &self.registries);
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::select! {
+                _ = hangup => {
+                    // Errors are logged, counted and recorded inside `reload`.
+                    let _ = self.reloader.reload(Source::Signal);
+                }
+                _ = tick.tick(), if self.watch.is_some() => self.reloader.reload_if_changed(),
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Pingora's signal handling with one addition: SIGTERM first turns `/-/ready` false and keeps
+/// serving for `delay`, so load balancers stop sending before the listeners close.
+pub struct ShutdownSignals {
+    pub reloader: Arc<Reloader>,
+    pub delay: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for ShutdownSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = term.recv() => {
+                self.reloader.ready.store(false, Ordering::Relaxed);
+                tracing::info!(delay = ?self.delay, "SIGTERM: reporting not ready, then draining");
+                tokio::select! {
+                    _ = tokio::time::sleep(self.delay) => ShutdownSignal::GracefulTerminate,
+                    _ = int.recv() => ShutdownSignal::FastShutdown,
+                }
             }
         }
     }

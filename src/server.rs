@@ -4,12 +4,12 @@ use crate::admin::AdminApp;
 use crate::config::{self, Config};
 use crate::observe::access_log::AccessLog;
 use crate::proxy::Gateway;
-use crate::reload::ReloadOnSignal;
+use crate::reload::{ReloadTriggers, Reloader, ShutdownSignals};
 use crate::snapshot::{self, Registries, SnapshotStore};
 use crate::upstream::health::HealthChecker;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::{Path, PathBuf};
@@ -53,39 +53,62 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut server = Server::new_with_opt_and_conf(pingora_opt, server_conf(&config));
     server.bootstrap();
+    let watch = config
+        .server
+        .watch_config
+        .then_some(config.server.watch_interval);
+    let shutdown_delay = config.server.shutdown_delay;
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| l.address.to_string())
+        .collect();
+    let admin = config
+        .admin
+        .enabled
+        .then(|| config.admin.address.to_string());
+    let reloader = Arc::new(Reloader::new(
+        opts.config_path,
+        store.clone(),
+        registries.clone(),
+        config,
+    ));
 
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(store.clone(), Some(access_log)),
         "gatehouse proxy",
     );
-    for listener in &config.listeners {
-        proxy.add_tcp(&listener.address.to_string());
+    for address in &listeners {
+        proxy.add_tcp(address);
     }
     server.add_service(proxy);
 
-    if config.admin.enabled {
-        let mut admin = Service::new(
-            "gatehouse admin".to_string(),
-            AdminApp::new(store.clone(), registries.metrics.clone()),
-        );
+    if let Some(address) = admin {
+        let app = AdminApp::new(reloader.clone());
+        let mut admin = Service::new("gatehouse admin".to_string(), app);
         admin.threads = Some(1);
-        admin.add_tcp(&config.admin.address.to_string());
+        admin.add_tcp(&address);
         server.add_service(admin);
     }
     server.add_service(background_service(
         "health checks",
-        HealthChecker::new(store.clone()),
+        HealthChecker::new(store),
     ));
     server.add_service(background_service(
         "config reload",
-        ReloadOnSignal {
-            path: opts.config_path,
-            store,
-            registries,
+        ReloadTriggers {
+            reloader: reloader.clone(),
+            watch,
         },
     ));
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(ShutdownSignals {
+            reloader,
+            delay: shutdown_delay,
+        }),
+    });
+    Ok(())
 }
 
 /// Pingora settings from `[server]`, with the defaults measured to be fastest here
@@ -100,7 +123,7 @@ fn server_conf(config: &Config) -> ServerConf {
         threads,
         work_stealing: s.work_stealing,
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
-        grace_period_seconds: Some(s.grace_period.as_secs()),
+        grace_period_seconds: Some(s.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
         pid_file: s.pid_file.display().to_string(),
         upgrade_sock: s.upgrade_sock.display().to_string(),

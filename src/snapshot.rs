@@ -62,6 +62,8 @@ pub enum RouteAction {
 /// A compiled `[[routes]]` entry.
 pub struct Route {
     pub name: String,
+    /// Where the route applies, as configured (for the admin API).
+    pub spec: RouteSpec,
     pub action: RouteAction,
     pub metrics: RouteMetrics,
 }
@@ -208,19 +210,18 @@ fn compile_route(
             ))
         }
     };
+    let spec = RouteSpec {
+        hosts,
+        path,
+        methods,
+    };
     let route = Route {
         name: rc.name.clone(),
+        spec: spec.clone(),
         action,
         metrics: reg.metrics.route(&rc.name),
     };
-    Ok((
-        RouteSpec {
-            hosts,
-            path,
-            methods,
-        },
-        route,
-    ))
+    Ok((spec, route))
 }
 
 fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, CompileError> {
@@ -279,27 +280,4 @@ pub fn load_file(path: &Path, reg: &Registries) -> Result<Snapshot, ConfigErrors
         file: path.to_path_buf(),
         errors,
     })
-}
-
-/// Reload from `path`: on success swap the snapshot in; on failure keep serving the current one.
-/// Either way the outcome is logged and counted.
-pub fn reload(
-    path: &Path,
-    store: &SnapshotStore,
-    reg: &Registries,
-) -> Result<String, ConfigErrors> {
-    match load_file(path, reg) {
-        Ok(snapshot) => {
-            let summary = snapshot.summary();
-            reg.metrics.config_loaded(true, Some(&snapshot.version));
-            store.store(snapshot);
-            tracing::info!(file = %path.display(), %summary, "config reloaded");
-            Ok(summary)
-        }
-        Err(e) => {
-            reg.metrics.config_loaded(false, None);
-            tracing::error!(error = %e, "config reload failed, keeping the current config");
-            Err(e)
-        }
-    }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The whole configuration file after parsing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
     pub listeners: Vec<ListenerConfig>,
@@ -20,7 +20,7 @@ pub struct Config {
 }
 
 /// `[server]`: process-wide settings handed to Pingora.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Worker threads of the proxy service; 0 means one per core.
@@ -33,12 +33,22 @@ pub struct ServerConfig {
     /// upstream concurrency, or connections churn.
     #[serde(default = "default_keepalive_pool")]
     pub upstream_keepalive_pool_size: usize,
-    /// Time to keep serving after a shutdown or upgrade signal before draining starts.
+    /// On SIGTERM, how long `/-/ready` reports 503 while everything still serves, so load
+    /// balancers stop sending before the listeners close.
+    #[serde(default = "default_shutdown_delay", with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// After the listeners close (SIGTERM, or SIGQUIT during an upgrade), how long in-flight
+    /// requests get to finish. Pingora waits this long even when nothing is in flight.
     #[serde(default = "default_grace_period", with = "humantime_serde")]
     pub grace_period: Duration,
-    /// Longest time in-flight requests get to finish during shutdown.
+    /// Extra time for worker runtimes to stop after the grace period.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub graceful_shutdown_timeout: Duration,
+    /// Reload the config when the file's content changes (checked every `watch_interval`).
+    #[serde(default)]
+    pub watch_config: bool,
+    #[serde(default = "default_watch_interval", with = "humantime_serde")]
+    pub watch_interval: Duration,
     /// Where the process writes its pid.
     #[serde(default = "default_pid_file")]
     pub pid_file: PathBuf,
@@ -53,8 +63,11 @@ impl Default for ServerConfig {
             threads: 0,
             work_stealing: false,
             upstream_keepalive_pool_size: default_keepalive_pool(),
+            shutdown_delay: default_shutdown_delay(),
             grace_period: default_grace_period(),
             graceful_shutdown_timeout: default_shutdown_timeout(),
+            watch_config: false,
+            watch_interval: default_watch_interval(),
             pid_file: default_pid_file(),
             upgrade_sock: default_upgrade_sock(),
         }
@@ -62,7 +75,7 @@ impl Default for ServerConfig {
 }
 
 /// `[[listeners]]`: one plain-HTTP listening socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// `ip:port` to bind.
@@ -70,13 +83,58 @@ pub struct ListenerConfig {
 }
 
 /// `[admin]`: the operations listener (metrics, health, readiness).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default = "default_admin_address")]
     pub address: SocketAddr,
+    /// Bearer token for the read-only endpoints (`/metrics`, `/-/config`, `/-/routes`,
+    /// `/-/upstreams`). Required, with `admin_token`, when `address` is not loopback.
+    #[serde(default)]
+    pub read_token: Option<Secret>,
+    /// Bearer token for changes (`POST /-/reload`); also allowed on the read-only endpoints.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    /// Append one JSON line per applied config (time, version, source, what changed).
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// A secret from the config file: `"env:NAME"` reads the environment variable `NAME` when the
+/// config is loaded; anything else is the literal value. Never printed: `Debug` shows
+/// `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Secret {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let value = match s.strip_prefix("env:") {
+            Some(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
+            None => s,
+        };
+        if value.len() < 16 {
+            return Err("a token needs at least 16 characters".into());
+        }
+        Ok(Self(value))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for AdminConfig {
@@ -84,12 +142,15 @@ impl Default for AdminConfig {
         Self {
             enabled: true,
             address: default_admin_address(),
+            read_token: None,
+            admin_token: None,
+            audit_log: None,
         }
     }
 }
 
 /// `[access_log]`: one JSON line per request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     #[serde(default = "default_true")]
@@ -109,7 +170,7 @@ impl Default for AccessLogConfig {
 }
 
 /// `[upstreams.NAME]`: a pool of targets that routes send requests to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     pub targets: Vec<TargetConfig>,
@@ -137,7 +198,7 @@ pub struct UpstreamConfig {
 }
 
 /// One upstream server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// `host:port`; names are resolved when the config is loaded, never per request.
@@ -158,7 +219,7 @@ pub enum Balance {
 }
 
 /// Active HTTP health checks of every target of a pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     #[serde(default = "default_health_path")]
@@ -179,7 +240,7 @@ pub struct HealthCheckConfig {
 }
 
 /// Passive failure handling: connect failures seen by real traffic eject a target for a while.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealthConfig {
     /// Consecutive connect failures that eject a target; 0 turns passive ejection off.
@@ -200,7 +261,7 @@ impl Default for PassiveHealthConfig {
 }
 
 /// `[[routes]]`: which requests go where.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name, used in metrics and logs.
@@ -232,7 +293,7 @@ pub struct RouteConfig {
 }
 
 /// A fixed response for mock routes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RespondConfig {
     #[serde(default = "default_status")]
@@ -249,11 +310,17 @@ fn default_true() -> bool {
 fn default_keepalive_pool() -> usize {
     4096
 }
-fn default_grace_period() -> Duration {
+fn default_shutdown_delay() -> Duration {
     Duration::from_secs(0)
 }
+fn default_grace_period() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(5)
+}
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_pid_file() -> PathBuf {
     PathBuf::from("/tmp/gatehouse.pid")

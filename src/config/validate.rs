@@ -54,6 +54,38 @@ fn validate_listeners(config: &Config, errors: &mut Vec<ConfigError>) {
             ));
         }
     }
+    let admin = &config.admin;
+    if admin.enabled && !admin.address.ip().is_loopback() {
+        for (key, token) in [
+            ("read_token", &admin.read_token),
+            ("admin_token", &admin.admin_token),
+        ] {
+            if token.is_none() {
+                errors.push(ConfigError::new(
+                    format!("admin.{key}"),
+                    format!(
+                        "required when the admin listener ({}) is not on loopback",
+                        admin.address
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(read), Some(write)) = (&admin.read_token, &admin.admin_token) {
+        if read == write {
+            errors.push(ConfigError::new(
+                "admin.read_token",
+                "must differ from admin.admin_token",
+            ));
+        }
+    }
+    if config.server.watch_config {
+        require_positive(
+            "server.watch_interval",
+            config.server.watch_interval,
+            errors,
+        );
+    }
     if config.server.threads > 1024 {
         errors.push(ConfigError::new(
             "server.threads",

@@ -176,6 +176,11 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Unix time (whole seconds) of the last request, if any since start.
+    pub fn last_request(&self) -> Option<f64> {
+        Some(self.last_request.get()).filter(|t| *t > 0.0)
+    }
+
     /// Record one finished request. `status` 0 means no response was sent.
     pub fn observe(&self, method: &http::Method, status: u16, elapsed: Duration, now: SystemTime) {
         let m = method_index(method);

@@ -45,6 +45,7 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `ip:port` as text, for logs and metric labels.
     pub label: String,
+    pub weight: u32,
     pub state: Arc<TargetState>,
 }
 
@@ -124,6 +125,7 @@ impl Pool {
                 state: health.state(name, addr),
                 addr,
                 label,
+                weight: t.weight,
             });
         }
         let selector = match config.balance {

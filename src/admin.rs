@@ -62,7 +62,7 @@ impl AdminApp {
             }
             _ => return json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
         };
-        if let Err(denied) = self.authorize(headers, access) {
+        if let Some(denied) = self.denial(headers, access) {
             return denied;
         }
         match path {
@@ -80,13 +80,14 @@ impl AdminApp {
         }
     }
 
-    fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<(), Response<Vec<u8>>> {
+    /// The refusal for a request lacking the access it needs, or `None` to go ahead.
+    fn denial(&self, headers: &HeaderMap, access: Access) -> Option<Response<Vec<u8>>> {
         if access == Access::Open {
-            return Ok(());
+            return None;
         }
         let (read, admin) = self.reloader.admin_tokens();
         if read.is_none() && admin.is_none() {
-            return Ok(());
+            return None;
         }
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -97,7 +98,7 @@ impl AdminApp {
         let is_admin = matches(&admin);
         let is_read = is_admin || matches(&read);
         match (access, is_read, is_admin) {
-            (Access::Read, true, _) | (Access::Admin, _, true) => Ok(()),
+            (Access::Read, true, _) | (Access::Admin, _, true) => None,
             (_, false, _) => {
                 let mut r = json(
                     StatusCode::UNAUTHORIZED,
@@ -107,9 +108,9 @@ impl AdminApp {
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
                 );
-                Err(r)
+                Some(r)
             }
-            _ => Err(json(
+            _ => Some(json(
                 StatusCode::FORBIDDEN,
                 &json!({"error": "this endpoint needs the admin token"}),
             )),

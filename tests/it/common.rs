@@ -47,15 +47,19 @@ impl Gateway {
     /// Start gatehouse with `body` (routes, upstreams, ...) after generated `[server]`,
     /// `[[listeners]]` and `[admin]` sections, and wait until it serves.
     pub fn start(body: &str) -> Self {
+        Self::start_with("", "", body)
+    }
+
+    /// Like [`Self::start`], with extra lines for the `[server]` and `[admin]` sections.
+    pub fn start_with(server_extra: &str, admin_extra: &str, body: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let admin_port = free_port();
         let config_path = dir.path().join("gatehouse.toml");
-        std::fs::write(
-            &config_path,
-            Self::config(dir.path(), port, admin_port, body),
-        )
-        .unwrap();
+        let text = Self::config(dir.path(), port, admin_port, body)
+            .replacen("[server]\n", &format!("[server]\n{server_extra}\n"), 1)
+            .replacen("[admin]\n", &format!("[admin]\n{admin_extra}\n"), 1);
+        std::fs::write(&config_path, text).unwrap();
         let child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(&config_path)
@@ -139,6 +143,11 @@ impl Gateway {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Whether the process has exited.
+    pub fn try_wait(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     pub fn signal(&self, signal: &str) {

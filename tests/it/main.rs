@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod health;
 mod observe;
+mod ops;
 mod proxy;

@@ -1,0 +1,428 @@
+//! Zero-downtime operations: reload under load, file watch, admin API and tokens, audit log,
+//! SIGTERM draining, graceful binary upgrade.
+
+use crate::common::*;
+use hyper::Response;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Requests sent in a loop until stopped, each on a new connection (so a listener that stops
+/// accepting, or a refused connection, shows up as a failure).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(url: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            async move {
+                let c = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                // Bounded: at most 60 s or until stopped.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    match c.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(r) => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}", r.status())),
+                        Err(e) => failed.lock().unwrap().push(format!("{e:?}")),
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        let failed = self.failed.lock().unwrap().clone();
+        (self.ok.load(Ordering::SeqCst), failed)
+    }
+}
+
+fn routes(upstream: &Upstream, extra: &str) -> String {
+    format!(
+        "[upstreams.app]\ntargets = [{{ address = \"{}\" }}]\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\n{extra}",
+        upstream.address()
+    )
+}
+
+fn rewrite(gw: &Gateway, body: &str) {
+    std::fs::write(
+        &gw.config_path,
+        Gateway::config(gw.dir.path(), gw.port, gw.admin_port, body),
+    )
+    .unwrap();
+}
+
+const READ_TOKEN: &str = "read-token-0123456789";
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_under_load_fail_no_request_and_bad_configs_change_nothing() {
+    let upstream = Upstream::named("app").await;
+    let gw = Gateway::start(&routes(&upstream, ""));
+    let load = Load::start(gw.url("/"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Good config through the admin API: a new route appears.
+    rewrite(
+        &gw,
+        &routes(
+            &upstream,
+            "[[routes]]\nname = \"new\"\npath = \"/new\"\nrespond = { body = \"new\" }\n",
+        ),
+    );
+    let resp = client()
+        .post(gw.admin_url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["result"], "ok");
+    assert_eq!(
+        client()
+            .get(gw.url("/new"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "new"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Bad config through the API and through SIGHUP: refused, old behaviour kept.
+    rewrite(&gw, "[[routes]]\nname = \"x\"\nupstream = \"missing\"\n");
+    let resp = client()
+        .post(gw.admin_url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("routes[0].upstream: unknown upstream \"missing\""),
+        "{body}"
+    );
+    gw.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        client()
+            .get(gw.url("/new"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "new"
+    );
+
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests under load");
+
+    let config = get_json(gw.admin_url("/-/config")).await;
+    assert_eq!(config["source"], "admin");
+    assert_eq!(config["last_reload"]["ok"], false);
+    assert_eq!(config["last_reload"]["source"], "signal");
+    assert!(config["last_reload"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown upstream"));
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(r#"gatehouse_config_reload_total{result="error"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watched_config_file_reloads_by_itself() {
+    let watch = "watch_config = true\nwatch_interval = \"100ms\"";
+    let a = "[[routes]]\nname = \"a\"\npath = \"/a\"\nrespond = { body = \"a\" }\n";
+    let gw = Gateway::start_with(watch, "", a);
+    assert_eq!(
+        client().get(gw.url("/b")).send().await.unwrap().status(),
+        404
+    );
+    let text = std::fs::read_to_string(&gw.config_path).unwrap()
+        + "[[routes]]\nname = \"b\"\npath = \"/b\"\nrespond = { body = \"b\" }\n";
+    std::fs::write(&gw.config_path, text).unwrap();
+    let reloaded = eventually(Duration::from_secs(5), || async {
+        client().get(gw.url("/b")).send().await.unwrap().status() == 200
+    })
+    .await;
+    assert!(reloaded, "file change was not picked up: {}", gw.stderr());
+    // A broken file is reported once and changes nothing.
+    std::fs::write(&gw.config_path, "[[routes]\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        client().get(gw.url("/b")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        gw.stderr().matches("config reload failed").count(),
+        1,
+        "{}",
+        gw.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_needs_tokens_and_never_shows_them() {
+    let upstream = Upstream::named("app").await;
+    let audit = tempfile::tempdir().unwrap();
+    let audit_path = audit.path().join("audit.log");
+    let admin = format!(
+        "read_token = \"{READ_TOKEN}\"\nadmin_token = \"{ADMIN_TOKEN}\"\naudit_log = \"{}\"",
+        audit_path.display()
+    );
+    let gw = Gateway::start_with("", &admin, &routes(&upstream, ""));
+    let c = client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = c.get(gw.admin_url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(get("/-/health", None).await.unwrap().status(), 200);
+    assert_eq!(get("/-/ready", None).await.unwrap().status(), 200);
+    let denied = get("/-/routes", None).await.unwrap();
+    assert_eq!(denied.status(), 401);
+    assert_eq!(
+        denied.headers()["www-authenticate"],
+        "Bearer realm=\"gatehouse-admin\""
+    );
+    assert_eq!(
+        get("/metrics", Some("wrong-token-0123456789"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let mut bodies = String::new();
+    for path in ["/metrics", "/-/config", "/-/routes", "/-/upstreams"] {
+        for token in [READ_TOKEN, ADMIN_TOKEN] {
+            let resp = get(path, Some(token)).await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            bodies.push_str(&resp.text().await.unwrap());
+        }
+    }
+    assert!(
+        !bodies.contains(READ_TOKEN) && !bodies.contains(ADMIN_TOKEN),
+        "token leaked"
+    );
+
+    let routes = get_json_with(&c, gw.admin_url("/-/routes"), READ_TOKEN).await;
+    assert_eq!(routes["routes"][0]["name"], "app");
+    assert_eq!(routes["routes"][0]["upstream"], "app");
+    c.get(gw.url("/x")).send().await.unwrap();
+    // Recorded in the logging phase, just after the response went out.
+    let seen = eventually(Duration::from_secs(5), || async {
+        let routes = get_json_with(&c, gw.admin_url("/-/routes"), READ_TOKEN).await;
+        routes["routes"][0]["last_request"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    })
+    .await;
+    assert!(seen, "last_request never set");
+    let upstreams = get_json_with(&c, gw.admin_url("/-/upstreams"), READ_TOKEN).await;
+    assert_eq!(
+        upstreams["upstreams"][0]["targets"][0]["address"],
+        upstream.address()
+    );
+    assert_eq!(upstreams["upstreams"][0]["targets"][0]["healthy"], true);
+
+    let reload = |token: &str| {
+        c.post(gw.admin_url("/-/reload"))
+            .bearer_auth(token.to_string())
+            .send()
+    };
+    assert_eq!(reload(READ_TOKEN).await.unwrap().status(), 403);
+    let text = std::fs::read_to_string(&gw.config_path).unwrap().replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\n[[routes]]\nname = \"added\"\npath = \"/added\"\nrespond = {}\n",
+    );
+    std::fs::write(&gw.config_path, text).unwrap();
+    assert_eq!(reload(ADMIN_TOKEN).await.unwrap().status(), 200);
+
+    // Audit: the startup config, then the reload with what changed; no secrets.
+    let audit_text = std::fs::read_to_string(&audit_path).unwrap();
+    assert!(!audit_text.contains(READ_TOKEN) && !audit_text.contains(ADMIN_TOKEN));
+    let lines: Vec<serde_json::Value> = audit_text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{audit_text}");
+    assert_eq!(lines[0]["source"], "startup");
+    assert_eq!(lines[0]["changes"]["routes"]["added"][0], "app");
+    assert_eq!(lines[1]["source"], "admin");
+    assert_eq!(lines[1]["previous_version"], lines[0]["version"]);
+    assert_eq!(lines[1]["changes"]["routes"]["added"][0], "added");
+    assert!(lines[1]["changes"]["routes"]["removed"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+async fn get_json_with(c: &reqwest::Client, url: String, token: &str) -> serde_json::Value {
+    c.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[test]
+fn admin_beyond_loopback_requires_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    std::fs::write(
+        &path,
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[admin]\naddress = \"0.0.0.0:9901\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "admin.read_token: required when the admin listener (0.0.0.0:9901) is not on loopback"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("admin.admin_token: required"), "{stderr}");
+}
+
+/// An upstream that answers after `delay`.
+async fn slow(delay: Duration) -> Upstream {
+    Upstream::start(move |_req| async move {
+        tokio::time::sleep(delay).await;
+        Response::new(full("slow"))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_reports_not_ready_then_drains_in_flight_requests() {
+    let upstream = slow(Duration::from_millis(1500)).await;
+    let mut gw = Gateway::start_with(
+        "shutdown_delay = \"1s\"\ngrace_period = \"3s\"",
+        "",
+        &routes(&upstream, ""),
+    );
+    let in_flight = tokio::spawn(client().get(gw.url("/")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = client().get(gw.admin_url("/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "ready must turn false first");
+    // Still serving new requests during the delay.
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slow");
+    let exited = eventually(Duration::from_secs(20), || {
+        let done = gw.try_wait();
+        async move { done }
+    })
+    .await;
+    assert!(exited, "gatehouse did not exit after SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_upgrade_under_load_fails_no_request() {
+    let upstream = Upstream::named("app").await;
+    let gw = Gateway::start_with("grace_period = \"1s\"", "", &routes(&upstream, ""));
+    let load = Load::start(gw.url("/"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The new process waits on the upgrade socket; the old one hands over on SIGQUIT.
+    let mut new = std::process::Command::new(BIN)
+        .args(["run", "--upgrade", "-c"])
+        .arg(&gw.config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(gw.dir.path().join("new.err")).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.signal("QUIT");
+    // The old process drains (Pingora waits 5 s, then the grace period) and exits.
+    let mut old = gw;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let old_exited = loop {
+        if old.try_wait() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failed) = load.finish().await;
+    let new_alive = new.try_wait().unwrap().is_none();
+    let new_err = std::fs::read_to_string(old.dir.path().join("new.err")).unwrap_or_default();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert!(old_exited, "old process still running");
+    assert!(new_alive, "new process died: {new_err}");
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests");
+}

@@ -9,6 +9,7 @@ use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Lines buffered between workers and the writer thread.
@@ -36,14 +37,22 @@ pub struct AccessEntry<'a> {
     pub error: Option<&'a str>,
 }
 
+/// What the writer thread takes over when it starts.
+type WriterParts = (Receiver<Vec<u8>>, Box<dyn Write + Send>);
+
 /// Handle to the writer thread.
 pub struct AccessLog {
     tx: SyncSender<Vec<u8>>,
     dropped: IntCounter,
+    /// The writer thread starts with the first line, not at construction: with `--daemon`,
+    /// Pingora forks after the config is loaded, and a thread started before the fork would
+    /// not exist in the daemon.
+    writer: OnceLock<()>,
+    pending: Mutex<Option<WriterParts>>,
 }
 
 impl AccessLog {
-    /// Start the writer thread, appending to `path` or writing to standard output.
+    /// Open the output (appending to `path`, or standard output) so errors show at startup.
     pub fn start(path: Option<&Path>, dropped: IntCounter) -> std::io::Result<Self> {
         let out: Box<dyn Write + Send> = match path {
             Some(p) => Box::new(
@@ -55,14 +64,29 @@ impl AccessLog {
             None => Box::new(std::io::stdout()),
         };
         let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || write_lines(rx, out))?;
-        Ok(Self { tx, dropped })
+        Ok(Self {
+            tx,
+            dropped,
+            writer: OnceLock::new(),
+            pending: Mutex::new(Some((rx, out))),
+        })
+    }
+
+    fn start_writer(&self) {
+        let taken = self.pending.lock().ok().and_then(|mut p| p.take());
+        if let Some((rx, out)) = taken {
+            let spawned = std::thread::Builder::new()
+                .name("access-log".into())
+                .spawn(move || write_lines(rx, out));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the access log writer");
+            }
+        }
     }
 
     /// Queue one entry; never blocks.
     pub fn log(&self, entry: &AccessEntry<'_>) {
+        self.writer.get_or_init(|| self.start_writer());
         let mut line = Vec::with_capacity(384);
         if serde_json::to_writer(&mut line, entry).is_err() {
             return;

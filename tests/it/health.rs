@@ -62,6 +62,21 @@ async fn failing_health_checks_take_a_target_out_and_passing_ones_bring_it_back(
         "unhealthy b got traffic"
     );
 
+    // Health state survives a reload: b stays out without waiting for new checks.
+    gw.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(5), || async {
+        gw.metrics()
+            .await
+            .contains(r#"gatehouse_config_reload_total{result="success"} 2"#)
+    })
+    .await;
+    assert!(reloaded);
+    assert!(gw.metrics().await.contains(&format!("{b_label} 0")));
+    assert!(
+        names_seen(&gw, 10).await.iter().all(|n| n == "a"),
+        "reload forgot b's health"
+    );
+
     b_ok.store(true, Ordering::SeqCst);
     let back = eventually(Duration::from_secs(10), || async {
         gw.metrics().await.contains(&format!("{b_label} 1"))

@@ -426,3 +426,98 @@ async fn binary_upgrade_under_load_fails_no_request() {
     );
     assert!(ok > 100, "only {ok} requests");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/gatehouse.rules.yml"
+    ))
+    .unwrap();
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args([
+            "check",
+            "rules",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/conf/gatehouse.rules.yml"),
+        ])
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let upstream = Upstream::named("app").await;
+    let gw = Gateway::start(&routes(&upstream, ""));
+    // Families with labels appear once they have a series: after one request.
+    client().get(gw.url("/")).send().await.unwrap();
+    let counted = eventually(Duration::from_secs(5), || async {
+        gw.metrics().await.contains("gatehouse_requests_total{")
+    })
+    .await;
+    assert!(counted);
+    let metrics = gw.metrics().await;
+    let mut names: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("gatehouse_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in names {
+        let exported = metrics.contains(&format!("# TYPE {name} "));
+        assert!(
+            exported,
+            "rules use {name}, which gatehouse does not export:\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_mode_serves_and_writes_the_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let log = dir.path().join("access.log");
+    let body = format!(
+        "[access_log]\npath = \"{}\"\n[[routes]]\nname = \"hi\"\npath = \"/hi\"\nrespond = {{ body = \"hi\" }}\n",
+        log.display()
+    );
+    let path = dir.path().join("g.toml");
+    std::fs::write(&path, Gateway::config(dir.path(), port, admin, &body)).unwrap();
+    let status = std::process::Command::new(BIN)
+        .args(["run", "--daemon", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the foreground process exits once the daemon runs"
+    );
+    let pid_file = dir.path().join("gatehouse.pid");
+    let url = format!("http://127.0.0.1:{port}/hi");
+    let up = eventually(Duration::from_secs(20), || {
+        let u = url.clone();
+        async move { client().get(u).send().await.is_ok() }
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let logged = up
+        && eventually(Duration::from_secs(5), || async {
+            let _ = client().get(&url).send().await;
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("\"route\":\"hi\"")
+        })
+        .await;
+    if !pid.trim().is_empty() {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", pid.trim()])
+            .status();
+    }
+    assert!(up, "daemon did not serve");
+    assert!(!pid.trim().is_empty(), "no pid file");
+    assert!(logged, "daemon wrote no access log line");
+}

@@ -148,6 +148,18 @@ impl Reloader {
                 let version = snapshot.version.clone();
                 let previous = self.store.load().version.clone();
                 let changes = audit::diff(&state.config, &config);
+                let restart_only: Vec<&str> = changes
+                    .sections
+                    .iter()
+                    .copied()
+                    .filter(|s| matches!(*s, "listeners" | "admin" | "server"))
+                    .collect();
+                if !restart_only.is_empty() {
+                    tracing::warn!(
+                        sections = ?restart_only,
+                        "listener, admin and server settings apply on the next upgrade or restart"
+                    );
+                }
                 metrics.config_loaded(true, Some(&version));
                 self.store.store(snapshot);
                 self.write_audit(&version, Some(&previous), source, &changes);

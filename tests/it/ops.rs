@@ -521,3 +521,28 @@ async fn daemon_mode_serves_and_writes_the_access_log() {
     assert!(!pid.trim().is_empty(), "no pid file");
     assert!(logged, "daemon wrote no access log line");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_requests_finish_on_the_config_they_started_with() {
+    let upstream = slow(Duration::from_millis(800)).await;
+    let gw = Gateway::start(&routes(&upstream, ""));
+    let in_flight = tokio::spawn(client().get(gw.url("/slow")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rewrite(
+        &gw,
+        "[[routes]]\nname = \"other\"\npath = \"/other\"\nrespond = {}\n",
+    );
+    let resp = client()
+        .post(gw.admin_url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        client().get(gw.url("/slow")).send().await.unwrap().status(),
+        404
+    );
+    let resp = in_flight.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slow");
+}

@@ -4,25 +4,9 @@ use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
 
-fn check(text: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "FILE"),
-        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
-    )
-}
-
 #[test]
 fn check_accepts_a_valid_file_with_a_summary() {
-    let (ok, stdout, _) = check(
+    let (ok, stdout, _) = check_config(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
          [upstreams.a]\ntargets = [{ address = \"localhost:80\" }]\n\
          [[routes]]\nname = \"r\"\nupstream = \"a\"\n",
@@ -34,7 +18,7 @@ fn check_accepts_a_valid_file_with_a_summary() {
 
 #[test]
 fn check_lists_every_problem_with_its_key_path() {
-    let (ok, _, stderr) = check(
+    let (ok, _, stderr) = check_config(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
          [upstreams.a]\ntargets = [{ address = \"127.0.0.1:80\", weight = 0 }]\nbalance = \"random\"\n\
          [upstreams.b]\ntargets = [{ address = \"127.0.0.1:80\" }]\nhealth_check = { path = \"health\", interval = \"0s\" }\n\
@@ -52,7 +36,7 @@ fn check_lists_every_problem_with_its_key_path() {
         assert!(stderr.contains(e), "missing {e:?} in\n{stderr}");
     }
 
-    let (ok, _, stderr) = check(
+    let (ok, _, stderr) = check_config(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
          [upstreams.b]\ntargets = [{ address = \"127.0.0.1:80\" }]\nhealth_check = { path = \"health\", interval = \"0s\" }\n\
          [[routes]]\nname = \"r\"\nupstream = \"mian\"\n\
@@ -73,7 +57,7 @@ fn check_lists_every_problem_with_its_key_path() {
 #[test]
 fn check_reports_syntax_errors_with_line_and_column() {
     let (ok, _, stderr) =
-        check("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\nname = \"r\n");
+        check_config("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\nname = \"r\n");
     assert!(!ok);
     assert!(stderr.contains("FILE: line 4, column"), "{stderr}");
     assert!(stderr.contains("syntax error"), "{stderr}");
@@ -81,7 +65,7 @@ fn check_reports_syntax_errors_with_line_and_column() {
 
 #[test]
 fn check_reports_unresolvable_targets() {
-    let (ok, _, stderr) = check(
+    let (ok, _, stderr) = check_config(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
          [upstreams.a]\ntargets = [{ address = \"no-such-host.invalid:80\" }]\n",
     );

@@ -145,6 +145,15 @@ impl Gateway {
             .unwrap()
     }
 
+    /// `POST /-/reload` on the admin listener (no token).
+    pub async fn reload_via_admin(&self) -> reqwest::Response {
+        client()
+            .post(self.admin_url("/-/reload"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Whether the process has exited.
     pub fn try_wait(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
@@ -297,16 +306,39 @@ where
     false
 }
 
+/// GET `url`: status and body text.
+pub async fn body_of(url: String) -> (u16, String) {
+    let resp = client().get(url).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 /// GET `url` and parse the body as JSON.
 pub async fn get_json(url: String) -> serde_json::Value {
-    client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json_auth(url, None).await
+}
+
+/// GET `url` with an optional bearer token and parse the body as JSON.
+pub async fn get_json_auth(url: String, token: Option<&str>) -> serde_json::Value {
+    let mut req = client().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// Run `gatehouse check` on `text`; returns success, stdout and stderr with the file's path
+/// replaced by `FILE`.
+pub fn check_config(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let clean = |b: &[u8]| String::from_utf8_lossy(b).replace(&path.display().to_string(), "FILE");
+    (out.status.success(), clean(&out.stdout), clean(&out.stderr))
 }
 
 /// Config body with one pool `p` of `upstream` and a catch-all route `r` to it.

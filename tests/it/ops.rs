@@ -96,34 +96,16 @@ async fn reloads_under_load_fail_no_request_and_bad_configs_change_nothing() {
             "[[routes]]\nname = \"new\"\npath = \"/new\"\nrespond = { body = \"new\" }\n",
         ),
     );
-    let resp = client()
-        .post(gw.admin_url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["result"], "ok");
-    assert_eq!(
-        client()
-            .get(gw.url("/new"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "new"
-    );
+    assert_eq!(body_of(gw.url("/new")).await, (200, "new".to_string()));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Bad config through the API and through SIGHUP: refused, old behaviour kept.
     rewrite(&gw, "[[routes]]\nname = \"x\"\nupstream = \"missing\"\n");
-    let resp = client()
-        .post(gw.admin_url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(
@@ -135,17 +117,7 @@ async fn reloads_under_load_fail_no_request_and_bad_configs_change_nothing() {
     );
     gw.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        client()
-            .get(gw.url("/new"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "new"
-    );
+    assert_eq!(body_of(gw.url("/new")).await, (200, "new".to_string()));
 
     let (ok, failed) = load.finish().await;
     assert!(
@@ -250,20 +222,20 @@ async fn admin_api_needs_tokens_and_never_shows_them() {
         "token leaked"
     );
 
-    let routes = get_json_with(&c, gw.admin_url("/-/routes"), READ_TOKEN).await;
+    let routes = get_json_auth(gw.admin_url("/-/routes"), Some(READ_TOKEN)).await;
     assert_eq!(routes["routes"][0]["name"], "app");
     assert_eq!(routes["routes"][0]["upstream"], "app");
     c.get(gw.url("/x")).send().await.unwrap();
     // Recorded in the logging phase, just after the response went out.
     let seen = eventually(Duration::from_secs(5), || async {
-        let routes = get_json_with(&c, gw.admin_url("/-/routes"), READ_TOKEN).await;
+        let routes = get_json_auth(gw.admin_url("/-/routes"), Some(READ_TOKEN)).await;
         routes["routes"][0]["last_request"]
             .as_str()
             .is_some_and(|t| t.ends_with('Z'))
     })
     .await;
     assert!(seen, "last_request never set");
-    let upstreams = get_json_with(&c, gw.admin_url("/-/upstreams"), READ_TOKEN).await;
+    let upstreams = get_json_auth(gw.admin_url("/-/upstreams"), Some(READ_TOKEN)).await;
     assert_eq!(
         upstreams["upstreams"][0]["targets"][0]["address"],
         upstream.address()
@@ -302,33 +274,12 @@ async fn admin_api_needs_tokens_and_never_shows_them() {
         .is_empty());
 }
 
-async fn get_json_with(c: &reqwest::Client, url: String, token: &str) -> serde_json::Value {
-    c.get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[test]
 fn admin_beyond_loopback_requires_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.toml");
-    std::fs::write(
-        &path,
+    let (ok, _, stderr) = check_config(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n[admin]\naddress = \"0.0.0.0:9901\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    assert!(!ok);
     assert!(
         stderr.contains(
             "admin.read_token: required when the admin listener (0.0.0.0:9901) is not on loopback"
@@ -532,11 +483,7 @@ async fn in_flight_requests_finish_on_the_config_they_started_with() {
         &gw,
         "[[routes]]\nname = \"other\"\npath = \"/other\"\nrespond = {}\n",
     );
-    let resp = client()
-        .post(gw.admin_url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         client().get(gw.url("/slow")).send().await.unwrap().status(),

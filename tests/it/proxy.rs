@@ -12,11 +12,6 @@ fn mock(name: &str, extra: &str) -> String {
     format!("[[routes]]\nname = \"{name}\"\n{extra}\nrespond = {{ body = \"{name}\" }}\n")
 }
 
-async fn body_of(url: String) -> (u16, String) {
-    let resp = client().get(url).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 async fn get_with_host(gw: &Gateway, host: &str, path: &str) -> (u16, String) {
     let resp = client()
         .get(gw.url(path))

@@ -92,11 +92,12 @@ impl AdminApp {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::as_bytes);
-        let matches = |t: &Option<crate::config::Secret>| matches!((t, presented), (Some(t), Some(p)) if constant_time_eq(t.expose().as_bytes(), p));
-        let is_admin = matches(&admin);
-        let is_read = is_admin || matches(&read);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().as_bytes());
+        let matches = |t: &Option<crate::config::Secret>| matches!((t, presented), (Some(t), Some(p)) if tokens_equal(t.expose().as_bytes(), p));
+        let is_admin = matches(admin);
+        let is_read = is_admin || matches(read);
         match (access, is_read, is_admin) {
             (Access::Read, true, _) | (Access::Admin, _, true) => None,
             (_, false, _) => {
@@ -239,12 +240,15 @@ impl AdminApp {
     }
 }
 
-/// Token comparison whose time does not depend on where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Token comparison whose time depends neither on where the first difference is nor on the
+/// token's length: both sides are hashed to 32 bytes first.
+fn tokens_equal(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn json(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
@@ -299,8 +303,8 @@ mod tests {
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"abcdef", b"abcdef"));
-        assert!(!constant_time_eq(b"abcdef", b"abcdeg"));
-        assert!(!constant_time_eq(b"abc", b"abcdef"));
+        assert!(tokens_equal(b"abcdef", b"abcdef"));
+        assert!(!tokens_equal(b"abcdef", b"abcdeg"));
+        assert!(!tokens_equal(b"abc", b"abcdef"));
     }
 }

@@ -56,6 +56,17 @@ fn main() -> ExitCode {
             daemon,
         } => {
             init_logging();
+            // SIGHUP's default action kills the process, and the reload handler only exists once
+            // the services run: catch it from the start (e.g. `systemctl kill -s HUP` reaching a
+            // process that is still starting during an upgrade).
+            let early_hangup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, early_hangup) {
+                eprintln!("gatehouse: cannot install the SIGHUP handler: {e}");
+                return ExitCode::FAILURE;
+            }
+            // Absolute, because `--daemon` changes the working directory to `/` and later
+            // reloads read the file again.
+            let config = std::path::absolute(&config).unwrap_or(config);
             let opts = server::RunOptions {
                 config_path: config,
                 upgrade,

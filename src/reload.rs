@@ -38,12 +38,17 @@ pub struct LoadRecord {
 }
 
 struct State {
-    /// The config behind the current snapshot, for diffs and admin settings.
+    /// The config behind the current snapshot, for diffs.
     config: Config,
     /// Source of the snapshot in use.
     applied_by: Source,
     last: LoadRecord,
+    /// Version of file content that failed to parse or validate: the file watch skips it until
+    /// the content changes. Failures that may pass on retry (name resolution) are not recorded.
+    rejected: Option<String>,
 }
+
+type AdminTokens = (Option<config::Secret>, Option<config::Secret>);
 
 /// Owns config changes after startup. Reloads are serialized by one mutex; the request path
 /// never touches it (it reads the snapshot store).
@@ -52,6 +57,9 @@ pub struct Reloader {
     pub store: Arc<SnapshotStore>,
     pub registries: Arc<Registries>,
     audit: Option<AuditLog>,
+    /// Fixed at startup, like the admin listener's address: a reload must not be able to open
+    /// an admin API that is bound beyond loopback by dropping its tokens.
+    tokens: AdminTokens,
     state: Mutex<State>,
     ready: AtomicBool,
 }
@@ -68,14 +76,24 @@ impl Reloader {
         registries: Arc<Registries>,
         config: Config,
     ) -> Self {
-        let audit = config.admin.audit_log.as_deref().map(AuditLog::new);
+        // Absolute, because `--daemon` changes the working directory to `/`.
+        let audit =
+            config.admin.audit_log.as_deref().map(|p| {
+                AuditLog::new(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+            });
         let version = store.load().version.clone();
+        let tokens = (
+            config.admin.read_token.clone(),
+            config.admin.admin_token.clone(),
+        );
         let reloader = Self {
             path,
             store,
             registries,
             audit,
+            tokens,
             state: Mutex::new(State {
+                rejected: None,
                 config: Config::default(),
                 applied_by: Source::Startup,
                 last: LoadRecord {
@@ -131,14 +149,26 @@ impl Reloader {
     /// the attempt is logged, counted and recorded for `/-/config`.
     pub fn reload(&self, source: Source) -> Result<String, ConfigErrors> {
         let mut state = self.lock();
-        let loaded = config::load(&self.path).and_then(|(config, text)| {
-            let snapshot =
-                snapshot::compile(&config, &text, &self.registries).map_err(|errors| {
-                    ConfigErrors {
-                        file: self.path.clone(),
-                        errors,
-                    }
-                })?;
+        let fail = |errors| ConfigErrors {
+            file: self.path.clone(),
+            errors,
+        };
+        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+            fail(vec![config::ConfigError::new(
+                "",
+                format!("cannot read file: {e}"),
+            )])
+        });
+        // The version of exactly the text that was parsed, so a file caught half-written is
+        // not remembered as rejected under the version of its finished content.
+        let version = text.as_ref().ok().map(|t| snapshot::version_of(t));
+        let mut rejected = false;
+        let loaded = text.and_then(|text| {
+            let config = config::parse(&text).map_err(|errors| {
+                rejected = true;
+                fail(errors)
+            })?;
+            let snapshot = snapshot::compile(&config, &text, &self.registries).map_err(fail)?;
             Ok((config, snapshot))
         });
         let metrics = &self.registries.metrics;
@@ -161,10 +191,13 @@ impl Reloader {
                     );
                 }
                 metrics.config_loaded(true, Some(&version));
+                let old = self.store.load_full();
                 self.store.store(snapshot);
+                metrics.forget_removed(&old, &self.store.load());
                 self.write_audit(&version, Some(&previous), source, &changes);
                 state.config = config;
                 state.applied_by = source;
+                state.rejected = None;
                 state.last = LoadRecord {
                     time: now_rfc3339(),
                     source,
@@ -177,14 +210,12 @@ impl Reloader {
             }
             Err(e) => {
                 metrics.config_loaded(false, None);
-                let tried = std::fs::read_to_string(&self.path)
-                    .ok()
-                    .map(|t| snapshot::version_of(&t));
+                state.rejected = if rejected { version.clone() } else { None };
                 state.last = LoadRecord {
                     time: now_rfc3339(),
                     source,
                     ok: false,
-                    version: tried,
+                    version,
                     error: Some(e.to_string()),
                 };
                 tracing::error!(error = %e, ?source, "config reload failed, keeping the current config");
@@ -202,7 +233,7 @@ impl Reloader {
         let version = snapshot::version_of(&text);
         let unchanged = {
             let state = self.lock();
-            version == self.store.load().version || state.last.version.as_deref() == Some(&version)
+            version == self.store.load().version || state.rejected.as_deref() == Some(&version)
         };
         if !unchanged {
             let _ = self.reload(Source::Watch);
@@ -215,13 +246,9 @@ impl Reloader {
         (state.last.clone(), state.applied_by)
     }
 
-    /// Admin tokens of the config in use.
-    pub fn admin_tokens(&self) -> (Option<config::Secret>, Option<config::Secret>) {
-        let state = self.lock();
-        (
-            state.config.admin.read_token.clone(),
-            state.config.admin.admin_token.clone(),
-        )
+    /// Admin tokens, as loaded at startup.
+    pub fn admin_tokens(&self) -> &AdminTokens {
+        &self.tokens
     }
 
     pub fn is_ready(&self) -> bool {

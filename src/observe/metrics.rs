@@ -121,6 +121,12 @@ impl Metrics {
             )?,
             registry,
         }))
+        .inspect(|m| {
+            // Both results exist from the start, so `increase()` sees the first failure.
+            for result in ["success", "error"] {
+                m.config_reloads.with_label_values(&[result]);
+            }
+        })
     }
 
     /// Handles for one route.
@@ -140,6 +146,48 @@ impl Metrics {
             name: name.into(),
             duration: self.upstream_duration.with_label_values(&[name]),
             healthy: self.upstream_healthy.clone(),
+        }
+    }
+
+    /// Drop the series of routes, pools and targets that `new` no longer has, so dashboards and
+    /// alerts do not keep reporting what was removed.
+    pub fn forget_removed(&self, old: &crate::snapshot::Snapshot, new: &crate::snapshot::Snapshot) {
+        let routes: std::collections::HashSet<&str> =
+            new.routes.iter().map(|r| r.name.as_str()).collect();
+        for route in old
+            .routes
+            .iter()
+            .filter(|r| !routes.contains(r.name.as_str()))
+        {
+            let name = route.name.as_str();
+            for method in METHODS {
+                for status in STATUS_CLASSES {
+                    let _ = self.requests.remove_label_values(&[name, method, status]);
+                }
+            }
+            let _ = self.request_duration.remove_label_values(&[name]);
+            let _ = self.route_last_request.remove_label_values(&[name]);
+        }
+        let targets: std::collections::HashSet<(&str, &str)> = new
+            .pools
+            .iter()
+            .flat_map(|p| {
+                p.targets
+                    .iter()
+                    .map(move |t| (p.name.as_str(), t.label.as_str()))
+            })
+            .collect();
+        for pool in &old.pools {
+            if !new.pools.iter().any(|p| p.name == pool.name) {
+                let _ = self.upstream_duration.remove_label_values(&[&pool.name]);
+            }
+            for t in &pool.targets {
+                if !targets.contains(&(pool.name.as_str(), t.label.as_str())) {
+                    let _ = self
+                        .upstream_healthy
+                        .remove_label_values(&[&pool.name, &t.label]);
+                }
+            }
         }
     }
 

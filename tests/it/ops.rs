@@ -254,6 +254,11 @@ async fn admin_api_needs_tokens_and_never_shows_them() {
     );
     std::fs::write(&gw.config_path, text).unwrap();
     assert_eq!(reload(ADMIN_TOKEN).await.unwrap().status(), 200);
+    // Scheme names are case-insensitive.
+    let lower = c
+        .get(gw.admin_url("/-/routes"))
+        .header("authorization", format!("bearer {READ_TOKEN}"));
+    assert_eq!(lower.send().await.unwrap().status(), 200);
 
     // Audit: the startup config, then the reload with what changed; no secrets.
     let audit_text = std::fs::read_to_string(&audit_path).unwrap();
@@ -492,4 +497,73 @@ async fn in_flight_requests_finish_on_the_config_they_started_with() {
     let resp = in_flight.await.unwrap().unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "slow");
+    // Series of what the reload removed are gone, so alerts do not fire for them.
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("gatehouse_upstream_healthy{"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"gatehouse_route_last_request_timestamp_seconds{route="app"}"#));
+    assert!(metrics.contains(r#"gatehouse_route_last_request_timestamp_seconds{route="other"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_survive_a_reload() {
+    let upstream = Upstream::named("app").await;
+    let gw = Gateway::start(&routes(&upstream, ""));
+    let c = client();
+    let send = |n: usize| {
+        let c = c.clone();
+        let url = gw.url("/");
+        async move {
+            for _ in 0..n {
+                assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    send(10).await;
+    let before = upstream.connections.load(Ordering::SeqCst);
+    rewrite(
+        &gw,
+        &routes(
+            &upstream,
+            "[[routes]]\nname = \"n\"\npath = \"/n\"\nrespond = {}\n",
+        ),
+    );
+    assert_eq!(gw.reload_via_admin().await.status(), 200);
+    send(10).await;
+    let after = upstream.connections.load(Ordering::SeqCst);
+    // The pool is keyed by target, not by config version: no reconnect storm after a reload.
+    assert!(
+        after <= before + 1,
+        "{before} connections before the reload, {after} after"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_cannot_remove_the_admin_tokens() {
+    let admin = format!("read_token = \"{READ_TOKEN}\"\nadmin_token = \"{ADMIN_TOKEN}\"");
+    let body = "[[routes]]\nname = \"a\"\nrespond = {}\n";
+    let gw = Gateway::start_with("", &admin, body);
+    // The file loses its tokens; the reload applies routes but the tokens stay in force.
+    rewrite(&gw, body);
+    let resp = client()
+        .post(gw.admin_url("/-/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let open = client()
+        .get(gw.admin_url("/-/config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 401);
+    assert!(
+        gw.stderr().contains("apply on the next upgrade or restart"),
+        "{}",
+        gw.stderr()
+    );
 }

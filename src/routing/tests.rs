@@ -1,3 +1,4 @@
+// Unit tests of the parent module, compiled only under #[cfg(test)] (see `mod tests;`).
 use super::*;
 
 fn spec(hosts: &[&str], path: PathPattern, methods: &[&str]) -> RouteSpec {

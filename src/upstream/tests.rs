@@ -1,3 +1,4 @@
+// Unit tests of the parent module, compiled only under #[cfg(test)] (see `mod tests;`).
 use super::*;
 use crate::config::{TargetConfig, UpstreamConfig};
 use crate::observe::metrics::Metrics;

@@ -44,6 +44,7 @@ impl Delta {
 pub struct Changes {
     pub routes: Delta,
     pub upstreams: Delta,
+    pub limits: Delta,
     /// Other top-level sections that differ (`server`, `listeners`, `admin`, `access_log`).
     pub sections: Vec<&'static str>,
 }
@@ -71,6 +72,10 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
         upstreams: Delta::between(
             old.upstreams.iter().map(|(k, v)| (k.as_str(), v)),
             new.upstreams.iter().map(|(k, v)| (k.as_str(), v)),
+        ),
+        limits: Delta::between(
+            old.limits.iter().map(|(k, v)| (k.as_str(), v)),
+            new.limits.iter().map(|(k, v)| (k.as_str(), v)),
         ),
         sections,
     }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod limit;
 pub mod observe;
 pub mod proxy;
 pub mod reload;

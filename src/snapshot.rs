@@ -5,6 +5,7 @@
 //! families) comes from [`Registries`], keyed by stable names.
 
 use crate::config::{self, Config, ConfigError, ConfigErrors, RouteConfig};
+use crate::limit::{LimitRegistry, Policy};
 use crate::observe::metrics::{Metrics, RouteMetrics};
 use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
 use crate::upstream::health::HealthRegistry;
@@ -22,6 +23,7 @@ use std::time::SystemTime;
 pub struct Registries {
     pub metrics: Arc<Metrics>,
     pub health: HealthRegistry,
+    pub limits: LimitRegistry,
 }
 
 impl Registries {
@@ -29,6 +31,7 @@ impl Registries {
         Ok(Self {
             metrics: Metrics::new()?,
             health: HealthRegistry::default(),
+            limits: LimitRegistry::default(),
         })
     }
 }
@@ -65,6 +68,8 @@ pub struct Route {
     /// Where the route applies, as configured (for the admin API).
     pub spec: RouteSpec,
     pub action: RouteAction,
+    /// Throttling policies checked in order.
+    pub limits: Vec<Arc<Policy>>,
     pub metrics: RouteMetrics,
 }
 
@@ -129,10 +134,19 @@ pub fn compile(
             }
         }
     }
+    let mut policies: HashMap<&str, Arc<Policy>> = HashMap::new();
+    for (name, lc) in &config.limits {
+        match Policy::compile(name, lc, &reg.limits, reg.metrics.policy(name)) {
+            Ok(p) => {
+                policies.insert(name, Arc::new(p));
+            }
+            Err(message) => errors.push(ConfigError::new(format!("limits.{name}"), message)),
+        }
+    }
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
-        match compile_route(rc, &pools, reg) {
+        match compile_route(rc, &pools, &policies, reg) {
             Ok((spec, route)) => {
                 let route = Arc::new(route);
                 router.insert(&spec, route.clone());
@@ -164,8 +178,19 @@ type CompileError = (String, String);
 fn compile_route(
     rc: &RouteConfig,
     pools: &HashMap<&str, Arc<Pool>>,
+    policies: &HashMap<&str, Arc<Policy>>,
     reg: &Registries,
 ) -> Result<(RouteSpec, Route), CompileError> {
+    let limits = rc
+        .limits
+        .iter()
+        .map(|name| {
+            policies
+                .get(name.as_str())
+                .cloned()
+                .ok_or_else(|| (".limits".to_string(), format!("unknown limit {name:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let hosts = rc
         .hosts
         .iter()
@@ -219,6 +244,7 @@ fn compile_route(
         name: rc.name.clone(),
         spec: spec.clone(),
         action,
+        limits,
         metrics: reg.metrics.route(&rc.name),
     };
     Ok((spec, route))

@@ -104,24 +104,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             ),
             "listeners" => config.listeners = elements(value, "listeners", &mut errors),
             "routes" => config.routes = elements(value, "routes", &mut errors),
-            "upstreams" => match value {
-                toml::Value::Table(pools) => {
-                    for (name, pool) in pools {
-                        let path = format!("upstreams.{name}");
-                        if let Some(pool) = section(pool, &path, &mut errors) {
-                            config.upstreams.insert(name, pool);
-                        }
-                    }
-                }
-                other => errors.push(ConfigError::new(
-                    "upstreams",
-                    format!("expected a table of pools, found {}", other.type_str()),
-                )),
-            },
+            "upstreams" => config.upstreams = named(value, "upstreams", &mut errors),
+            "limits" => config.limits = named(value, "limits", &mut errors),
             _ => errors.push(ConfigError::new(
                 key.as_str(),
                 "unknown key, expected one of `server`, `listeners`, `admin`, `access_log`, \
-                 `upstreams`, `routes`",
+                 `upstreams`, `limits`, `routes`",
             )),
         }
     }
@@ -159,6 +147,32 @@ fn section<T: DeserializeOwned>(
             errors.push(ConfigError::new(full, e.into_inner().message().trim_end()));
         })
         .ok()
+}
+
+/// A table of named entries (`[upstreams.NAME]`, `[limits.NAME]`), each checked on its own.
+fn named<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> std::collections::BTreeMap<String, T> {
+    match value {
+        toml::Value::Table(items) => items
+            .into_iter()
+            .filter_map(|(name, item)| {
+                section(item, &format!("{path}.{name}"), errors).map(|v| (name, v))
+            })
+            .collect(),
+        other => {
+            errors.push(ConfigError::new(
+                path,
+                format!(
+                    "expected a table of named entries, found {}",
+                    other.type_str()
+                ),
+            ));
+            Default::default()
+        }
+    }
 }
 
 fn elements<T: DeserializeOwned>(

@@ -16,6 +16,8 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     /// Upstream pools by name, sorted so that compiled output is deterministic.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Throttling policies by name, attached to routes with `limits = [...]`.
+    pub limits: BTreeMap<String, LimitConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -290,6 +292,43 @@ pub struct RouteConfig {
     /// Replace the matched `path_prefix` with this before proxying.
     #[serde(default)]
     pub prefix_rewrite: Option<String>,
+    /// Names of `[limits.NAME]` policies checked for every request of this route, in order.
+    #[serde(default)]
+    pub limits: Vec<String>,
+}
+
+/// `[limits.NAME]`: one throttling policy. Exactly one of `rate`, `quota`, `concurrency`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Requests per `period` on average (GCRA).
+    #[serde(default)]
+    pub rate: Option<u64>,
+    #[serde(default = "default_limit_period", with = "humantime_serde")]
+    pub period: Duration,
+    /// Requests allowed at once on top of the rate.
+    #[serde(default)]
+    pub burst: u64,
+    /// Requests per calendar `window` (UTC).
+    #[serde(default)]
+    pub quota: Option<u64>,
+    #[serde(default)]
+    pub window: Option<crate::limit::Window>,
+    /// Requests in flight at once.
+    #[serde(default)]
+    pub concurrency: Option<u64>,
+    /// What is counted separately: any of `route`, `client_ip`, `header:NAME`, combined.
+    #[serde(default = "default_limit_key")]
+    pub key: Vec<String>,
+    /// Count and log would-be rejections without rejecting.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Send `RateLimit-Policy` and `RateLimit` on allowed responses too (always on 429).
+    #[serde(default = "default_true")]
+    pub headers: bool,
+    /// Most keys held in memory; beyond it, idle keys and then the soonest to expire go.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
 }
 
 /// A fixed response for mock routes.
@@ -366,6 +405,15 @@ fn default_max_fails() -> u32 {
 }
 fn default_fail_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_limit_period() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_limit_key() -> Vec<String> {
+    vec!["client_ip".to_string()]
+}
+fn default_max_keys() -> usize {
+    100_000
 }
 fn default_status() -> u16 {
     200

@@ -1,7 +1,9 @@
 //! Semantic checks that serde cannot express: cross references, uniqueness, value ranges.
 //! Every check pushes onto one error list so `gatehouse check` reports all problems in one run.
 
-use super::{Balance, Config, ConfigError, HealthCheckConfig, RouteConfig, UpstreamConfig};
+use super::{
+    Balance, Config, ConfigError, HealthCheckConfig, LimitConfig, RouteConfig, UpstreamConfig,
+};
 use crate::routing::{normalize_path, HostPattern};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -14,6 +16,9 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     validate_listeners(config, errors);
     for (name, pool) in &config.upstreams {
         validate_upstream(&format!("upstreams.{name}"), pool, errors);
+    }
+    for (name, limit) in &config.limits {
+        validate_limit(&format!("limits.{name}"), limit, errors);
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
@@ -149,6 +154,58 @@ fn validate_upstream(path: &str, pool: &UpstreamConfig, errors: &mut Vec<ConfigE
     }
 }
 
+fn validate_limit(path: &str, limit: &LimitConfig, errors: &mut Vec<ConfigError>) {
+    let kinds = [
+        limit.rate.is_some(),
+        limit.quota.is_some(),
+        limit.concurrency.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        errors.push(ConfigError::new(
+            path,
+            "set exactly one of `rate`, `quota`, `concurrency`",
+        ));
+    }
+    for (key, value) in [
+        ("rate", limit.rate),
+        ("quota", limit.quota),
+        ("concurrency", limit.concurrency),
+    ] {
+        if value == Some(0) {
+            errors.push(ConfigError::new(
+                format!("{path}.{key}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if limit.quota.is_some() != limit.window.is_some() {
+        errors.push(ConfigError::new(
+            format!("{path}.window"),
+            "`quota` and `window` (minute, hour, day, month) go together",
+        ));
+    }
+    if limit.rate.is_some() {
+        require_positive(&format!("{path}.period"), limit.period, errors);
+    }
+    if limit.key.is_empty() {
+        errors.push(ConfigError::new(
+            format!("{path}.key"),
+            "needs at least one part",
+        ));
+    }
+    for (i, part) in limit.key.iter().enumerate() {
+        if let Err(e) = crate::limit::KeyPart::parse(part) {
+            errors.push(ConfigError::new(format!("{path}.key[{i}]"), e));
+        }
+    }
+    if limit.max_keys == 0 {
+        errors.push(ConfigError::new(
+            format!("{path}.max_keys"),
+            "must be at least 1",
+        ));
+    }
+}
+
 fn validate_health_check(path: &str, hc: &HealthCheckConfig, errors: &mut Vec<ConfigError>) {
     if !hc.path.starts_with('/') {
         errors.push(ConfigError::new(
@@ -231,6 +288,11 @@ fn validate_route(path: &str, route: &RouteConfig, config: &Config, errors: &mut
                 "",
                 "`strip_prefix` and `prefix_rewrite` only apply to `upstream` routes".into(),
             );
+        }
+    }
+    for (i, name) in route.limits.iter().enumerate() {
+        if !config.limits.contains_key(name) {
+            err(&format!(".limits[{i}]"), format!("unknown limit {name:?}"));
         }
     }
     if let Some(p) = &route.prefix_rewrite {

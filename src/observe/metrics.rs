@@ -30,6 +30,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     upstream_healthy: IntGaugeVec,
     config_reloads: IntCounterVec,
+    ratelimit_decisions: IntCounterVec,
     config_version: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
@@ -112,6 +113,16 @@ impl Metrics {
                     &["version"],
                 ),
             )?,
+            ratelimit_decisions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_ratelimit_decisions_total",
+                        "Throttling decisions by policy and result (allowed, rejected, dry_run_rejected).",
+                    ),
+                    &["policy", "result"],
+                ),
+            )?,
             access_log_dropped: register(
                 r,
                 IntCounter::new(
@@ -137,6 +148,16 @@ impl Metrics {
             counters: OnceLock::new(),
             duration: self.request_duration.with_label_values(&[name]),
             last_request: self.route_last_request.with_label_values(&[name]),
+        }
+    }
+
+    /// Decision counters of one throttling policy.
+    pub fn policy(&self, name: &str) -> crate::limit::PolicyMetrics {
+        let c = |result: &str| self.ratelimit_decisions.with_label_values(&[name, result]);
+        crate::limit::PolicyMetrics {
+            allowed: c("allowed"),
+            rejected: c("rejected"),
+            dry_run_rejected: c("dry_run_rejected"),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct RequestCtx {
     /// Request target to send upstream when it differs from the client's.
     pub upstream_uri: Option<http::Uri>,
     pub upstream: UpstreamInfo,
+    /// Concurrency slots held and the `RateLimit` headers to send.
+    pub limit: crate::limit::LimitState,
     /// Client-facing reason when the gateway refused or failed the request.
     pub error: Option<&'static str>,
 }
@@ -43,6 +45,7 @@ impl RequestCtx {
             route: None,
             upstream_uri: None,
             upstream: UpstreamInfo::default(),
+            limit: Default::default(),
             error: None,
         }
     }

@@ -20,6 +20,7 @@ pub mod respond;
 
 pub use ctx::RequestCtx;
 
+use crate::limit::{self, LimitInput};
 use crate::observe::access_log::{AccessEntry, AccessLog};
 use crate::snapshot::{RouteAction, SnapshotStore};
 use crate::upstream::{Pool, SelectInput};
@@ -35,6 +36,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
 
 /// The gateway service.
 pub struct Gateway {
@@ -91,14 +98,38 @@ impl ProxyHttp for Gateway {
                     rejection.status(),
                     rejection.message(),
                     &ctx.request_id,
-                    allow,
+                    allow.as_slice(),
                 )
                 .await?;
                 return Ok(true);
             }
         }
-        if let Some(RouteAction::Respond(fixed)) = ctx.route.as_ref().map(|r| &r.action) {
-            respond::send_fixed(session, fixed, &ctx.request_id).await?;
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(false);
+        };
+        if !route.limits.is_empty() {
+            let input = LimitInput {
+                route: &route.name,
+                client_ip: ctx.client_ip,
+                headers: &session.req_header().headers,
+            };
+            if let Err(rejected) = limit::check(&route.limits, &input, unix_nanos(), &mut ctx.limit)
+            {
+                ctx.error = Some(rejected.message);
+                let mut extra = vec![(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(rejected.retry_after_secs),
+                )];
+                extra.extend(rejected.report.iter().flat_map(|r| r.headers()));
+                respond::send_error(session, 429, rejected.message, &ctx.request_id, &extra)
+                    .await?;
+                return Ok(true);
+            }
+        }
+        if let RouteAction::Respond(fixed) = &route.action {
+            let extra = ctx.limit.report.as_ref().map(|r| r.headers());
+            let extra = extra.as_ref().map_or(&[][..], |h| &h[..]);
+            respond::send_fixed(session, fixed, &ctx.request_id, extra).await?;
             return Ok(true);
         }
         Ok(false)
@@ -219,6 +250,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(REQUEST_ID.clone(), ctx.request_id.clone())?;
+        if let Some(report) = &ctx.limit.report {
+            for (name, value) in report.headers() {
+                upstream_response.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -236,7 +272,7 @@ impl ProxyHttp for Gateway {
         if status != 0 && session.response_written().is_none() {
             session.set_keepalive(None);
             if let Err(write_err) =
-                respond::send_error(session, status, message, &ctx.request_id, None).await
+                respond::send_error(session, status, message, &ctx.request_id, &[]).await
             {
                 tracing::debug!(error = %write_err, "cannot send error response");
             }

@@ -16,16 +16,16 @@ pub async fn send_error(
     status: u16,
     message: &str,
     request_id: &HeaderValue,
-    extra: Option<(HeaderName, HeaderValue)>,
+    extra: &[(HeaderName, HeaderValue)],
 ) -> pingora::Result<()> {
     let body = error_body(message, request_id);
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
     resp.insert_header(REQUEST_ID.clone(), request_id.clone())?;
-    if let Some((name, value)) = extra {
-        resp.insert_header(name, value)?;
+    for (name, value) in extra {
+        resp.insert_header(name.clone(), value.clone())?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -48,9 +48,10 @@ pub async fn send_fixed(
     session: &mut Session,
     fixed: &FixedResponse,
     request_id: &HeaderValue,
+    extra: &[(HeaderName, HeaderValue)],
 ) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(fixed.status, Some(fixed.headers.len() + 2))?;
-    for (name, value) in &fixed.headers {
+    for (name, value) in fixed.headers.iter().chain(extra) {
         resp.append_header(name.clone(), value.clone())?;
     }
     resp.insert_header(header::CONTENT_LENGTH, fixed.body.len())?;

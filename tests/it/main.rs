@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod health;
+mod limits;
 mod observe;
 mod ops;
 mod proxy;

@@ -1,0 +1,332 @@
+//! Throttling: rate with burst (GCRA), calendar quotas and concurrency limits, per key.
+//!
+//! Policies are compiled from `[limits.NAME]` and attached to routes. Their counters live in
+//! [`LimitRegistry`], keyed by policy name, so a reload keeps them. Storage is local to the
+//! process, sharded and bounded ([`store`]).
+
+mod gcra;
+mod quota;
+pub mod store;
+
+pub use gcra::{Gcra, RateDecision, Tat};
+pub use quota::{QuotaDecision, Usage, Window};
+
+use crate::config::LimitConfig;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use prometheus::IntCounter;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use store::{Expiring, ShardedStore};
+
+/// One part of a limit key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    Route,
+    ClientIp,
+    Header(HeaderName),
+}
+
+impl KeyPart {
+    /// Parse `route`, `client_ip` or `header:NAME`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "route" => Ok(Self::Route),
+            "client_ip" => Ok(Self::ClientIp),
+            _ => s
+                .strip_prefix("header:")
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .map(Self::Header)
+                .ok_or_else(|| format!("{s:?} is not one of `route`, `client_ip`, `header:NAME`")),
+        }
+    }
+}
+
+/// What a request offers to key on.
+pub struct LimitInput<'a> {
+    pub route: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub headers: &'a HeaderMap,
+}
+
+struct KeyOf<'a>(&'a [KeyPart], &'a LimitInput<'a>);
+
+impl Hash for KeyOf<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for part in self.0 {
+            match part {
+                KeyPart::Route => self.1.route.hash(h),
+                KeyPart::ClientIp => self.1.client_ip.hash(h),
+                KeyPart::Header(name) => self.1.headers.get(name).map(|v| v.as_bytes()).hash(h),
+            }
+        }
+    }
+}
+
+/// Requests in flight for one key.
+#[derive(Debug, Default)]
+pub struct Inflight(u64);
+
+impl Expiring for Inflight {
+    fn is_idle(&self, _now: u64) -> bool {
+        self.0 == 0
+    }
+    fn expires_at(&self) -> u64 {
+        if self.0 == 0 {
+            0
+        } else {
+            u64::MAX
+        }
+    }
+}
+
+/// Counter storage of one policy, shared by every snapshot that has the policy.
+#[derive(Clone)]
+enum Counters {
+    Rate(Arc<ShardedStore<Tat>>),
+    Quota(Arc<ShardedStore<Usage>>),
+    Concurrency(Arc<ShardedStore<Inflight>>),
+}
+
+/// Long-lived counters by policy name (and kind: changing a policy's kind starts afresh).
+#[derive(Default)]
+pub struct LimitRegistry {
+    counters: Mutex<HashMap<(String, u8), Counters>>,
+}
+
+enum Kind {
+    Rate(Gcra, Arc<ShardedStore<Tat>>),
+    Quota(u64, Window, Arc<ShardedStore<Usage>>),
+    Concurrency(u64, Arc<ShardedStore<Inflight>>),
+}
+
+/// Decision counters of one policy.
+pub struct PolicyMetrics {
+    pub allowed: IntCounter,
+    pub rejected: IntCounter,
+    pub dry_run_rejected: IntCounter,
+}
+
+/// A compiled `[limits.NAME]`.
+pub struct Policy {
+    pub name: String,
+    kind: Kind,
+    key: Vec<KeyPart>,
+    pub dry_run: bool,
+    pub headers: bool,
+    metrics: PolicyMetrics,
+    /// `RateLimit-Policy` value, built once.
+    policy_header: Option<HeaderValue>,
+}
+
+impl Policy {
+    /// Compile a policy, reusing the counters a previous config had under the same name.
+    pub fn compile(
+        name: &str,
+        config: &LimitConfig,
+        registry: &LimitRegistry,
+        metrics: PolicyMetrics,
+    ) -> Result<Self, String> {
+        let key = config
+            .key
+            .iter()
+            .map(|k| KeyPart::parse(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut counters = registry.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counters_for = |kind: u8, make: &dyn Fn() -> Counters| {
+            counters
+                .entry((name.to_string(), kind))
+                .or_insert_with(make)
+                .clone()
+        };
+        let max = config.max_keys;
+        let (kind, policy_header) =
+            match (config.rate, config.quota, config.window, config.concurrency) {
+                (Some(rate), _, _, _) => {
+                    let Counters::Rate(store) =
+                        counters_for(0, &|| Counters::Rate(Arc::new(ShardedStore::new(max))))
+                    else {
+                        return Err("internal: counter kind mismatch".into());
+                    };
+                    let period = config.period.as_nanos() as u64;
+                    let secs = config.period.as_secs().max(1);
+                    let header = format!("\"{name}\";q={rate};w={secs}");
+                    (
+                        Kind::Rate(Gcra::new(rate, period, config.burst), store),
+                        Some(header),
+                    )
+                }
+                (None, Some(limit), Some(window), _) => {
+                    let Counters::Quota(store) =
+                        counters_for(1, &|| Counters::Quota(Arc::new(ShardedStore::new(max))))
+                    else {
+                        return Err("internal: counter kind mismatch".into());
+                    };
+                    let header = format!("\"{name}\";q={limit};w={}", window.seconds());
+                    (Kind::Quota(limit, window, store), Some(header))
+                }
+                (None, None, _, Some(max_inflight)) => {
+                    let Counters::Concurrency(store) = counters_for(2, &|| {
+                        Counters::Concurrency(Arc::new(ShardedStore::new(max)))
+                    }) else {
+                        return Err("internal: counter kind mismatch".into());
+                    };
+                    (Kind::Concurrency(max_inflight, store), None)
+                }
+                _ => return Err("set exactly one of `rate`, `quota`, `concurrency`".into()),
+            };
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+            key,
+            dry_run: config.dry_run,
+            headers: config.headers,
+            metrics,
+            policy_header: policy_header.and_then(|h| HeaderValue::from_str(&h).ok()),
+        })
+    }
+}
+
+/// Releases a concurrency slot when the request ends.
+pub struct InflightGuard {
+    store: Arc<ShardedStore<Inflight>>,
+    hash: u64,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.store
+            .with(self.hash, 0, |n| n.0 = n.0.saturating_sub(1));
+    }
+}
+
+/// What the most constrained policy reported, for `RateLimit` headers.
+#[derive(Debug, Clone)]
+pub struct LimitReport {
+    pub policy: HeaderValue,
+    /// `RateLimit` value: `"name";r=REMAINING;t=SECONDS`.
+    pub state: HeaderValue,
+    pub remaining: u64,
+}
+
+/// Per-request limiter state: held slots and the headers to send.
+#[derive(Default)]
+pub struct LimitState {
+    pub guards: Vec<InflightGuard>,
+    pub report: Option<LimitReport>,
+}
+
+/// A refusal.
+#[derive(Debug, Clone)]
+pub struct LimitRejection {
+    pub policy: String,
+    pub message: &'static str,
+    pub retry_after_secs: u64,
+    pub report: Option<LimitReport>,
+}
+
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+impl LimitReport {
+    /// The header pairs to send.
+    pub fn headers(&self) -> [(HeaderName, HeaderValue); 2] {
+        [
+            (RATELIMIT_POLICY.clone(), self.policy.clone()),
+            (RATELIMIT.clone(), self.state.clone()),
+        ]
+    }
+}
+
+fn ceil_secs(nanos: u64) -> u64 {
+    nanos.div_ceil(1_000_000_000)
+}
+
+fn report(policy: &Policy, remaining: u64, reset_nanos: u64) -> Option<LimitReport> {
+    let header = policy.policy_header.clone()?;
+    let state = format!(
+        "\"{}\";r={remaining};t={}",
+        policy.name,
+        ceil_secs(reset_nanos)
+    );
+    Some(LimitReport {
+        policy: header,
+        state: HeaderValue::from_str(&state).ok()?,
+        remaining,
+    })
+}
+
+/// Check every policy in order. `now` is Unix time in nanoseconds. On refusal, policies after
+/// the refusing one are not counted; slots taken by earlier concurrency policies are released
+/// with `state`.
+pub fn check(
+    policies: &[Arc<Policy>],
+    input: &LimitInput<'_>,
+    now: u64,
+    state: &mut LimitState,
+) -> Result<(), Box<LimitRejection>> {
+    for policy in policies {
+        let key = KeyOf(&policy.key, input);
+        let (allowed, remaining, wait, message) = match &policy.kind {
+            Kind::Rate(gcra, store) => {
+                let d = store.with(store.key_hash(&key), now, |s| gcra.check(s, now));
+                (d.allowed, d.remaining, d.wait, "rate limit exceeded")
+            }
+            Kind::Quota(limit, window, store) => {
+                let d = store.with(store.key_hash(&key), now, |s| {
+                    quota::check(*limit, *window, s, now)
+                });
+                (d.allowed, d.remaining, d.reset, "quota exceeded")
+            }
+            Kind::Concurrency(max, store) => {
+                let hash = store.key_hash(&key);
+                let taken = store.with(hash, now, |n| {
+                    if n.0 < *max {
+                        n.0 += 1;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if taken {
+                    state.guards.push(InflightGuard {
+                        store: store.clone(),
+                        hash,
+                    });
+                }
+                (taken, 0, 1_000_000_000, "too many concurrent requests")
+            }
+        };
+        if allowed {
+            policy.metrics.allowed.inc();
+            if policy.headers
+                && state
+                    .report
+                    .as_ref()
+                    .is_none_or(|r| remaining < r.remaining)
+            {
+                if let Some(r) = report(policy, remaining, wait) {
+                    state.report = Some(r);
+                }
+            }
+            continue;
+        }
+        if policy.dry_run {
+            policy.metrics.dry_run_rejected.inc();
+            tracing::info!(policy = %policy.name, route = input.route, "dry run: would reject");
+            continue;
+        }
+        policy.metrics.rejected.inc();
+        return Err(Box::new(LimitRejection {
+            policy: policy.name.clone(),
+            message,
+            retry_after_secs: ceil_secs(wait).max(1),
+            report: report(policy, 0, wait),
+        }));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! A sharded, bounded map from key hash to limiter state. Each shard is a short-held mutex (no
+//! `.await` inside), so contention is spread over [`SHARDS`] locks. Memory is bounded: a full
+//! shard first drops entries that no longer matter (`is_idle`), then the entry that expires
+//! first.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard};
+
+/// Number of shards; a power of two.
+pub const SHARDS: usize = 64;
+
+/// State that can tell when it stopped mattering.
+pub trait Expiring {
+    /// Whether the entry is equivalent to an absent one at `now` (nanoseconds).
+    fn is_idle(&self, now: u64) -> bool;
+    /// When the entry becomes idle, for choosing what to evict.
+    fn expires_at(&self) -> u64;
+}
+
+/// Bounded sharded map keyed by a 64-bit hash of (policy, key).
+pub struct ShardedStore<S> {
+    shards: Box<[Mutex<HashMap<u64, S, ahash::RandomState>>]>,
+    per_shard: usize,
+    hasher: ahash::RandomState,
+}
+
+impl<S: Expiring + Default> ShardedStore<S> {
+    /// A store holding at most about `max_keys` entries.
+    pub fn new(max_keys: usize) -> Self {
+        let per_shard = (max_keys / SHARDS).max(1);
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            per_shard,
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// Hash of a key; the store keeps only this, never the key itself.
+    pub fn key_hash(&self, key: &impl Hash) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, HashMap<u64, S, ahash::RandomState>> {
+        let i = (hash as usize) & (SHARDS - 1);
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` on the entry for `hash`, creating it when absent.
+    pub fn with<R>(&self, hash: u64, now: u64, f: impl FnOnce(&mut S) -> R) -> R {
+        let mut shard = self.shard(hash);
+        if !shard.contains_key(&hash) && shard.len() >= self.per_shard {
+            shard.retain(|_, s| !s.is_idle(now));
+            if shard.len() >= self.per_shard {
+                // Still full of live entries (a flood of distinct keys): give up the one that
+                // would expire first, the least valuable to keep.
+                if let Some(victim) = shard
+                    .iter()
+                    .min_by_key(|(_, s)| s.expires_at())
+                    .map(|(k, _)| *k)
+                {
+                    shard.remove(&victim);
+                }
+            }
+        }
+        f(shard.entry(hash).or_default())
+    }
+
+    /// Entries currently held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.len()))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Until(u64);
+
+    impl Expiring for Until {
+        fn is_idle(&self, now: u64) -> bool {
+            self.0 <= now
+        }
+        fn expires_at(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_within_the_bound() {
+        let store: ShardedStore<Until> = ShardedStore::new(1_000);
+        for i in 0..100_000u64 {
+            let h = store.key_hash(&i);
+            store.with(h, 0, |s| s.0 = 1_000 + i);
+        }
+        assert!(store.len() <= 1_000, "{} entries", store.len());
+    }
+
+    #[test]
+    fn idle_entries_are_dropped_first() {
+        let store: ShardedStore<Until> = ShardedStore::new(SHARDS);
+        // One entry per shard at most: a second key in a shard evicts the idle one.
+        let a = 0u64;
+        let b = SHARDS as u64;
+        store.with(a, 0, |s| s.0 = 5);
+        store.with(b, 10, |s| s.0 = 50);
+        assert_eq!(store.len(), 1);
+        store.with(b, 10, |s| assert_eq!(s.0, 50));
+    }
+}

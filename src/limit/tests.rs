@@ -1,0 +1,114 @@
+// Unit tests of the parent module, compiled only under #[cfg(test)] (see `mod tests;`).
+use super::*;
+use crate::observe::metrics::Metrics;
+
+const SEC: u64 = 1_000_000_000;
+
+fn policy(toml: &str, registry: &LimitRegistry) -> Arc<Policy> {
+    let config: LimitConfig = toml::from_str(toml).unwrap();
+    let metrics = Metrics::new().unwrap();
+    Arc::new(Policy::compile("p", &config, registry, metrics.policy("p")).unwrap())
+}
+
+fn input<'a>(ip: &str, headers: &'a HeaderMap) -> LimitInput<'a> {
+    LimitInput {
+        route: "r",
+        client_ip: ip.parse().ok(),
+        headers,
+    }
+}
+
+#[test]
+fn keys_are_counted_separately() {
+    let reg = LimitRegistry::default();
+    let p = [policy("rate = 1\nburst = 0", &reg)];
+    let h = HeaderMap::new();
+    let mut st = LimitState::default();
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_ok());
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_err());
+    assert!(check(&p, &input("10.0.0.2", &h), SEC, &mut st).is_ok());
+}
+
+#[test]
+fn header_keys_and_rejection_details() {
+    let reg = LimitRegistry::default();
+    let p = [policy(
+        "rate = 2\nperiod = \"10s\"\nkey = [\"header:x-api-key\"]",
+        &reg,
+    )];
+    let mut h = HeaderMap::new();
+    h.insert("x-api-key", "k1".parse().unwrap());
+    let mut st = LimitState::default();
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_ok());
+    // Same key from another address: same counter.
+    assert!(check(&p, &input("10.0.0.2", &h), SEC, &mut st).is_err());
+    let err = check(&p, &input("10.0.0.3", &h), SEC, &mut st).unwrap_err();
+    assert_eq!(err.retry_after_secs, 5, "one emission interval of 5 s");
+    let report = err.report.unwrap();
+    assert_eq!(report.policy, "\"p\";q=2;w=10");
+    assert_eq!(report.state, "\"p\";r=0;t=5");
+}
+
+#[test]
+fn dry_run_counts_but_allows() {
+    let reg = LimitRegistry::default();
+    let p = [policy("rate = 1\ndry_run = true", &reg)];
+    let h = HeaderMap::new();
+    let mut st = LimitState::default();
+    for _ in 0..5 {
+        assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_ok());
+    }
+    assert_eq!(p[0].metrics.dry_run_rejected.get(), 4);
+}
+
+#[test]
+fn concurrency_slots_are_released_when_the_request_ends() {
+    let reg = LimitRegistry::default();
+    let p = [policy("concurrency = 1\nkey = [\"route\"]", &reg)];
+    let h = HeaderMap::new();
+    let mut first = LimitState::default();
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut first).is_ok());
+    let mut second = LimitState::default();
+    assert!(check(&p, &input("10.0.0.2", &h), SEC, &mut second).is_err());
+    drop(first);
+    assert!(check(&p, &input("10.0.0.2", &h), SEC, &mut second).is_ok());
+}
+
+#[test]
+fn counters_survive_recompilation_under_the_same_name() {
+    let reg = LimitRegistry::default();
+    let h = HeaderMap::new();
+    let mut st = LimitState::default();
+    let p = [policy("rate = 1", &reg)];
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_ok());
+    let p = [policy("rate = 1\nburst = 0", &reg)];
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_err());
+}
+
+#[test]
+fn rate_is_exact_under_contention_from_many_threads() {
+    let reg = LimitRegistry::default();
+    let p = Arc::new([policy(
+        "rate = 1000\nperiod = \"1000s\"\nburst = 999\nkey = [\"route\"]",
+        &reg,
+    )]);
+    let allowed = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let h = HeaderMap::new();
+                for _ in 0..500 {
+                    let mut st = LimitState::default();
+                    if check(&p[..], &input("10.0.0.1", &h), SEC, &mut st).is_ok() {
+                        allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        allowed.into_inner(),
+        1000,
+        "4,000 attempts, a bucket of exactly 1,000"
+    );
+}

@@ -134,9 +134,25 @@ pub fn compile(
             }
         }
     }
+    let redis = match &config.redis {
+        Some(rc) => match reg.limits.redis(rc) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.push(ConfigError::new("redis.url", e));
+                None
+            }
+        },
+        None => None,
+    };
     let mut policies: HashMap<&str, Arc<Policy>> = HashMap::new();
     for (name, lc) in &config.limits {
-        match Policy::compile(name, lc, &reg.limits, reg.metrics.policy(name)) {
+        match Policy::compile(
+            name,
+            lc,
+            &reg.limits,
+            redis.as_ref(),
+            reg.metrics.policy(name),
+        ) {
             Ok(p) => {
                 policies.insert(name, Arc::new(p));
             }

@@ -106,10 +106,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             "routes" => config.routes = elements(value, "routes", &mut errors),
             "upstreams" => config.upstreams = named(value, "upstreams", &mut errors),
             "limits" => config.limits = named(value, "limits", &mut errors),
+            "redis" => config.redis = section(value, "redis", &mut errors),
             _ => errors.push(ConfigError::new(
                 key.as_str(),
                 "unknown key, expected one of `server`, `listeners`, `admin`, `access_log`, \
-                 `upstreams`, `limits`, `routes`",
+                 `upstreams`, `limits`, `redis`, `routes`",
             )),
         }
     }

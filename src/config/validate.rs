@@ -18,7 +18,29 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         validate_upstream(&format!("upstreams.{name}"), pool, errors);
     }
     for (name, limit) in &config.limits {
-        validate_limit(&format!("limits.{name}"), limit, errors);
+        let path = format!("limits.{name}");
+        validate_limit(&path, limit, errors);
+        if limit.backend == super::LimitBackend::Redis {
+            if config.redis.is_none() {
+                errors.push(ConfigError::new(
+                    format!("{path}.backend"),
+                    "`redis` needs a `[redis]` section with the url",
+                ));
+            }
+            if limit.concurrency.is_some() {
+                errors.push(ConfigError::new(
+                    format!("{path}.backend"),
+                    "concurrency limits are per instance (`local`) only",
+                ));
+            }
+        }
+    }
+    if let Some(redis) = &config.redis {
+        require_positive("redis.timeout", redis.timeout, errors);
+        // The parse error is not shown: it could echo the password in the url.
+        if redis::Client::open(redis.url.expose()).is_err() {
+            errors.push(ConfigError::new("redis.url", "not a valid redis:// url"));
+        }
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
@@ -74,6 +96,17 @@ fn validate_listeners(config: &Config, errors: &mut Vec<ConfigError>) {
                     ),
                 ));
             }
+        }
+    }
+    for (key, token) in [
+        ("read_token", &admin.read_token),
+        ("admin_token", &admin.admin_token),
+    ] {
+        if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            errors.push(ConfigError::new(
+                format!("admin.{key}"),
+                "a token needs at least 16 characters",
+            ));
         }
     }
     if let (Some(read), Some(write)) = (&admin.read_token, &admin.admin_token) {

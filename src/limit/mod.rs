@@ -6,12 +6,14 @@
 
 mod gcra;
 mod quota;
+pub mod redis;
 pub mod store;
 
 pub use gcra::{Gcra, RateDecision, Tat};
 pub use quota::{QuotaDecision, Usage, Window};
 
-use crate::config::LimitConfig;
+use self::redis::RedisLimiter;
+use crate::config::{FailMode, LimitBackend, LimitConfig};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use prometheus::IntCounter;
 use std::collections::HashMap;
@@ -52,6 +54,32 @@ pub struct LimitInput<'a> {
 
 struct KeyOf<'a>(&'a [KeyPart], &'a LimitInput<'a>);
 
+impl KeyOf<'_> {
+    /// A stable, unambiguous byte form of the key (length-prefixed parts), the same on every
+    /// instance; Redis-backed policies hash it into the Redis key.
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        let mut push = |b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        };
+        for part in self.0 {
+            match part {
+                KeyPart::Route => push(self.1.route.as_bytes()),
+                KeyPart::ClientIp => match self.1.client_ip {
+                    Some(std::net::IpAddr::V4(ip)) => push(&ip.octets()),
+                    Some(std::net::IpAddr::V6(ip)) => push(&ip.octets()),
+                    None => push(b""),
+                },
+                KeyPart::Header(name) => {
+                    push(self.1.headers.get(name).map_or(&b""[..], |v| v.as_bytes()))
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Hash for KeyOf<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
         for part in self.0 {
@@ -89,16 +117,39 @@ enum Counters {
     Concurrency(Arc<ShardedStore<Inflight>>),
 }
 
-/// Long-lived counters by policy name (and kind: changing a policy's kind starts afresh).
+/// Long-lived counters by policy name (and kind: changing a policy's kind starts afresh), and
+/// the Redis connection, kept while its settings stay the same.
 #[derive(Default)]
 pub struct LimitRegistry {
     counters: Mutex<HashMap<(String, u8), Counters>>,
+    redis: Mutex<Option<(crate::config::RedisConfig, Arc<RedisLimiter>)>>,
+}
+
+impl LimitRegistry {
+    /// The shared Redis client for these settings (reused across reloads).
+    pub fn redis(&self, config: &crate::config::RedisConfig) -> Result<Arc<RedisLimiter>, String> {
+        let mut slot = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((c, r)) = slot.as_ref() {
+            if c == config {
+                return Ok(r.clone());
+            }
+        }
+        let limiter = Arc::new(RedisLimiter::new(
+            config.url.expose(),
+            config.timeout,
+            &config.key_prefix,
+        )?);
+        *slot = Some((config.clone(), limiter.clone()));
+        Ok(limiter)
+    }
 }
 
 enum Kind {
     Rate(Gcra, Arc<ShardedStore<Tat>>),
     Quota(u64, Window, Arc<ShardedStore<Usage>>),
     Concurrency(u64, Arc<ShardedStore<Inflight>>),
+    SharedRate(Gcra, Arc<RedisLimiter>),
+    SharedQuota(u64, Window, Arc<RedisLimiter>),
 }
 
 /// Decision counters of one policy.
@@ -106,6 +157,8 @@ pub struct PolicyMetrics {
     pub allowed: IntCounter,
     pub rejected: IntCounter,
     pub dry_run_rejected: IntCounter,
+    /// Checks Redis could not answer (then decided by `on_redis_error`).
+    pub backend_errors: IntCounter,
 }
 
 /// A compiled `[limits.NAME]`.
@@ -115,6 +168,7 @@ pub struct Policy {
     key: Vec<KeyPart>,
     pub dry_run: bool,
     pub headers: bool,
+    fail_open: bool,
     metrics: PolicyMetrics,
     /// `RateLimit-Policy` value, built once.
     policy_header: Option<HeaderValue>,
@@ -126,6 +180,7 @@ impl Policy {
         name: &str,
         config: &LimitConfig,
         registry: &LimitRegistry,
+        redis: Option<&Arc<RedisLimiter>>,
         metrics: PolicyMetrics,
     ) -> Result<Self, String> {
         let key = config
@@ -141,8 +196,29 @@ impl Policy {
                 .clone()
         };
         let max = config.max_keys;
+        let shared = match config.backend {
+            LimitBackend::Local => None,
+            LimitBackend::Redis => Some(
+                redis
+                    .ok_or("`backend = \"redis\"` needs a `[redis]` section")?
+                    .clone(),
+            ),
+        };
         let (kind, policy_header) =
             match (config.rate, config.quota, config.window, config.concurrency) {
+                (Some(rate), _, _, _) if shared.is_some() => {
+                    let period = config.period.as_nanos() as u64;
+                    let secs = config.period.as_secs().max(1);
+                    let header = format!("\"{name}\";q={rate};w={secs}");
+                    let gcra = Gcra::new(rate, period, config.burst);
+                    let redis = shared.clone().ok_or("redis")?;
+                    (Kind::SharedRate(gcra, redis), Some(header))
+                }
+                (None, Some(limit), Some(window), _) if shared.is_some() => {
+                    let header = format!("\"{name}\";q={limit};w={}", window.seconds());
+                    let redis = shared.clone().ok_or("redis")?;
+                    (Kind::SharedQuota(limit, window, redis), Some(header))
+                }
                 (Some(rate), _, _, _) => {
                     let Counters::Rate(store) =
                         counters_for(0, &|| Counters::Rate(Arc::new(ShardedStore::new(max))))
@@ -182,6 +258,7 @@ impl Policy {
             key,
             dry_run: config.dry_run,
             headers: config.headers,
+            fail_open: config.on_redis_error == FailMode::FailOpen,
             metrics,
             policy_header: policy_header.and_then(|h| HeaderValue::from_str(&h).ok()),
         })
@@ -220,6 +297,8 @@ pub struct LimitState {
 /// A refusal.
 #[derive(Debug, Clone)]
 pub struct LimitRejection {
+    /// 429, or 503 when a fail-closed policy could not reach Redis.
+    pub status: u16,
     pub policy: String,
     pub message: &'static str,
     pub retry_after_secs: u64,
@@ -259,8 +338,8 @@ fn report(policy: &Policy, remaining: u64, reset_nanos: u64) -> Option<LimitRepo
 
 /// Check every policy in order. `now` is Unix time in nanoseconds. On refusal, policies after
 /// the refusing one are not counted; slots taken by earlier concurrency policies are released
-/// with `state`.
-pub fn check(
+/// with `state`. Only Redis-backed policies await (one round trip each).
+pub async fn check(
     policies: &[Arc<Policy>],
     input: &LimitInput<'_>,
     now: u64,
@@ -268,16 +347,16 @@ pub fn check(
 ) -> Result<(), Box<LimitRejection>> {
     for policy in policies {
         let key = KeyOf(&policy.key, input);
-        let (allowed, remaining, wait, message) = match &policy.kind {
+        let outcome = match &policy.kind {
             Kind::Rate(gcra, store) => {
                 let d = store.with(store.key_hash(&key), now, |s| gcra.check(s, now));
-                (d.allowed, d.remaining, d.wait, "rate limit exceeded")
+                Ok((d.allowed, d.remaining, d.wait, "rate limit exceeded"))
             }
             Kind::Quota(limit, window, store) => {
                 let d = store.with(store.key_hash(&key), now, |s| {
                     quota::check(*limit, *window, s, now)
                 });
-                (d.allowed, d.remaining, d.reset, "quota exceeded")
+                Ok((d.allowed, d.remaining, d.reset, "quota exceeded"))
             }
             Kind::Concurrency(max, store) => {
                 let hash = store.key_hash(&key);
@@ -295,7 +374,41 @@ pub fn check(
                         hash,
                     });
                 }
-                (taken, 0, 1_000_000_000, "too many concurrent requests")
+                Ok((taken, 0, 1_000_000_000, "too many concurrent requests"))
+            }
+            Kind::SharedRate(gcra, redis) => {
+                let k = redis.key(&policy.name, &key.bytes(), None);
+                redis
+                    .rate(&k, gcra.emission, gcra.tolerance)
+                    .await
+                    .map(|d| (d.allowed, d.remaining, d.wait, "rate limit exceeded"))
+                    .map_err(|e| (redis, e))
+            }
+            Kind::SharedQuota(limit, window, redis) => {
+                let (start, end) = window.bounds(now);
+                let k = redis.key(&policy.name, &key.bytes(), Some(start / 1_000_000_000));
+                redis
+                    .quota(&k, *limit, end - now)
+                    .await
+                    .map(|d| (d.allowed, d.remaining, d.reset, "quota exceeded"))
+                    .map_err(|e| (redis, e))
+            }
+        };
+        let (allowed, remaining, wait, message) = match outcome {
+            Ok(o) => o,
+            Err((redis, error)) => {
+                policy.metrics.backend_errors.inc();
+                redis.report_failure(&policy.name, &error, policy.fail_open);
+                if policy.fail_open || policy.dry_run {
+                    continue;
+                }
+                return Err(Box::new(LimitRejection {
+                    status: 503,
+                    policy: policy.name.clone(),
+                    message: "rate limiter unavailable",
+                    retry_after_secs: 1,
+                    report: None,
+                }));
             }
         };
         if allowed {
@@ -319,6 +432,7 @@ pub fn check(
         }
         policy.metrics.rejected.inc();
         return Err(Box::new(LimitRejection {
+            status: 429,
             policy: policy.name.clone(),
             message,
             retry_after_secs: ceil_secs(wait).max(1),

@@ -118,7 +118,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "gatehouse_ratelimit_decisions_total",
-                        "Throttling decisions by policy and result (allowed, rejected, dry_run_rejected).",
+                        "Throttling decisions by policy and result (allowed, rejected, dry_run_rejected, backend_error).",
                     ),
                     &["policy", "result"],
                 ),
@@ -158,6 +158,7 @@ impl Metrics {
             allowed: c("allowed"),
             rejected: c("rejected"),
             dry_run_rejected: c("dry_run_rejected"),
+            backend_errors: c("backend_error"),
         }
     }
 

@@ -113,16 +113,14 @@ impl ProxyHttp for Gateway {
                 client_ip: ctx.client_ip,
                 headers: &session.req_header().headers,
             };
-            if let Err(rejected) = limit::check(&route.limits, &input, unix_nanos(), &mut ctx.limit)
-            {
+            let checked = limit::check(&route.limits, &input, unix_nanos(), &mut ctx.limit).await;
+            if let Err(rejected) = checked {
                 ctx.error = Some(rejected.message);
-                let mut extra = vec![(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(rejected.retry_after_secs),
-                )];
+                let retry = HeaderValue::from(rejected.retry_after_secs);
+                let mut extra = vec![(header::RETRY_AFTER, retry)];
                 extra.extend(rejected.report.iter().flat_map(|r| r.headers()));
-                respond::send_error(session, 429, rejected.message, &ctx.request_id, &extra)
-                    .await?;
+                let (status, message) = (rejected.status, rejected.message);
+                respond::send_error(session, status, message, &ctx.request_id, &extra).await?;
                 return Ok(true);
             }
         }

@@ -9,3 +9,4 @@ mod limits;
 mod observe;
 mod ops;
 mod proxy;
+mod shared_limits;

@@ -1,0 +1,244 @@
+//! The Redis backend: counters shared by every gatehouse instance that points at the same
+//! Redis. Each check is one round trip, an atomic Lua script on one key, bounded by a timeout.
+//! The connection is made lazily and re-made by itself after failures, so a Redis that is
+//! down at startup or restarts later never stops gatehouse; callers apply the policy's
+//! fail-open or fail-closed choice meanwhile.
+//!
+//! Redis Cluster: every check touches exactly one key, so scripts never cross slots and no hash
+//! tags are needed; keys spread over the cluster by their hash.
+
+use super::gcra::RateDecision;
+use super::quota::QuotaDecision;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// GCRA on the server's clock (`TIME`), so instances never disagree about time.
+/// ARGV: emission and tolerance in microseconds. Returns {allowed, remaining, wait_us}.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local emission = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if allow_at > now then return {0, 0, allow_at - now} end
+local new_tat = tat + emission
+redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1000)
+local used = new_tat - now
+return {1, math.floor((tolerance + emission - used) / emission), used}
+";
+
+/// Count one request in a quota window key. ARGV: limit, key TTL in ms.
+/// Returns {allowed, count}.
+const QUOTA: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or 0)
+if n >= tonumber(ARGV[1]) then return {0, n} end
+n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {1, n}
+";
+
+fn now_ms() -> u64 {
+    crate::upstream::health::now_millis()
+}
+
+/// Why a Redis check gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisLimitError {
+    #[error("redis unreachable: {0}")]
+    Unreachable(String),
+    #[error("redis timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("redis error: {0}")]
+    Command(#[from] redis::RedisError),
+}
+
+/// A shared connection to one Redis, used by every Redis-backed policy.
+pub struct RedisLimiter {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    connecting: tokio::sync::Mutex<()>,
+    /// When the last connection attempt failed ([`now_ms`]); 0 when it did not.
+    last_failure_ms: AtomicU64,
+    timeout: Duration,
+    prefix: String,
+    gcra: Script,
+    quota: Script,
+    last_error_log_ms: AtomicU64,
+}
+
+/// Minimum time between connection attempts while Redis is away.
+const RECONNECT_EVERY_MS: u64 = 500;
+/// Minimum time between two "redis unavailable" log lines.
+const LOG_EVERY_MS: u64 = 10_000;
+
+impl RedisLimiter {
+    pub fn new(url: &str, timeout: Duration, prefix: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
+        Ok(Self {
+            client,
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            last_failure_ms: AtomicU64::new(0),
+            timeout,
+            prefix: prefix.to_string(),
+            gcra: Script::new(GCRA),
+            quota: Script::new(QUOTA),
+            last_error_log_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn cached(&self) -> Option<ConnectionManager> {
+        self.conn.lock().ok()?.clone()
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, RedisLimitError> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        // While Redis is known to be away, fail fast instead of queueing behind reconnects.
+        let failed_at = self.last_failure_ms.load(Ordering::Relaxed);
+        if failed_at != 0 && now_ms().saturating_sub(failed_at) < RECONNECT_EVERY_MS {
+            return Err(RedisLimitError::Unreachable("reconnecting".into()));
+        }
+        // One connection attempt at a time; concurrent checks wait for its outcome rather than
+        // failing open while the first connection is being made.
+        let wait = self.timeout * 4;
+        let _guard = tokio::time::timeout(wait, self.connecting.lock())
+            .await
+            .map_err(|_| RedisLimitError::Timeout(wait))?;
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1);
+        let connected = tokio::time::timeout(
+            wait,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| RedisLimitError::Timeout(wait))
+        .and_then(|r| r.map_err(|e| RedisLimitError::Unreachable(e.to_string())));
+        match connected {
+            Ok(manager) => {
+                self.last_failure_ms.store(0, Ordering::Relaxed);
+                if let Ok(mut slot) = self.conn.lock() {
+                    *slot = Some(manager.clone());
+                }
+                tracing::info!("connected to redis for shared limits");
+                Ok(manager)
+            }
+            Err(e) => {
+                self.last_failure_ms
+                    .store(now_ms().max(1), Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Redis key for a policy and a request key: the key parts are hashed with SHA-256 so every
+    /// instance derives the same name (and no client value is stored in Redis).
+    pub fn key(&self, policy: &str, parts: &[u8], suffix: Option<u64>) -> String {
+        let digest = Sha256::digest(parts);
+        let mut key = String::with_capacity(self.prefix.len() + policy.len() + 48);
+        key.push_str(&self.prefix);
+        key.push_str(policy);
+        key.push(':');
+        for b in &digest[..12] {
+            key.push_str(&format!("{b:02x}"));
+        }
+        if let Some(s) = suffix {
+            key.push_str(&format!(":{s}"));
+        }
+        key
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        key: &str,
+        args: [u64; 2],
+    ) -> Result<Vec<i64>, RedisLimitError> {
+        let mut conn = self.connection().await?;
+        let mut invocation = script.key(key);
+        invocation.arg(args[0]).arg(args[1]);
+        let call = invocation.invoke_async::<Vec<i64>>(&mut conn);
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| RedisLimitError::Timeout(self.timeout))?
+            .map_err(RedisLimitError::from)
+    }
+
+    /// GCRA check; emission and tolerance in nanoseconds.
+    pub async fn rate(
+        &self,
+        key: &str,
+        emission: u64,
+        tolerance: u64,
+    ) -> Result<RateDecision, RedisLimitError> {
+        let us = |n: u64| (n / 1000).max(1);
+        let r = self
+            .run(&self.gcra, key, [us(emission), tolerance / 1000])
+            .await?;
+        let get = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
+        Ok(RateDecision {
+            allowed: get(0) == 1,
+            remaining: get(1),
+            wait: get(2) * 1000,
+        })
+    }
+
+    /// Quota check for the window ending `reset` nanoseconds from now.
+    pub async fn quota(
+        &self,
+        key: &str,
+        limit: u64,
+        reset: u64,
+    ) -> Result<QuotaDecision, RedisLimitError> {
+        let ttl_ms = reset / 1_000_000 + 1000;
+        let r = self.run(&self.quota, key, [limit, ttl_ms]).await?;
+        let get = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
+        Ok(QuotaDecision {
+            allowed: get(0) == 1,
+            remaining: limit.saturating_sub(get(1)),
+            reset,
+        })
+    }
+
+    /// Log a failure at most once per interval; callers count every one in metrics.
+    pub fn report_failure(&self, policy: &str, error: &RedisLimitError, fail_open: bool) {
+        if matches!(
+            error,
+            RedisLimitError::Unreachable(_) | RedisLimitError::Command(_)
+        ) {
+            // Drop the connection so the next check reconnects.
+            if let Ok(mut slot) = self.conn.lock() {
+                if matches!(error, RedisLimitError::Unreachable(_)) {
+                    *slot = None;
+                }
+            }
+        }
+        let now = now_ms() + LOG_EVERY_MS;
+        let last = self.last_error_log_ms.load(Ordering::Relaxed);
+        if now >= last + LOG_EVERY_MS
+            && self
+                .last_error_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let mode = if fail_open {
+                "allowing (fail_open)"
+            } else {
+                "refusing (fail_closed)"
+            };
+            tracing::warn!(policy, %error, "shared limit unavailable, {mode}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Limits shared by several gatehouse instances through a real redis-server.
+
+use crate::common::*;
+use std::time::Duration;
+
+fn shared(redis: &RedisServer, limit: &str) -> String {
+    format!(
+        "[redis]\nurl = \"{}\"\ntimeout = \"200ms\"\n\
+         [limits.shared]\nbackend = \"redis\"\nkey = [\"route\"]\n{limit}\n\
+         [[routes]]\nname = \"r\"\nlimits = [\"shared\"]\nrespond = {{ body = \"ok\" }}\n",
+        redis.url()
+    )
+}
+
+async fn count_ok(gw: &Gateway, n: usize) -> (usize, Vec<u16>) {
+    let mut ok = 0;
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let status = client()
+            .get(gw.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            ok += 1;
+        }
+        statuses.push(status);
+    }
+    (ok, statuses)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_enforce_one_global_limit() {
+    let redis = RedisServer::start();
+    let body = shared(&redis, "rate = 20\nperiod = \"600s\"\nburst = 19");
+    let a = Gateway::start(&body);
+    let b = Gateway::start(&body);
+    let mut tasks = Vec::new();
+    for gw in [&a, &b] {
+        for _ in 0..3 {
+            let url = gw.url("/");
+            tasks.push(tokio::spawn(async move {
+                let c = client();
+                let mut ok = 0;
+                for _ in 0..15 {
+                    if c.get(&url).send().await.unwrap().status() == 200 {
+                        ok += 1;
+                    }
+                }
+                ok
+            }));
+        }
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await.unwrap();
+    }
+    assert_eq!(
+        allowed, 20,
+        "90 requests over two instances against one bucket of 20"
+    );
+    let resp = client().get(b.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_quotas_count_across_instances() {
+    let redis = RedisServer::start();
+    let body = shared(&redis, "quota = 5\nwindow = \"hour\"");
+    let a = Gateway::start(&body);
+    let b = Gateway::start(&body);
+    let (ok_a, _) = count_ok(&a, 3).await;
+    let (ok_b, statuses) = count_ok(&b, 4).await;
+    assert_eq!((ok_a, ok_b), (3, 2), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_falls_back_per_policy_and_recovers() {
+    let mut redis = RedisServer::start();
+    let open = Gateway::start(&shared(&redis, "rate = 2\nperiod = \"600s\"\nburst = 1"));
+    let closed = Gateway::start(&shared(
+        &redis,
+        "rate = 2\nperiod = \"600s\"\nburst = 1\non_redis_error = \"fail_closed\"",
+    ));
+    // Both instances share the bucket (same policy name and key): 2 allowed in all.
+    assert_eq!(count_ok(&open, 2).await.0, 2);
+    assert_eq!(count_ok(&closed, 1).await.1, [429]);
+
+    redis.stop();
+    let (ok, _) = count_ok(&open, 5).await;
+    assert_eq!(ok, 5, "fail_open lets requests through while Redis is away");
+    let resp = client().get(closed.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "fail_closed refuses");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "rate limiter unavailable");
+    let metrics = open.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"gatehouse_ratelimit_decisions_total{policy="shared",result="backend_error"} 5"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        open.stderr().contains("shared limit unavailable"),
+        "{}",
+        open.stderr()
+    );
+
+    // Redis comes back (empty): limits apply again without a restart.
+    redis.restart();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        count_ok(&open, 3).await.1.contains(&429)
+    })
+    .await;
+    assert!(recovered, "limits never applied again after Redis returned");
+    let closed_back = eventually(Duration::from_secs(10), || async {
+        client().get(closed.url("/")).send().await.unwrap().status() != 503
+    })
+    .await;
+    assert!(closed_back);
+}
+
+#[test]
+fn redis_policies_need_a_redis_section() {
+    let (ok, _, stderr) = check_config(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+         [limits.a]\nrate = 5\nbackend = \"redis\"\n\
+         [limits.b]\nconcurrency = 5\nbackend = \"redis\"\n",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("limits.a.backend: `redis` needs a `[redis]` section with the url"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("limits.b.backend: concurrency limits are per instance (`local`) only"),
+        "{stderr}"
+    );
+}

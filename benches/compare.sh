@@ -10,6 +10,8 @@
 # Needs nginx and wrk (apt-get install nginx-light wrk) and a release build
 # (cargo build --release --bin gatehouse --example minimal_proxy). Everything listens on
 # 127.0.0.1 only. GATEHOUSE_ACCESS_LOG=true turns the access log on (to /dev/null).
+# GATEHOUSE_LIMIT=local|redis adds a per-client-IP rate limit high enough never to refuse
+# (redis starts a redis-server on 127.0.0.1:18086), to measure what a check costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -18,6 +20,8 @@ CONNS=${CONNS:-50}
 BIN=${BIN:-target/release/gatehouse}
 MINIMAL=${MINIMAL:-target/release/examples/minimal_proxy}
 ACCESS_LOG=${GATEHOUSE_ACCESS_LOG:-false}
+LIMIT=${GATEHOUSE_LIMIT:-}
+REDIS_PORT=18086
 WORK=$(mktemp -d)
 UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
 TICKS=$(getconf CLK_TCK)
@@ -66,6 +70,20 @@ targets = [{ address = "127.0.0.1:$UP" }]
 name = "plain"
 upstream = "u"
 CONF
+if [ -n "$LIMIT" ]; then
+  sed -i 's/^upstream = "u"$/upstream = "u"\nlimits = ["bench"]/' "$WORK/gatehouse.toml"
+  cat >> "$WORK/gatehouse.toml" <<CONF
+[limits.bench]
+rate = 1000000000
+burst = 1000
+key = ["client_ip"]
+backend = "$LIMIT"
+CONF
+  if [ "$LIMIT" = redis ]; then
+    printf '[redis]\nurl = "redis://127.0.0.1:%s/"\ntimeout = "100ms"\n' $REDIS_PORT >> "$WORK/gatehouse.toml"
+    redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
+  fi
+fi
 
 nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
 nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)

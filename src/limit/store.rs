@@ -1,7 +1,7 @@
 //! A sharded, bounded map from key hash to limiter state. Each shard is a short-held mutex (no
 //! `.await` inside), so contention is spread over [`SHARDS`] locks. Memory is bounded: a full
-//! shard first drops entries that no longer matter (`is_idle`), then the entry that expires
-//! first.
+//! shard drops, from a small sample of its entries, those that no longer matter (`is_idle`), or
+//! else the one that expires first: an O(1) approximation of "least useful".
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -9,6 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Number of shards; a power of two.
 pub const SHARDS: usize = 64;
+
+/// Entries inspected when a full shard must make room.
+const EVICTION_SAMPLE: usize = 16;
 
 /// State that can tell when it stopped mattering.
 pub trait Expiring {
@@ -52,17 +55,28 @@ impl<S: Expiring + Default> ShardedStore<S> {
     pub fn with<R>(&self, hash: u64, now: u64, f: impl FnOnce(&mut S) -> R) -> R {
         let mut shard = self.shard(hash);
         if !shard.contains_key(&hash) && shard.len() >= self.per_shard {
-            shard.retain(|_, s| !s.is_idle(now));
-            if shard.len() >= self.per_shard {
-                // Still full of live entries (a flood of distinct keys): give up the one that
-                // would expire first, the least valuable to keep.
-                if let Some(victim) = shard
-                    .iter()
-                    .min_by_key(|(_, s)| s.expires_at())
-                    .map(|(k, _)| *k)
-                {
-                    shard.remove(&victim);
+            // Look at a bounded sample, not the whole shard: under a flood of new keys every
+            // insert lands here, and a full scan per request would turn the bound into a
+            // CPU cost. Idle entries in the sample go; if none is idle, the one expiring first.
+            let mut victims = [0u64; EVICTION_SAMPLE];
+            let mut idle = 0;
+            let mut soonest: Option<(u64, u64)> = None;
+            for (k, s) in shard.iter().take(EVICTION_SAMPLE) {
+                if s.is_idle(now) {
+                    victims[idle] = *k;
+                    idle += 1;
+                } else if soonest.is_none_or(|(_, t)| s.expires_at() < t) {
+                    soonest = Some((*k, s.expires_at()));
                 }
+            }
+            if idle == 0 {
+                if let Some((k, _)) = soonest {
+                    victims[0] = k;
+                    idle = 1;
+                }
+            }
+            for k in &victims[..idle] {
+                shard.remove(k);
             }
         }
         f(shard.entry(hash).or_default())

@@ -306,6 +306,30 @@ where
     false
 }
 
+/// One task per url, each sending `per_task` GETs in sequence; returns how many got 200.
+pub async fn concurrent_ok(urls: Vec<String>, per_task: usize) -> usize {
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            tokio::spawn(async move {
+                let c = client();
+                let mut ok = 0;
+                for _ in 0..per_task {
+                    if c.get(&url).send().await.unwrap().status() == 200 {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await.unwrap();
+    }
+    allowed
+}
+
 /// GET `url`: status and body text.
 pub async fn body_of(url: String) -> (u16, String) {
     let resp = client().get(url).send().await.unwrap();

@@ -63,24 +63,7 @@ async fn the_limit_holds_exactly_under_concurrent_load() {
          [[routes]]\nname = \"r\"\nlimits = [\"lim\"]\nupstream = \"p\"\n",
         upstream.address()
     ));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let url = gw.url("/");
-        tasks.push(tokio::spawn(async move {
-            let c = client();
-            let mut ok = 0;
-            for _ in 0..25 {
-                if c.get(&url).send().await.unwrap().status() == 200 {
-                    ok += 1;
-                }
-            }
-            ok
-        }));
-    }
-    let mut allowed = 0;
-    for t in tasks {
-        allowed += t.await.unwrap();
-    }
+    let allowed = concurrent_ok(vec![gw.url("/"); 8], 25).await;
     assert_eq!(
         allowed, 50,
         "200 concurrent requests against a bucket of 50"

@@ -37,26 +37,11 @@ async fn two_instances_enforce_one_global_limit() {
     let body = shared(&redis, "rate = 20\nperiod = \"600s\"\nburst = 19");
     let a = Gateway::start(&body);
     let b = Gateway::start(&body);
-    let mut tasks = Vec::new();
-    for gw in [&a, &b] {
-        for _ in 0..3 {
-            let url = gw.url("/");
-            tasks.push(tokio::spawn(async move {
-                let c = client();
-                let mut ok = 0;
-                for _ in 0..15 {
-                    if c.get(&url).send().await.unwrap().status() == 200 {
-                        ok += 1;
-                    }
-                }
-                ok
-            }));
-        }
-    }
-    let mut allowed = 0;
-    for t in tasks {
-        allowed += t.await.unwrap();
-    }
+    let urls: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|gw| vec![gw.url("/"); 3])
+        .collect();
+    let allowed = concurrent_ok(urls, 15).await;
     assert_eq!(
         allowed, 20,
         "90 requests over two instances against one bucket of 20"

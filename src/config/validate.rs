@@ -19,6 +19,17 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     }
     for (name, limit) in &config.limits {
         let path = format!("limits.{name}");
+        // The name is quoted in the RateLimit headers and used as a metric label.
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            errors.push(ConfigError::new(
+                path.clone(),
+                "limit names may only use letters, digits, `_`, `-` and `.`",
+            ));
+        }
         validate_limit(&path, limit, errors);
         if limit.backend == super::LimitBackend::Redis {
             if config.redis.is_none() {
@@ -217,8 +228,18 @@ fn validate_limit(path: &str, limit: &LimitConfig, errors: &mut Vec<ConfigError>
             "`quota` and `window` (minute, hour, day, month) go together",
         ));
     }
-    if limit.rate.is_some() {
-        require_positive(&format!("{path}.period"), limit.period, errors);
+    if limit.rate.is_some() && (limit.period.subsec_nanos() != 0 || limit.period.is_zero()) {
+        // RateLimit-Policy states the window in whole seconds.
+        errors.push(ConfigError::new(
+            format!("{path}.period"),
+            "must be a whole number of seconds, at least 1s",
+        ));
+    }
+    if limit.burst > 1_000_000_000 {
+        errors.push(ConfigError::new(
+            format!("{path}.burst"),
+            "must be at most 1000000000",
+        ));
     }
     if limit.key.is_empty() {
         errors.push(ConfigError::new(

@@ -44,13 +44,21 @@ impl Gcra {
         let emission = (period_nanos / rate.max(1)).max(1);
         Self {
             emission,
-            tolerance: emission * burst,
+            tolerance: emission.saturating_mul(burst),
             capacity: burst + 1,
         }
     }
 
     /// Check and, when allowed, record one request at `now`.
     pub fn check(&self, state: &mut Tat, now: u64) -> RateDecision {
+        // Clamped: a schedule further ahead than the current parameters allow comes from a
+        // stricter config before a reload and must not lock the key out.
+        let horizon = now
+            .saturating_add(self.tolerance)
+            .saturating_add(self.emission);
+        if state.0 > horizon {
+            state.0 = horizon;
+        }
         let tat = state.0.max(now);
         let allow_at = tat.saturating_sub(self.tolerance);
         if allow_at > now {
@@ -60,7 +68,7 @@ impl Gcra {
                 wait: allow_at - now,
             };
         }
-        let new_tat = tat + self.emission;
+        let new_tat = tat.saturating_add(self.emission);
         state.0 = new_tat;
         let used = new_tat - now;
         let budget = self.tolerance + self.emission;
@@ -96,6 +104,22 @@ mod tests {
             .filter(|i| g.check(&mut s, now + i * SEC / 100).allowed)
             .count();
         assert_eq!(allowed, 100 + 4, "10/s for 10 s, plus the initial burst");
+    }
+
+    #[test]
+    fn a_stricter_past_config_does_not_lock_keys_out() {
+        let strict = Gcra::new(1, 3600 * SEC, 100);
+        let mut s = Tat::default();
+        for _ in 0..101 {
+            assert!(strict.check(&mut s, SEC).allowed);
+        }
+        // Under the new parameters the key counts as having just spent its whole budget: it
+        // waits one emission interval (10 ms), not the hours the old schedule held.
+        let loose = Gcra::new(100, SEC, 0);
+        let t = 2 * SEC;
+        let d = loose.check(&mut s, t);
+        assert!(!d.allowed && d.wait <= SEC / 100, "{d:?}");
+        assert!(loose.check(&mut s, t + d.wait).allowed);
     }
 
     #[test]

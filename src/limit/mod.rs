@@ -66,17 +66,40 @@ impl KeyOf<'_> {
         for part in self.0 {
             match part {
                 KeyPart::Route => push(self.1.route.as_bytes()),
-                KeyPart::ClientIp => match self.1.client_ip {
+                KeyPart::ClientIp => match client_prefix(self.1.client_ip) {
                     Some(std::net::IpAddr::V4(ip)) => push(&ip.octets()),
                     Some(std::net::IpAddr::V6(ip)) => push(&ip.octets()),
                     None => push(b""),
                 },
                 KeyPart::Header(name) => {
-                    push(self.1.headers.get(name).map_or(&b""[..], |v| v.as_bytes()))
+                    let values: Vec<&[u8]> = self
+                        .1
+                        .headers
+                        .get_all(name)
+                        .iter()
+                        .map(|v| v.as_bytes())
+                        .collect();
+                    push(&(values.len() as u32).to_be_bytes());
+                    for v in values {
+                        push(v);
+                    }
                 }
             }
         }
         out
+    }
+}
+
+/// The address a client is counted under: IPv4 as is, IPv6 by its /64, which is what one
+/// subscriber usually gets (counting /128s would give a client a fresh bucket per address).
+fn client_prefix(ip: Option<IpAddr>) -> Option<IpAddr> {
+    match ip {
+        Some(IpAddr::V6(v6)) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            Some(IpAddr::V6(o.into()))
+        }
+        other => other,
     }
 }
 
@@ -85,8 +108,13 @@ impl Hash for KeyOf<'_> {
         for part in self.0 {
             match part {
                 KeyPart::Route => self.1.route.hash(h),
-                KeyPart::ClientIp => self.1.client_ip.hash(h),
-                KeyPart::Header(name) => self.1.headers.get(name).map(|v| v.as_bytes()).hash(h),
+                KeyPart::ClientIp => client_prefix(self.1.client_ip).hash(h),
+                // Every value, so a request cannot choose its bucket by adding a first value.
+                KeyPart::Header(name) => {
+                    for v in self.1.headers.get_all(name) {
+                        v.as_bytes().hash(h);
+                    }
+                }
             }
         }
     }

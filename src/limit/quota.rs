@@ -101,8 +101,9 @@ pub struct QuotaDecision {
 
 /// Count one request against `limit` in `window`.
 pub fn check(limit: u64, window: Window, state: &mut Usage, now: u64) -> QuotaDecision {
-    if state.window_end <= now {
-        let (_, end) = window.bounds(now);
+    // A different end means a new window, or a window size changed by a reload.
+    let (_, end) = window.bounds(now);
+    if state.window_end != end {
         *state = Usage {
             window_end: end,
             count: 0,

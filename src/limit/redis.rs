@@ -19,12 +19,17 @@ use std::time::Duration;
 /// GCRA on the server's clock (`TIME`), so instances never disagree about time.
 /// ARGV: emission and tolerance in microseconds. Returns {allowed, remaining, wait_us}.
 const GCRA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+if tat > now + tolerance + emission then
+  tat = now + tolerance + emission
+  redis.call('SET', KEYS[1], tat, 'PX', math.floor((tat - now) / 1000) + 1000)
+end
 local allow_at = tat - tolerance
 if allow_at > now then return {0, 0, allow_at - now} end
 local new_tat = tat + emission
@@ -114,6 +119,11 @@ impl RedisLimiter {
             .map_err(|_| RedisLimitError::Timeout(wait))?;
         if let Some(c) = self.cached() {
             return Ok(c);
+        }
+        // The attempt this check waited for may just have failed: do not queue another.
+        let failed_at = self.last_failure_ms.load(Ordering::Relaxed);
+        if failed_at != 0 && now_ms().saturating_sub(failed_at) < RECONNECT_EVERY_MS {
+            return Err(RedisLimitError::Unreachable("reconnecting".into()));
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)

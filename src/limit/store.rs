@@ -17,7 +17,7 @@ const EVICTION_SAMPLE: usize = 16;
 pub trait Expiring {
     /// Whether the entry is equivalent to an absent one at `now` (nanoseconds).
     fn is_idle(&self, now: u64) -> bool;
-    /// When the entry becomes idle, for choosing what to evict.
+    /// When the entry becomes idle, for choosing what to evict; `u64::MAX` means never evict.
     fn expires_at(&self) -> u64;
 }
 
@@ -70,7 +70,9 @@ impl<S: Expiring + Default> ShardedStore<S> {
                 }
             }
             if idle == 0 {
-                if let Some((k, _)) = soonest {
+                // `u64::MAX` marks entries that must never be dropped (held concurrency slots):
+                // the shard then grows past its share, bounded by requests in flight.
+                if let Some((k, _)) = soonest.filter(|(_, t)| *t != u64::MAX) {
                     victims[0] = k;
                     idle = 1;
                 }
@@ -80,6 +82,13 @@ impl<S: Expiring + Default> ShardedStore<S> {
             }
         }
         f(shard.entry(hash).or_default())
+    }
+
+    /// Run `f` on the entry for `hash` only if it exists.
+    pub fn with_existing(&self, hash: u64, f: impl FnOnce(&mut S)) {
+        if let Some(s) = self.shard(hash).get_mut(&hash) {
+            f(s);
+        }
     }
 
     /// Entries currently held (for tests and metrics).

@@ -125,3 +125,75 @@ fn rate_is_exact_under_contention_from_many_threads() {
         "4,000 attempts, a bucket of exactly 1,000"
     );
 }
+
+#[test]
+fn ipv6_clients_are_counted_by_their_64_prefix() {
+    let reg = LimitRegistry::default();
+    let p = [policy("rate = 1\nburst = 0", &reg)];
+    let h = HeaderMap::new();
+    let mut st = LimitState::default();
+    assert!(check(&p, &input("2001:db8:1:2::1", &h), SEC, &mut st).is_ok());
+    assert!(
+        check(&p, &input("2001:db8:1:2::beef", &h), SEC, &mut st).is_err(),
+        "same /64, same bucket"
+    );
+    assert!(check(&p, &input("2001:db8:1:3::1", &h), SEC, &mut st).is_ok());
+}
+
+#[test]
+fn a_prepended_header_value_does_not_select_the_bucket() {
+    let reg = LimitRegistry::default();
+    let p = [policy(
+        "rate = 1\nburst = 0\nkey = [\"header:x-api-key\"]",
+        &reg,
+    )];
+    let mut real = HeaderMap::new();
+    real.insert("x-api-key", "real".parse().unwrap());
+    let mut st = LimitState::default();
+    assert!(check(&p, &input("10.0.0.1", &real), SEC, &mut st).is_ok());
+    assert!(check(&p, &input("10.0.0.1", &real), SEC, &mut st).is_err());
+    // Different full value list: a different key, never the bucket of `real` alone.
+    let mut spoof = HeaderMap::new();
+    spoof.append("x-api-key", "junk".parse().unwrap());
+    spoof.append("x-api-key", "real".parse().unwrap());
+    let k1 = KeyOf(&p[0].key, &input("10.0.0.1", &real)).bytes();
+    let k2 = KeyOf(&p[0].key, &input("10.0.0.1", &spoof)).bytes();
+    assert_ne!(k1, k2);
+}
+
+#[test]
+fn held_concurrency_slots_are_never_evicted() {
+    let reg = LimitRegistry::default();
+    // One entry per shard: every new key in a shard competes with the held one.
+    let p = [policy(
+        &format!("concurrency = 1\nmax_keys = {}", store::SHARDS),
+        &reg,
+    )];
+    let h = HeaderMap::new();
+    let mut holder = LimitState::default();
+    assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut holder).is_ok());
+    for i in 0..2_000u32 {
+        let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i).to_string();
+        let mut st = LimitState::default();
+        let _ = check(&p, &input(&ip, &h), SEC, &mut st);
+    }
+    let mut again = LimitState::default();
+    assert!(
+        check(&p, &input("10.0.0.1", &h), SEC, &mut again).is_err(),
+        "the held slot survived the flood"
+    );
+}
+
+#[test]
+fn a_changed_quota_window_starts_a_fresh_count() {
+    let mut u = Usage::default();
+    let t = 1_800_000_000 * SEC;
+    for _ in 0..3 {
+        quota::check(3, Window::Month, &mut u, t);
+    }
+    assert!(!quota::check(3, Window::Month, &mut u, t).allowed);
+    assert!(
+        quota::check(3, Window::Minute, &mut u, t).allowed,
+        "new window size, new count"
+    );
+}

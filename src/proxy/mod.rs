@@ -313,7 +313,7 @@ impl ProxyHttp for Gateway {
             .zip(ctx.upstream.target)
             .map(|(p, i)| p.targets[i].label.as_str());
         log.log(&AccessEntry {
-            time: humantime::format_rfc3339_millis(wall).to_string(),
+            time: wall,
             request_id: ctx.request_id.to_str().unwrap_or(""),
             client_ip: ctx.client_ip,
             method: req.method.as_str(),
@@ -325,8 +325,8 @@ impl ProxyHttp for Gateway {
             status,
             bytes_sent: session.body_bytes_sent(),
             bytes_received: session.body_bytes_read(),
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            upstream_duration_ms: upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+            duration: elapsed,
+            upstream_duration: upstream_elapsed,
             error: ctx.error,
         });
     }

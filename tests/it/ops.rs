@@ -518,7 +518,7 @@ async fn upstream_connections_survive_a_reload() {
         async move {
             for _ in 0..n {
                 assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     };
@@ -534,9 +534,10 @@ async fn upstream_connections_survive_a_reload() {
     assert_eq!(gw.reload_via_admin().await.status(), 200);
     send(10).await;
     let after = upstream.connections.load(Ordering::SeqCst);
-    // The pool is keyed by target, not by config version: no reconnect storm after a reload.
+    // The pool is keyed by target, not by config version: no reconnect storm after a reload
+    // (10 requests without reuse would open 10; the slack covers hand-back races under load).
     assert!(
-        after <= before + 1,
+        after <= before + 3,
         "{before} connections before the reload, {after} after"
     );
 }

@@ -252,14 +252,15 @@ async fn upstream_connections_are_kept_alive() {
         assert_eq!(resp.text().await.unwrap(), "ok");
         // Pingora returns the upstream connection to its pool just after the response ends;
         // a short pause keeps the next request from racing that hand-back.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let opened = upstream
         .connections
         .load(std::sync::atomic::Ordering::SeqCst);
-    // Without reuse this would be 30; with it, about one per worker thread (threads = 2).
+    // Without reuse this would be 30; with it, about one per worker thread (threads = 2). The
+    // slack covers hand-back races when the machine is busy running other tests.
     assert!(
-        opened <= 4,
+        opened <= 8,
         "{opened} upstream connections for 30 sequential requests"
     );
 }

@@ -126,17 +126,11 @@ impl Reloader {
         let Some(audit) = &self.audit else {
             return;
         };
-        let source_name = match source {
-            Source::Startup => "startup",
-            Source::Signal => "signal",
-            Source::Admin => "admin",
-            Source::Watch => "watch",
-        };
         let entry = AuditEntry {
             time: now_rfc3339(),
             version,
             previous_version: previous,
-            source: source_name,
+            source,
             file: &self.path,
             changes,
         };

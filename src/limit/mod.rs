@@ -172,6 +172,13 @@ impl LimitRegistry {
     }
 }
 
+/// What a policy counts, before its storage is chosen.
+enum Shape {
+    Rate(Gcra),
+    Quota(u64, Window),
+    Concurrency(u64),
+}
+
 enum Kind {
     Rate(Gcra, Arc<ShardedStore<Tat>>),
     Quota(u64, Window, Arc<ShardedStore<Usage>>),
@@ -232,54 +239,54 @@ impl Policy {
                     .clone(),
             ),
         };
-        let (kind, policy_header) =
+        // What is counted, and how it is advertised, do not depend on where counters live.
+        let (shape, policy_header) =
             match (config.rate, config.quota, config.window, config.concurrency) {
-                (Some(rate), _, _, _) if shared.is_some() => {
-                    let period = config.period.as_nanos() as u64;
-                    let secs = config.period.as_secs().max(1);
-                    let header = format!("\"{name}\";q={rate};w={secs}");
-                    let gcra = Gcra::new(rate, period, config.burst);
-                    let redis = shared.clone().ok_or("redis")?;
-                    (Kind::SharedRate(gcra, redis), Some(header))
-                }
-                (None, Some(limit), Some(window), _) if shared.is_some() => {
-                    let header = format!("\"{name}\";q={limit};w={}", window.seconds());
-                    let redis = shared.clone().ok_or("redis")?;
-                    (Kind::SharedQuota(limit, window, redis), Some(header))
-                }
                 (Some(rate), _, _, _) => {
-                    let Counters::Rate(store) =
-                        counters_for(0, &|| Counters::Rate(Arc::new(ShardedStore::new(max))))
-                    else {
-                        return Err("internal: counter kind mismatch".into());
-                    };
                     let period = config.period.as_nanos() as u64;
                     let secs = config.period.as_secs().max(1);
-                    let header = format!("\"{name}\";q={rate};w={secs}");
+                    let gcra = Gcra::new(rate, period, config.burst);
                     (
-                        Kind::Rate(Gcra::new(rate, period, config.burst), store),
-                        Some(header),
+                        Shape::Rate(gcra),
+                        Some(format!("\"{name}\";q={rate};w={secs}")),
                     )
                 }
                 (None, Some(limit), Some(window), _) => {
-                    let Counters::Quota(store) =
-                        counters_for(1, &|| Counters::Quota(Arc::new(ShardedStore::new(max))))
-                    else {
-                        return Err("internal: counter kind mismatch".into());
-                    };
                     let header = format!("\"{name}\";q={limit};w={}", window.seconds());
-                    (Kind::Quota(limit, window, store), Some(header))
+                    (Shape::Quota(limit, window), Some(header))
                 }
-                (None, None, _, Some(max_inflight)) => {
-                    let Counters::Concurrency(store) = counters_for(2, &|| {
-                        Counters::Concurrency(Arc::new(ShardedStore::new(max)))
-                    }) else {
-                        return Err("internal: counter kind mismatch".into());
-                    };
-                    (Kind::Concurrency(max_inflight, store), None)
-                }
+                (None, None, _, Some(max_inflight)) => (Shape::Concurrency(max_inflight), None),
                 _ => return Err("set exactly one of `rate`, `quota`, `concurrency`".into()),
             };
+        let mismatch = || "internal: counter kind mismatch".to_string();
+        let kind = match (shape, shared) {
+            (Shape::Rate(gcra), Some(redis)) => Kind::SharedRate(gcra, redis),
+            (Shape::Quota(limit, window), Some(redis)) => Kind::SharedQuota(limit, window, redis),
+            (Shape::Concurrency(_), Some(_)) => {
+                return Err("concurrency limits are per instance (`local`) only".into())
+            }
+            (Shape::Rate(gcra), None) => {
+                let make = || Counters::Rate(Arc::new(ShardedStore::new(max)));
+                let Counters::Rate(store) = counters_for(0, &make) else {
+                    return Err(mismatch());
+                };
+                Kind::Rate(gcra, store)
+            }
+            (Shape::Quota(limit, window), None) => {
+                let make = || Counters::Quota(Arc::new(ShardedStore::new(max)));
+                let Counters::Quota(store) = counters_for(1, &make) else {
+                    return Err(mismatch());
+                };
+                Kind::Quota(limit, window, store)
+            }
+            (Shape::Concurrency(max_inflight), None) => {
+                let make = || Counters::Concurrency(Arc::new(ShardedStore::new(max)));
+                let Counters::Concurrency(store) = counters_for(2, &make) else {
+                    return Err(mismatch());
+                };
+                Kind::Concurrency(max_inflight, store)
+            }
+        };
         Ok(Self {
             name: name.to_string(),
             kind,

@@ -55,6 +55,15 @@ impl Gateway {
     }
 }
 
+/// The host the client asked for: the URI authority (HTTP/2, absolute-form) or `Host`.
+/// `decide::route_request` has already refused requests where these are ambiguous.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+}
+
 fn proxied_pool(ctx: &RequestCtx) -> Option<&Arc<Pool>> {
     match &ctx.route.as_ref()?.action {
         RouteAction::Proxy { pool, .. } => Some(pool),
@@ -203,16 +212,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let upgrade = forward::is_upgrade(&upstream_request.headers);
         forward::remove_hop_by_hop(upstream_request, upgrade);
-        let host = session
-            .req_header()
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| {
-                session
-                    .get_header(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-            });
+        let host = request_host(session.req_header());
         let info = forward::ForwardInfo {
             client_ip: ctx.client_ip,
             proto: "http",
@@ -303,12 +303,7 @@ impl ProxyHttp for Gateway {
         let Some(log) = self.access_log.as_ref().filter(|_| ctx.snapshot.access_log) else {
             return;
         };
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
-            .unwrap_or("");
+        let host = request_host(req).unwrap_or("");
         let target = pool
             .zip(ctx.upstream.target)
             .map(|(p, i)| p.targets[i].label.as_str());

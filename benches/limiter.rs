@@ -51,6 +51,7 @@ fn contended(p: &Arc<Policy>, threads: u64, iters: u64, distinct_keys: bool) -> 
                     let input = LimitInput {
                         route: "r",
                         client_ip: Some(ip),
+                        consumer: None,
                         headers: &headers,
                     };
                     let mut st = LimitState::default();

@@ -45,6 +45,7 @@ pub struct Changes {
     pub routes: Delta,
     pub upstreams: Delta,
     pub limits: Delta,
+    pub authorizers: Delta,
     /// Other top-level sections that differ (`server`, `listeners`, `admin`, `access_log`).
     pub sections: Vec<&'static str>,
 }
@@ -76,6 +77,10 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
         limits: Delta::between(
             old.limits.iter().map(|(k, v)| (k.as_str(), v)),
             new.limits.iter().map(|(k, v)| (k.as_str(), v)),
+        ),
+        authorizers: Delta::between(
+            old.authorizers.iter().map(|(k, v)| (k.as_str(), v)),
+            new.authorizers.iter().map(|(k, v)| (k.as_str(), v)),
         ),
         sections,
     }

@@ -93,7 +93,11 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     }
     server.add_service(background_service(
         "health checks",
-        HealthChecker::new(store),
+        HealthChecker::new(store.clone()),
+    ));
+    server.add_service(background_service(
+        "key refresh",
+        crate::auth::KeyRefresher::new(store),
     ));
     server.add_service(background_service(
         "config reload",

@@ -4,6 +4,7 @@
 //! resolved targets, metric handles. State that must survive a reload (target health, metric
 //! families) comes from [`Registries`], keyed by stable names.
 
+use crate::auth::{AuthRegistry, Authorizer, RouteAuth};
 use crate::config::{self, Config, ConfigError, ConfigErrors, RouteConfig};
 use crate::limit::{LimitRegistry, Policy};
 use crate::observe::metrics::{Metrics, RouteMetrics};
@@ -24,6 +25,7 @@ pub struct Registries {
     pub metrics: Arc<Metrics>,
     pub health: HealthRegistry,
     pub limits: LimitRegistry,
+    pub auth: AuthRegistry,
 }
 
 impl Registries {
@@ -32,6 +34,7 @@ impl Registries {
             metrics: Metrics::new()?,
             health: HealthRegistry::default(),
             limits: LimitRegistry::default(),
+            auth: AuthRegistry::default(),
         })
     }
 }
@@ -70,6 +73,8 @@ pub struct Route {
     pub action: RouteAction,
     /// Throttling policies checked in order.
     pub limits: Vec<Arc<Policy>>,
+    /// Who may use the route; `None` means anyone.
+    pub auth: Option<RouteAuth>,
     pub metrics: RouteMetrics,
 }
 
@@ -90,6 +95,10 @@ pub struct Snapshot {
     pub router: Router<Arc<Route>>,
     pub routes: Vec<Arc<Route>>,
     pub pools: Vec<Arc<Pool>>,
+    pub authorizers: Vec<Arc<Authorizer>>,
+    /// Headers any authorizer sets upstream: removed from every client request, on every
+    /// route, so an upstream can trust them.
+    pub identity_headers: Vec<HeaderName>,
     /// Metrics of requests that matched no route.
     pub unrouted: RouteMetrics,
     pub access_log: bool,
@@ -159,10 +168,22 @@ pub fn compile(
             Err(message) => errors.push(ConfigError::new(format!("limits.{name}"), message)),
         }
     }
+    let mut authorizers: HashMap<String, Arc<Authorizer>> = HashMap::new();
+    for (name, ac) in &config.authorizers {
+        match crate::auth::compile(name, ac, &reg.auth, &reg.metrics) {
+            Ok(a) => {
+                authorizers.insert(name.clone(), Arc::new(a));
+            }
+            Err((key, message)) => errors.push(ConfigError::new(
+                format!("authorizers.{name}{key}"),
+                message,
+            )),
+        }
+    }
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
-        match compile_route(rc, &pools, &policies, reg) {
+        match compile_route(rc, &pools, &policies, &authorizers, reg) {
             Ok((spec, route)) => {
                 let route = Arc::new(route);
                 router.insert(&spec, route.clone());
@@ -178,12 +199,22 @@ pub fn compile(
     }
     let mut pools: Vec<Arc<Pool>> = pools.into_values().collect();
     pools.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut authorizers: Vec<Arc<Authorizer>> = authorizers.into_values().collect();
+    authorizers.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut identity_headers: Vec<HeaderName> = authorizers
+        .iter()
+        .flat_map(|a| a.sets.iter().cloned())
+        .collect();
+    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    identity_headers.dedup();
     Ok(Snapshot {
         version: version_of(text),
         loaded_at: SystemTime::now(),
         router,
         routes,
         pools,
+        authorizers,
+        identity_headers,
         unrouted: reg.metrics.route("-"),
         access_log: config.access_log.enabled,
     })
@@ -195,8 +226,14 @@ fn compile_route(
     rc: &RouteConfig,
     pools: &HashMap<&str, Arc<Pool>>,
     policies: &HashMap<&str, Arc<Policy>>,
+    authorizers: &HashMap<String, Arc<Authorizer>>,
     reg: &Registries,
 ) -> Result<(RouteSpec, Route), CompileError> {
+    let auth = rc
+        .auth
+        .as_ref()
+        .map(|a| crate::auth::compile_route(&rc.name, a, authorizers, &reg.metrics))
+        .transpose()?;
     let limits = rc
         .limits
         .iter()
@@ -261,6 +298,7 @@ fn compile_route(
         spec: spec.clone(),
         action,
         limits,
+        auth,
         metrics: reg.metrics.route(&rc.name),
     };
     Ok((spec, route))

@@ -107,10 +107,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             "upstreams" => config.upstreams = named(value, "upstreams", &mut errors),
             "limits" => config.limits = named(value, "limits", &mut errors),
             "redis" => config.redis = section(value, "redis", &mut errors),
+            "authorizers" => config.authorizers = authorizers(value, &mut errors),
             _ => errors.push(ConfigError::new(
                 key.as_str(),
                 "unknown key, expected one of `server`, `listeners`, `admin`, `access_log`, \
-                 `upstreams`, `limits`, `redis`, `routes`",
+                 `upstreams`, `limits`, `redis`, `authorizers`, `routes`",
             )),
         }
     }
@@ -174,6 +175,44 @@ fn named<T: DeserializeOwned>(
             Default::default()
         }
     }
+}
+
+/// `[authorizers.NAME]`: the `type` key picks the struct the rest is read into, so errors
+/// keep their full key path (serde's internally tagged enums would lose it).
+fn authorizers(
+    value: toml::Value,
+    errors: &mut Vec<ConfigError>,
+) -> std::collections::BTreeMap<String, AuthorizerConfig> {
+    let tables: std::collections::BTreeMap<String, toml::Value> =
+        named(value, "authorizers", errors);
+    let mut out = std::collections::BTreeMap::new();
+    for (name, item) in tables {
+        let path = format!("authorizers.{name}");
+        let toml::Value::Table(mut table) = item else {
+            errors.push(ConfigError::new(path, "expected a table"));
+            continue;
+        };
+        let kind = table.remove("type");
+        let value = toml::Value::Table(table);
+        let parsed = match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("jwt") => {
+                section(value, &path, errors).map(|c| AuthorizerConfig::Jwt(Box::new(c)))
+            }
+            Some("api_key") => section(value, &path, errors).map(AuthorizerConfig::ApiKey),
+            Some("external") => section(value, &path, errors).map(AuthorizerConfig::External),
+            _ => {
+                errors.push(ConfigError::new(
+                    format!("{path}.type"),
+                    "expected one of `jwt`, `api_key`, `external`",
+                ));
+                None
+            }
+        };
+        if let Some(parsed) = parsed {
+            out.insert(name, parsed);
+        }
+    }
+    out
 }
 
 fn elements<T: DeserializeOwned>(

@@ -27,6 +27,8 @@ use store::{Expiring, ShardedStore};
 pub enum KeyPart {
     Route,
     ClientIp,
+    /// The consumer named by the route's authorizer (empty for anonymous requests).
+    Consumer,
     Header(HeaderName),
 }
 
@@ -36,11 +38,14 @@ impl KeyPart {
         match s {
             "route" => Ok(Self::Route),
             "client_ip" => Ok(Self::ClientIp),
+            "consumer" => Ok(Self::Consumer),
             _ => s
                 .strip_prefix("header:")
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .map(Self::Header)
-                .ok_or_else(|| format!("{s:?} is not one of `route`, `client_ip`, `header:NAME`")),
+                .ok_or_else(|| {
+                    format!("{s:?} is not one of `route`, `client_ip`, `consumer`, `header:NAME`")
+                }),
         }
     }
 }
@@ -49,6 +54,7 @@ impl KeyPart {
 pub struct LimitInput<'a> {
     pub route: &'a str,
     pub client_ip: Option<IpAddr>,
+    pub consumer: Option<&'a str>,
     pub headers: &'a HeaderMap,
 }
 
@@ -66,6 +72,7 @@ impl KeyOf<'_> {
         for part in self.0 {
             match part {
                 KeyPart::Route => push(self.1.route.as_bytes()),
+                KeyPart::Consumer => push(self.1.consumer.unwrap_or("").as_bytes()),
                 KeyPart::ClientIp => match client_prefix(self.1.client_ip) {
                     Some(std::net::IpAddr::V4(ip)) => push(&ip.octets()),
                     Some(std::net::IpAddr::V6(ip)) => push(&ip.octets()),
@@ -108,6 +115,7 @@ impl Hash for KeyOf<'_> {
         for part in self.0 {
             match part {
                 KeyPart::Route => self.1.route.hash(h),
+                KeyPart::Consumer => self.1.consumer.hash(h),
                 KeyPart::ClientIp => client_prefix(self.1.client_ip).hash(h),
                 // Every value, so a request cannot choose its bucket by adding a first value.
                 KeyPart::Header(name) => {

@@ -27,6 +27,7 @@ fn input<'a>(ip: &str, headers: &'a HeaderMap) -> LimitInput<'a> {
     LimitInput {
         route: "r",
         client_ip: ip.parse().ok(),
+        consumer: None,
         headers,
     }
 }

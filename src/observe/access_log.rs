@@ -32,6 +32,10 @@ pub struct AccessEntry<'a> {
     pub bytes_received: usize,
     pub duration: Duration,
     pub upstream_duration: Option<Duration>,
+    /// Consumer established by the route's authorizer.
+    pub consumer: Option<&'a str>,
+    /// Auth decision (`allowed` or the refusal reason) on routes with `auth`.
+    pub auth: Option<&'a str>,
     pub error: Option<&'a str>,
 }
 
@@ -77,9 +81,15 @@ impl AccessEntry<'_> {
             Some(d) => write_millis(out, d),
             None => out.extend_from_slice(b"null"),
         }
-        if let Some(e) = self.error {
-            out.extend_from_slice(b",\"error\":");
-            json_str(out, e);
+        for (key, value) in [
+            ("consumer", self.consumer),
+            ("auth", self.auth),
+            ("error", self.error),
+        ] {
+            if let Some(v) = value {
+                let _ = write!(out, ",\"{key}\":");
+                json_str(out, v);
+            }
         }
         out.push(b'}');
     }
@@ -250,6 +260,8 @@ mod tests {
             bytes_received: 0,
             duration: Duration::from_micros(1_500),
             upstream_duration: None,
+            consumer: Some("alice"),
+            auth: Some("allowed"),
             error: Some("tab\there \\ \"quoted\""),
         });
         let mut text = String::new();

@@ -32,6 +32,11 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     ratelimit_decisions: IntCounterVec,
     config_version: IntGaugeVec,
+    auth_decisions: IntCounterVec,
+    jwks_refresh: IntCounterVec,
+    jwks_keys: IntGaugeVec,
+    jwks_last_success: GaugeVec,
+    jwks_stale: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
 }
@@ -123,6 +128,53 @@ impl Metrics {
                     &["policy", "result"],
                 ),
             )?,
+            auth_decisions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_auth_decisions_total",
+                        "Authentication decisions by route, authorizer and result (allowed or the reason of a refusal).",
+                    ),
+                    &["route", "authorizer", "result"],
+                ),
+            )?,
+            jwks_refresh: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_jwks_refresh_total",
+                        "JWKS fetches by authorizer and result (success, error).",
+                    ),
+                    &["authorizer", "result"],
+                ),
+            )?,
+            jwks_keys: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("gatehouse_jwks_keys", "Signing keys held, by authorizer."),
+                    &["authorizer"],
+                ),
+            )?,
+            jwks_last_success: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gatehouse_jwks_last_success_timestamp_seconds",
+                        "Unix time of the last successful JWKS fetch, by authorizer.",
+                    ),
+                    &["authorizer"],
+                ),
+            )?,
+            jwks_stale: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_jwks_stale",
+                        "1 when the last JWKS fetch failed and the keys in use may be outdated.",
+                    ),
+                    &["authorizer"],
+                ),
+            )?,
             access_log_dropped: register(
                 r,
                 IntCounter::new(
@@ -162,6 +214,25 @@ impl Metrics {
         }
     }
 
+    /// The auth decision family; routes resolve their label sets on first use.
+    pub fn auth_decisions(&self) -> IntCounterVec {
+        self.auth_decisions.clone()
+    }
+
+    /// Handles for one remote key set.
+    pub fn key_set(&self, authorizer: &str) -> crate::auth::jwks::KeySetMetrics {
+        let l = &[authorizer];
+        crate::auth::jwks::KeySetMetrics {
+            refresh_ok: self
+                .jwks_refresh
+                .with_label_values(&[authorizer, "success"]),
+            refresh_error: self.jwks_refresh.with_label_values(&[authorizer, "error"]),
+            keys: self.jwks_keys.with_label_values(l),
+            last_success: self.jwks_last_success.with_label_values(l),
+            stale: self.jwks_stale.with_label_values(l),
+        }
+    }
+
     /// Handles for one upstream pool.
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
         UpstreamMetrics {
@@ -189,6 +260,27 @@ impl Metrics {
             }
             let _ = self.request_duration.remove_label_values(&[name]);
             let _ = self.route_last_request.remove_label_values(&[name]);
+            if let Some(auth) = &route.auth {
+                for reason in crate::auth::Reason::ALL {
+                    let labels = [name, auth.authorizer.name.as_str(), reason.label()];
+                    let _ = self.auth_decisions.remove_label_values(&labels);
+                }
+            }
+        }
+        let authorizers: std::collections::HashSet<&str> =
+            new.authorizers.iter().map(|a| a.name.as_str()).collect();
+        for gone in old
+            .authorizers
+            .iter()
+            .filter(|a| a.remote_keys().is_some() && !authorizers.contains(a.name.as_str()))
+        {
+            let l = [gone.name.as_str()];
+            for result in ["success", "error"] {
+                let _ = self.jwks_refresh.remove_label_values(&[l[0], result]);
+            }
+            let _ = self.jwks_keys.remove_label_values(&l);
+            let _ = self.jwks_last_success.remove_label_values(&l);
+            let _ = self.jwks_stale.remove_label_values(&l);
         }
         let targets: std::collections::HashSet<(&str, &str)> = new
             .pools

@@ -19,6 +19,10 @@ pub struct RequestCtx {
     pub upstream: UpstreamInfo,
     /// Concurrency slots held and the `RateLimit` headers to send.
     pub limit: crate::limit::LimitState,
+    /// Who the route's authorizer says the client is.
+    pub identity: Option<Arc<crate::auth::Identity>>,
+    /// Auth decision label for the access log.
+    pub auth: Option<&'static str>,
     /// Client-facing reason when the gateway refused or failed the request.
     pub error: Option<&'static str>,
 }
@@ -46,6 +50,8 @@ impl RequestCtx {
             upstream_uri: None,
             upstream: UpstreamInfo::default(),
             limit: Default::default(),
+            identity: None,
+            auth: None,
             error: None,
         }
     }

@@ -13,6 +13,7 @@ pub trait EditHeaders {
     fn map(&self) -> &HeaderMap;
     fn set(&mut self, name: &HeaderName, value: HeaderValue);
     fn remove(&mut self, name: &HeaderName);
+    fn append(&mut self, name: &HeaderName, value: HeaderValue);
 }
 
 macro_rules! impl_edit_headers {
@@ -27,6 +28,9 @@ macro_rules! impl_edit_headers {
             }
             fn remove(&mut self, name: &HeaderName) {
                 self.remove_header(name);
+            }
+            fn append(&mut self, name: &HeaderName, value: HeaderValue) {
+                let _ = self.append_header(name.clone(), value);
             }
         }
     };
@@ -45,6 +49,9 @@ impl EditHeaders for HeaderMap {
     fn remove(&mut self, name: &HeaderName) {
         HeaderMap::remove(self, name);
     }
+    fn append(&mut self, name: &HeaderName, value: HeaderValue) {
+        HeaderMap::append(self, name.clone(), value);
+    }
 }
 
 /// What the gateway knows about the client connection.
@@ -62,6 +69,27 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static REQUEST_ID: HeaderName = HeaderName::from_static(super::request_id::HEADER);
+
+/// Identity headers on the upstream request: every header any authorizer sets is removed from
+/// what the client sent (on every route, so no upstream can be fooled by a spoofed one), the
+/// credential is removed when the authorizer says so, then the established identity is added.
+pub fn set_identity(
+    headers: &mut impl EditHeaders,
+    identity_headers: &[HeaderName],
+    strip: &[HeaderName],
+    identity: Option<&crate::auth::Identity>,
+) {
+    for name in identity_headers.iter().chain(strip) {
+        if headers.map().contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    if let Some(identity) = identity {
+        for (name, value) in &identity.headers {
+            headers.append(name, value.clone());
+        }
+    }
+}
 
 /// Whether the request asks for a protocol upgrade (WebSocket). Such requests keep their
 /// `Upgrade` and `Connection: upgrade` headers so the upstream can switch protocols.

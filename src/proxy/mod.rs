@@ -20,6 +20,7 @@ pub mod respond;
 
 pub use ctx::RequestCtx;
 
+use crate::auth;
 use crate::limit::{self, LimitInput};
 use crate::observe::access_log::{AccessEntry, AccessLog};
 use crate::snapshot::{RouteAction, SnapshotStore};
@@ -116,10 +117,36 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_ref() else {
             return Ok(false);
         };
+        if let Some(auth) = &route.auth {
+            let req = session.req_header();
+            let info = auth::RequestInfo {
+                route: &route.name,
+                host: request_host(req).unwrap_or(""),
+                request_id: &ctx.request_id,
+            };
+            match auth::authenticate(auth, req, &info).await {
+                Ok(identity) => {
+                    ctx.auth = Some(auth::Reason::Allowed.label());
+                    ctx.identity = Some(identity);
+                }
+                Err(rejected) => {
+                    let message = rejected.reason.message();
+                    ctx.auth = Some(rejected.reason.label());
+                    ctx.error = Some(message);
+                    let challenge = rejected
+                        .www_authenticate
+                        .map(|v| (header::WWW_AUTHENTICATE, v));
+                    let (status, id) = (rejected.status, &ctx.request_id);
+                    respond::send_error(session, status, message, id, challenge.as_slice()).await?;
+                    return Ok(true);
+                }
+            }
+        }
         if !route.limits.is_empty() {
             let input = LimitInput {
                 route: &route.name,
                 client_ip: ctx.client_ip,
+                consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
                 headers: &session.req_header().headers,
             };
             let checked = limit::check(&route.limits, &input, unix_nanos(), &mut ctx.limit).await;
@@ -220,6 +247,14 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
         };
         forward::add_forwarding(upstream_request, &info);
+        let strip = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
+        let strip = strip.map_or(&[][..], |a| &a.authorizer.strip[..]);
+        forward::set_identity(
+            upstream_request,
+            &ctx.snapshot.identity_headers,
+            strip,
+            ctx.identity.as_deref(),
+        );
         // Cloned, not taken: Pingora calls this filter again when it retries the request.
         if let Some(uri) = &ctx.upstream_uri {
             upstream_request.set_uri(uri.clone());
@@ -322,6 +357,8 @@ impl ProxyHttp for Gateway {
             bytes_received: session.body_bytes_read(),
             duration: elapsed,
             upstream_duration: upstream_elapsed,
+            consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+            auth: ctx.auth,
             error: ctx.error,
         });
     }

@@ -1,0 +1,224 @@
+//! External authorizer: an HTTP service decides, like a cloud gateway's custom authorizer. The
+//! gateway sends `GET url` with the identity headers and what the request is for; 2xx allows
+//! (and may name headers to forward), 401 and 403 deny. Decisions are cached per route and
+//! identity values for a TTL. A timeout or any other answer is an error: `on_error` decides.
+
+use super::{Identity, Reason};
+use crate::auth::jwks::error_chain;
+use crate::limit::store::{Expiring, ShardedStore};
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+static FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static REQUEST_ID: HeaderName = HeaderName::from_static(crate::proxy::request_id::HEADER);
+
+/// A compiled `type = "external"` authorizer.
+pub struct External {
+    pub name: String,
+    pub url: String,
+    pub identity: Vec<HeaderName>,
+    pub forward: Vec<HeaderName>,
+    pub consumer_header: Option<HeaderName>,
+    pub timeout: Duration,
+    pub ttl: Duration,
+    pub deny_ttl: Duration,
+    pub fail_open: bool,
+    cache: Option<ShardedStore<CachedDecision>>,
+}
+
+#[derive(Clone)]
+enum Decision {
+    Allow(Arc<Identity>),
+    Deny(Reason),
+}
+
+/// A cached decision; the identity bytes are kept and compared, so a hash collision cannot
+/// lend one identity's decision to another.
+struct CacheEntry {
+    key: Box<[u8]>,
+    decision: Decision,
+    /// Unix nanoseconds.
+    expires_at: u64,
+}
+
+#[derive(Default)]
+struct CachedDecision(Option<Box<CacheEntry>>);
+
+impl Expiring for CachedDecision {
+    fn is_idle(&self, now: u64) -> bool {
+        self.0.as_ref().is_none_or(|e| e.expires_at <= now)
+    }
+    fn expires_at(&self) -> u64 {
+        self.0.as_ref().map_or(0, |e| e.expires_at)
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// What one request is, for the authorizer.
+pub struct Call<'a> {
+    pub route: &'a str,
+    pub req: &'a RequestHeader,
+    pub host: &'a str,
+    pub request_id: &'a HeaderValue,
+}
+
+impl External {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        url: String,
+        identity: Vec<HeaderName>,
+        forward: Vec<HeaderName>,
+        consumer_header: Option<HeaderName>,
+        timeout: Duration,
+        ttl: Duration,
+        deny_ttl: Duration,
+        fail_open: bool,
+        cache_size: usize,
+    ) -> Self {
+        let caching = cache_size > 0 && (!ttl.is_zero() || !deny_ttl.is_zero());
+        Self {
+            name: name.to_string(),
+            url,
+            identity,
+            forward,
+            consumer_header,
+            timeout,
+            ttl,
+            deny_ttl,
+            fail_open,
+            cache: caching.then(|| ShardedStore::new(cache_size)),
+        }
+    }
+
+    /// The cache key: route and every value of every identity header, length-prefixed so
+    /// that no two different requests produce the same bytes. `None` when no identity header
+    /// is present.
+    fn identity_key(&self, call: &Call) -> Option<Vec<u8>> {
+        let mut key = Vec::with_capacity(128);
+        let mut push = |b: &[u8]| {
+            key.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            key.extend_from_slice(b);
+        };
+        push(call.route.as_bytes());
+        let mut any = false;
+        for name in &self.identity {
+            let values = call.req.headers.get_all(name);
+            push(&(values.iter().count() as u32).to_be_bytes());
+            for v in values {
+                any = true;
+                push(v.as_bytes());
+            }
+        }
+        any.then_some(key)
+    }
+
+    pub async fn check(&self, call: &Call<'_>) -> Result<Arc<Identity>, Reason> {
+        let key = self.identity_key(call).ok_or(Reason::MissingCredentials)?;
+        let now = unix_nanos();
+        if let Some(cache) = &self.cache {
+            let mut hit = None;
+            cache.with_existing(cache.key_hash(&key), |e| {
+                if let Some(entry) =
+                    e.0.as_ref()
+                        .filter(|e| e.expires_at > now && *e.key == *key)
+                {
+                    hit = Some(entry.decision.clone());
+                }
+            });
+            match hit {
+                Some(Decision::Allow(identity)) => return Ok(identity),
+                Some(Decision::Deny(reason)) => return Err(reason),
+                None => {}
+            }
+        }
+        let decision = match self.call(call).await {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::warn!(
+                    authorizer = %self.name,
+                    route = call.route,
+                    error = %error,
+                    fail_open = self.fail_open,
+                    "external authorizer failed"
+                );
+                return if self.fail_open {
+                    Ok(Arc::new(Identity::default()))
+                } else {
+                    Err(Reason::AuthorizerError)
+                };
+            }
+        };
+        let ttl = match &decision {
+            Decision::Allow(_) => self.ttl,
+            Decision::Deny(_) => self.deny_ttl,
+        };
+        if let Some(cache) = self.cache.as_ref().filter(|_| !ttl.is_zero()) {
+            let expires = now.saturating_add(ttl.as_nanos() as u64);
+            cache.with(cache.key_hash(&key), now, |e| {
+                e.0 = Some(Box::new(CacheEntry {
+                    key: key.into_boxed_slice(),
+                    decision: decision.clone(),
+                    expires_at: expires,
+                }));
+            });
+        }
+        match decision {
+            Decision::Allow(identity) => Ok(identity),
+            Decision::Deny(reason) => Err(reason),
+        }
+    }
+
+    async fn call(&self, call: &Call<'_>) -> Result<Decision, String> {
+        let client = super::http_client().map_err(|e| e.to_string())?;
+        let mut request = client
+            .get(&self.url)
+            .timeout(self.timeout)
+            .header(&FORWARDED_METHOD, call.req.method.as_str())
+            .header(&FORWARDED_HOST, call.host)
+            .header(&REQUEST_ID, call.request_id.clone());
+        if let Some(pq) = call.req.uri.path_and_query() {
+            request = request.header(&FORWARDED_URI, pq.as_str());
+        }
+        for name in &self.identity {
+            for v in call.req.headers.get_all(name) {
+                request = request.header(name, v.clone());
+            }
+        }
+        let resp = request.send().await.map_err(|e| error_chain(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            let headers = resp.headers();
+            let mut forward = Vec::with_capacity(self.forward.len());
+            for name in &self.forward {
+                for v in headers.get_all(name) {
+                    forward.push((name.clone(), v.clone()));
+                }
+            }
+            let consumer = self
+                .consumer_header
+                .as_ref()
+                .and_then(|h| headers.get(h))
+                .and_then(|v| v.to_str().ok())
+                .map(Arc::from);
+            return Ok(Decision::Allow(Arc::new(Identity {
+                consumer,
+                headers: forward,
+            })));
+        }
+        match status.as_u16() {
+            401 => Ok(Decision::Deny(Reason::Denied)),
+            403 => Ok(Decision::Deny(Reason::Forbidden)),
+            other => Err(format!("unexpected status {other}")),
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Verification keys: parsed from a JWKS document or a PEM file, and for remote sources
+//! (OIDC discovery or a JWKS URL) fetched and refreshed in the background.
+//!
+//! A remote [`KeySet`] lives in the [`super::AuthRegistry`] under its authorizer name and
+//! source, so a reload keeps the keys. A failed refresh keeps the last good keys and is visible
+//! in `gatehouse_jwks_stale` and the log. An unknown `kid` may trigger a fetch, at most once
+//! per `min_refresh_interval`, so a flood of made-up kids cannot hammer the identity provider.
+
+use super::http_client;
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use prometheus::{Gauge, IntCounter, IntGauge};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Largest JWKS or discovery document accepted.
+const MAX_DOCUMENT: usize = 1 << 20;
+
+/// Key families; an algorithm only ever verifies with a key of its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Hmac,
+    Rsa,
+    Ec,
+    Ed,
+}
+
+pub fn family(alg: Algorithm) -> Family {
+    use Algorithm::*;
+    match alg {
+        HS256 | HS384 | HS512 => Family::Hmac,
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Family::Rsa,
+        ES256 | ES384 => Family::Ec,
+        EdDSA => Family::Ed,
+    }
+}
+
+/// One verification key.
+pub struct KeyEntry {
+    pub key: DecodingKey,
+    pub family: Family,
+    /// The JWK's `alg`, when it pins one.
+    pub alg: Option<Algorithm>,
+}
+
+/// An immutable set of keys, swapped whole on refresh.
+#[derive(Default)]
+pub struct Keys {
+    by_kid: HashMap<String, Arc<KeyEntry>>,
+    /// Keys without a `kid` (a PEM file, a secret): tried for any token of their family.
+    anonymous: Vec<Arc<KeyEntry>>,
+    /// Changes whenever the key material changes; cached verifications of an older
+    /// generation are verified again.
+    pub generation: u64,
+    /// Hash of the document the keys came from, to tell a changed set from a refetched one.
+    content: u64,
+}
+
+impl Keys {
+    pub fn len(&self) -> usize {
+        self.by_kid.len() + self.anonymous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key for a token's `kid` and `alg`: by `kid` when the token has one, else the only
+    /// key of the algorithm's family.
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Arc<KeyEntry>> {
+        let fam = family(alg);
+        if let Some(entry) = kid.and_then(|k| self.by_kid.get(k)) {
+            return Some(entry);
+        }
+        if let Some(entry) = self.anonymous.iter().find(|e| e.family == fam) {
+            return Some(entry);
+        }
+        if kid.is_none() {
+            let mut same = self.by_kid.values().filter(|e| e.family == fam);
+            if let (Some(only), None) = (same.next(), same.next()) {
+                return Some(only);
+            }
+        }
+        None
+    }
+
+    /// Keys from one PEM public key or a shared secret.
+    pub fn single(entry: KeyEntry) -> Self {
+        Self {
+            anonymous: vec![Arc::new(entry)],
+            generation: 1,
+            ..Self::default()
+        }
+    }
+}
+
+/// Parse a JWKS document. Keys that cannot verify signatures (encryption keys, unknown types,
+/// symmetric keys) are skipped; a document without one usable key is an error.
+pub fn parse_jwks(body: &[u8]) -> Result<Keys, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let list = doc
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("JWKS has no `keys` array")?;
+    let mut keys = Keys {
+        content: ahash_once(body),
+        ..Keys::default()
+    };
+    for item in list {
+        // Each key on its own: one key of a type this library does not know must not make the
+        // whole set unusable.
+        let Ok(jwk) = serde_json::from_value::<Jwk>(item.clone()) else {
+            continue;
+        };
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+            AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+            // A published symmetric key would let anyone sign.
+            AlgorithmParameters::OctetKey(_) => continue,
+        };
+        let alg = match jwk.common.key_algorithm {
+            // `KeyAlgorithm` prints as the JOSE name; encryption algorithms do not parse.
+            Some(a) => match Algorithm::from_str(&a.to_string()) {
+                Ok(a) => Some(a),
+                Err(_) => continue,
+            },
+            None => None,
+        };
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        let entry = Arc::new(KeyEntry { key, family, alg });
+        match jwk.common.key_id {
+            Some(kid) => {
+                keys.by_kid.insert(kid, entry);
+            }
+            None => keys.anonymous.push(entry),
+        }
+    }
+    if keys.is_empty() {
+        return Err("JWKS has no usable signing key".into());
+    }
+    Ok(keys)
+}
+
+/// Parse a PEM public key of the family of `alg`.
+pub fn parse_pem(pem: &[u8], fam: Family) -> Result<KeyEntry, String> {
+    let key = match fam {
+        Family::Rsa => DecodingKey::from_rsa_pem(pem),
+        Family::Ec => DecodingKey::from_ec_pem(pem),
+        Family::Ed => DecodingKey::from_ed_pem(pem),
+        Family::Hmac => return Err("a PEM key cannot verify HS algorithms".into()),
+    }
+    .map_err(|e| format!("not a PEM public key for these algorithms: {e}"))?;
+    Ok(KeyEntry {
+        key,
+        family: fam,
+        alg: None,
+    })
+}
+
+fn ahash_once(bytes: &[u8]) -> u64 {
+    // Fixed seeds: the value is compared across fetches within one process only.
+    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(bytes)
+}
+
+pub fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where a remote key set comes from and how often it is fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteSource {
+    /// OIDC issuer whose discovery document names the JWKS.
+    pub discovery_issuer: Option<String>,
+    pub jwks_url: Option<String>,
+    pub refresh: Duration,
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    pub timeout: Duration,
+}
+
+/// Metric handles of one key set.
+pub struct KeySetMetrics {
+    pub refresh_ok: IntCounter,
+    pub refresh_error: IntCounter,
+    pub keys: IntGauge,
+    pub last_success: Gauge,
+    pub stale: IntGauge,
+}
+
+/// Keys that may change at run time.
+pub struct KeySet {
+    pub authorizer: String,
+    remote: Option<RemoteSource>,
+    keys: ArcSwap<Keys>,
+    /// Unix seconds of the next scheduled fetch.
+    next_refresh: AtomicU64,
+    /// Unix seconds of the last fetch started by a request (unknown kid, no keys yet).
+    last_on_demand: AtomicU64,
+    /// Held while fetching; holds the JWKS URL found by discovery.
+    fetching: tokio::sync::Mutex<Option<String>>,
+    generations: AtomicU64,
+    metrics: Option<KeySetMetrics>,
+}
+
+impl KeySet {
+    /// Fixed keys (file, PEM, secret).
+    pub fn fixed(authorizer: &str, keys: Keys) -> Self {
+        Self {
+            authorizer: authorizer.to_string(),
+            remote: None,
+            keys: ArcSwap::from_pointee(keys),
+            next_refresh: AtomicU64::new(u64::MAX),
+            last_on_demand: AtomicU64::new(0),
+            fetching: tokio::sync::Mutex::new(None),
+            generations: AtomicU64::new(1),
+            metrics: None,
+        }
+    }
+
+    /// Keys fetched from `source`; empty until the first fetch succeeds.
+    pub fn remote(authorizer: &str, source: RemoteSource, metrics: KeySetMetrics) -> Self {
+        Self {
+            authorizer: authorizer.to_string(),
+            remote: Some(source),
+            keys: ArcSwap::from_pointee(Keys::default()),
+            next_refresh: AtomicU64::new(0),
+            last_on_demand: AtomicU64::new(0),
+            fetching: tokio::sync::Mutex::new(None),
+            generations: AtomicU64::new(0),
+            metrics: Some(metrics),
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    pub fn current(&self) -> arc_swap::Guard<Arc<Keys>> {
+        self.keys.load()
+    }
+
+    /// Whether a scheduled refresh is due at `now` (Unix seconds).
+    pub fn due(&self, now: u64) -> bool {
+        self.remote.is_some() && now >= self.next_refresh.load(Relaxed)
+    }
+
+    /// The scheduled refresh; skipped when a fetch is already running.
+    pub async fn refresh_scheduled(&self) {
+        let Ok(mut discovered) = self.fetching.try_lock() else {
+            return;
+        };
+        if self.due(unix_secs()) {
+            let _ = self.refresh_locked(&mut discovered).await;
+        }
+    }
+
+    /// A request met a `kid` it does not know (or there are no keys yet): fetch now, unless a
+    /// fetch started by a request ran less than `min_refresh_interval` ago. Requests that
+    /// arrive during a fetch wait for it instead of starting their own.
+    pub async fn refresh_on_demand(&self) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let before = self.current().generation;
+        let mut discovered = self.fetching.lock().await;
+        if self.current().generation != before {
+            return;
+        }
+        let now = unix_secs();
+        let last = self.last_on_demand.load(Relaxed);
+        if now.saturating_sub(last) < remote.min_refresh.as_secs().max(1) && last != 0 {
+            return;
+        }
+        self.last_on_demand.store(now, Relaxed);
+        let _ = self.refresh_locked(&mut discovered).await;
+    }
+
+    async fn refresh_locked(&self, discovered: &mut Option<String>) -> Result<(), String> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let result = self.fetch(remote, discovered).await;
+        let now = unix_secs();
+        let current = self.current();
+        match result {
+            Ok((mut keys, max_age)) => {
+                if keys.content != current.content || current.is_empty() {
+                    keys.generation = self.generations.fetch_add(1, Relaxed) + 1;
+                    if !current.is_empty() {
+                        tracing::info!(authorizer = %self.authorizer, keys = keys.len(), "JWKS changed");
+                    }
+                    self.keys.store(Arc::new(keys));
+                }
+                let wait = max_age.unwrap_or(remote.refresh).clamp(
+                    remote.min_refresh,
+                    remote.max_refresh.max(remote.min_refresh),
+                );
+                self.next_refresh
+                    .store(now + wait.as_secs().max(1), Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.refresh_ok.inc();
+                    m.keys.set(self.current().len() as i64);
+                    m.last_success.set(now as f64);
+                    if m.stale.get() != 0 {
+                        tracing::info!(authorizer = %self.authorizer, "JWKS refresh recovered");
+                    }
+                    m.stale.set(0);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                // Discovery may have moved the JWKS; look it up again next time.
+                *discovered = None;
+                self.next_refresh
+                    .store(now + remote.min_refresh.as_secs().max(1), Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.refresh_error.inc();
+                    m.stale.set(1);
+                }
+                tracing::warn!(
+                    authorizer = %self.authorizer,
+                    error = %error,
+                    keys_kept = current.len(),
+                    "JWKS refresh failed; keeping the last good keys"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        remote: &RemoteSource,
+        discovered: &mut Option<String>,
+    ) -> Result<(Keys, Option<Duration>), String> {
+        let url = match (
+            &remote.jwks_url,
+            discovered.as_ref(),
+            &remote.discovery_issuer,
+        ) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(url), _) => url.clone(),
+            (None, None, Some(issuer)) => {
+                let url = discover(issuer, remote.timeout).await?;
+                *discovered = Some(url.clone());
+                url
+            }
+            (None, None, None) => return Err("no JWKS source".into()),
+        };
+        let (body, max_age) = get(&url, remote.timeout).await?;
+        let keys = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
+        Ok((keys, max_age))
+    }
+}
+
+/// Fetch the OIDC discovery document and return its `jwks_uri`. The document's `issuer` must be
+/// the configured one (OpenID Connect Discovery 1.0, section 4.3).
+async fn discover(issuer: &str, timeout: Duration) -> Result<String, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let (body, _) = get(&url, timeout).await?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+    let found = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
+    if found != issuer {
+        return Err(format!(
+            "{url}: issuer {found:?} does not match the configured {issuer:?}"
+        ));
+    }
+    doc.get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{url}: no jwks_uri"))
+}
+
+/// GET a small document; returns the body and `Cache-Control: max-age`.
+async fn get(url: &str, timeout: Duration) -> Result<(Vec<u8>, Option<Duration>), String> {
+    let client = http_client().map_err(|e| format!("HTTP client: {e}"))?;
+    let mut resp = client
+        .get(url)
+        .timeout(timeout)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: status {}", resp.status()));
+    }
+    let max_age = resp
+        .headers()
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(format!("{url}: larger than {MAX_DOCUMENT} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, max_age))
+}
+
+/// The error and its causes on one line (reqwest's top-level message alone hides the cause).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `max-age` of a Cache-Control value; `no-cache`/`no-store` count as 0.
+pub fn max_age(value: &str) -> Option<Duration> {
+    let mut out = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(n) = lower.strip_prefix("max-age=") {
+            out = n
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    out
+}

@@ -229,11 +229,6 @@ fn compile_route(
     authorizers: &HashMap<String, Arc<Authorizer>>,
     reg: &Registries,
 ) -> Result<(RouteSpec, Route), CompileError> {
-    let auth = rc
-        .auth
-        .as_ref()
-        .map(|a| crate::auth::compile_route(&rc.name, a, authorizers, &reg.metrics))
-        .transpose()?;
     let limits = rc
         .limits
         .iter()
@@ -244,6 +239,23 @@ fn compile_route(
                 .ok_or_else(|| (".limits".to_string(), format!("unknown limit {name:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let auth = rc
+        .auth
+        .as_ref()
+        .map(|a| crate::auth::compile_route(&rc.name, a, authorizers, &reg.metrics))
+        .transpose()?;
+    if let Some(p) = limits
+        .iter()
+        .find(|p| p.keyed_by_consumer() && auth.is_none())
+    {
+        return Err((
+            ".limits".to_string(),
+            format!(
+                "limit {:?} counts per consumer, but the route has no `auth` to name one",
+                p.name
+            ),
+        ));
+    }
     let hosts = rc
         .hosts
         .iter()

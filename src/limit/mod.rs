@@ -308,6 +308,13 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether the key includes the consumer, which only a route with `auth` has.
+    pub fn keyed_by_consumer(&self) -> bool {
+        self.key.contains(&KeyPart::Consumer)
+    }
+}
+
 /// Releases a concurrency slot when the request ends.
 pub struct InflightGuard {
     store: Arc<ShardedStore<Inflight>>,

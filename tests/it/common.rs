@@ -136,6 +136,22 @@ impl Gateway {
             .collect()
     }
 
+    /// Access log lines once one satisfies `pred` (the writer flushes every 20 ms).
+    pub async fn access_log_once(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        for _ in 0..100 {
+            lines = self.access_log();
+            if lines.iter().any(&pred) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        lines
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.admin_url("/metrics"))
             .await

@@ -167,7 +167,7 @@ fn limit_config_errors_name_the_key() {
     for e in [
         "limits.a: set exactly one of `rate`, `quota`, `concurrency`",
         "limits.a.window: `quota` and `window` (minute, hour, day, month) go together",
-        "limits.b.key[0]: \"cookie:x\" is not one of `route`, `client_ip`, `header:NAME`",
+        "limits.b.key[0]: \"cookie:x\" is not one of `route`, `client_ip`, `consumer`, `header:NAME`",
         "routes[0].limits[1]: unknown limit \"nope\"",
     ] {
         assert!(stderr.contains(e), "missing {e:?} in\n{stderr}");

@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod cli;
 mod common;
 mod health;
+mod idp;
 mod limits;
 mod observe;
 mod ops;

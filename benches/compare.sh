@@ -12,6 +12,10 @@
 # 127.0.0.1 only. GATEHOUSE_ACCESS_LOG=true turns the access log on (to /dev/null).
 # GATEHOUSE_LIMIT=local|redis adds a per-client-IP rate limit high enough never to refuse
 # (redis starts a redis-server on 127.0.0.1:18086), to measure what a check costs.
+# GATEHOUSE_AUTH=jwt protects the route with an RS256 JWT authorizer (PEM key generated here)
+# and sends one valid token with every request (to every proxy, so the bytes are the same):
+# the cached verification a client reusing its token pays for. All three switches together
+# are the "full chain" scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -21,6 +25,7 @@ BIN=${BIN:-target/release/gatehouse}
 MINIMAL=${MINIMAL:-target/release/examples/minimal_proxy}
 ACCESS_LOG=${GATEHOUSE_ACCESS_LOG:-false}
 LIMIT=${GATEHOUSE_LIMIT:-}
+AUTH=${GATEHOUSE_AUTH:-}
 REDIS_PORT=18086
 WORK=$(mktemp -d)
 UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
@@ -85,6 +90,27 @@ CONF
   fi
 fi
 
+WRK_HEADER=()
+if [ "$AUTH" = jwt ]; then
+  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/jwt.key" 2>/dev/null
+  openssl pkey -in "$WORK/jwt.key" -pubout -out "$WORK/jwt.pub"
+  head=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
+  body=$(printf '{"iss":"bench","sub":"user-1","aud":"api","exp":%d}' $(($(date +%s) + 86400)) | b64url)
+  sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -sign "$WORK/jwt.key" -binary | b64url)
+  WRK_HEADER=(-H "Authorization: Bearer $head.$body.$sig")
+  sed -i 's/^upstream = "u"$/upstream = "u"\nauth = "bench"/' "$WORK/gatehouse.toml"
+  cat >> "$WORK/gatehouse.toml" <<CONF
+[authorizers.bench]
+type = "jwt"
+algorithms = ["RS256"]
+issuer = "bench"
+audiences = ["api"]
+public_key_file = "$WORK/jwt.pub"
+forward_claims = { sub = "x-consumer-id" }
+CONF
+fi
+
 nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
 nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
 "$BIN" run -c "$WORK/gatehouse.toml" >/dev/null 2>"$WORK/gh.err" & pids+=($!)
@@ -93,6 +119,9 @@ GH_PID=$!
 MIN_PID=$!
 sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
+# Measure served requests only: a refused token would make a fast, meaningless benchmark.
+code=$(curl -s -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "http://127.0.0.1:$GH/")
+[ "$code" = 200 ] || { echo "gatehouse answered $code, not 200:" >&2; cat "$WORK/gh.err" >&2; exit 1; }
 
 cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
   local total=0 p
@@ -104,9 +133,9 @@ cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
 
 run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
   local before after out reqs
-  wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$2/" >/dev/null # warm keep-alive pools
+  wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "http://127.0.0.1:$2/" >/dev/null # warm pools
   before=$(cpu_ticks "$3")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$2/")
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$2/")
   after=$(cpu_ticks "$3")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '

@@ -3,7 +3,7 @@
 //! verifications are cached by token, bounded and never past `exp`, so a repeated token costs
 //! a hash lookup and a comparison.
 
-use super::jwks::{family, Family, KeySet};
+use super::jwks::{family, KeySet};
 use super::source::{self, Source};
 use super::{Identity, Reason};
 use crate::limit::store::{Expiring, ShardedStore};
@@ -281,13 +281,6 @@ impl JwtAuthorizer {
             claims,
             identity: Arc::new(Identity { consumer, headers }),
         }
-    }
-
-    /// The family all pinned algorithms share (validation refuses mixing HS with others).
-    pub fn hmac_only(&self) -> bool {
-        self.validations
-            .iter()
-            .all(|(a, _)| family(*a) == Family::Hmac)
     }
 }
 

@@ -151,7 +151,7 @@ fn run_names_a_busy_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn shipped_config_is_valid_and_serves_both_routes() {
+async fn shipped_config_is_valid_and_serves_its_routes() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(BIN)
         .args(["check", "-c", &format!("{root}/conf/gatehouse.toml")])
@@ -210,6 +210,15 @@ async fn shipped_config_is_valid_and_serves_both_routes() {
         .unwrap();
     assert_eq!(status.status(), 200);
     assert_eq!(status.text().await.unwrap(), r#"{"status":"ok"}"#);
+    let private = format!("http://127.0.0.1:{port}/private");
+    assert_eq!(c.get(&private).send().await.unwrap().status(), 401);
+    let resp = c
+        .get(&private)
+        .header("x-api-key", "demo-key-please-change")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -405,7 +405,10 @@ async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
         );
     }
     let upstream = Upstream::named("app").await;
-    let gw = Gateway::start(&routes(&upstream, ""));
+    // A remote JWT authorizer, so the key set families exist (nothing listens on port 1).
+    let jwt = "[authorizers.idp]\ntype = \"jwt\"\nalgorithms = [\"RS256\"]\n\
+               jwks_url = \"http://127.0.0.1:1/jwks\"\n";
+    let gw = Gateway::start(&format!("{jwt}{}", routes(&upstream, "")));
     // Families with labels appear once they have a series: after one request.
     client().get(gw.url("/")).send().await.unwrap();
     let counted = eventually(Duration::from_secs(5), || async {

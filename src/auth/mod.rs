@@ -344,6 +344,38 @@ fn header_name(key: &str, name: &str) -> Result<HeaderName, CompileError> {
         .map_err(|_| err(key, format!("{name:?} is not a valid header name")))
 }
 
+/// Headers an authorizer may not set upstream: framing and routing headers (setting them from
+/// a claim would let a token holder smuggle requests) and those the gateway itself sets.
+const RESERVED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+/// A header an authorizer sets upstream.
+fn identity_header(key: &str, name: &str) -> Result<HeaderName, CompileError> {
+    let header = header_name(key, name)?;
+    if RESERVED.contains(&header.as_str()) {
+        return Err(err(
+            key,
+            format!("{name:?} is set by the gateway or frames the request; pick another header"),
+        ));
+    }
+    Ok(header)
+}
+
 fn sources(key: &str, list: &[String]) -> Result<Vec<source::Source>, CompileError> {
     if list.is_empty() {
         return Err(err(key, "at least one source is needed"));
@@ -538,7 +570,7 @@ fn compile_jwt(
     let mut forward = Vec::with_capacity(c.forward_claims.len());
     for (claim, header) in &c.forward_claims {
         let key = format!(".forward_claims.{claim}");
-        forward.push((claim.clone(), header_name(&key, header)?));
+        forward.push((claim.clone(), identity_header(&key, header)?));
     }
     let sets: Vec<HeaderName> = forward.iter().map(|(_, h)| h.clone()).collect();
     let mut strip = Vec::new();
@@ -573,7 +605,7 @@ fn compile_jwt(
 
 fn compile_api_key(name: &str, c: &ApiKeyConfig) -> Result<Authorizer, CompileError> {
     let key_sources = sources(".sources", &c.sources)?;
-    let consumer_header = header_name(".consumer_header", &c.consumer_header)?;
+    let consumer_header = identity_header(".consumer_header", &c.consumer_header)?;
     let mut keys = Vec::new();
     for (i, entry) in c.keys.iter().enumerate() {
         let key = format!(".keys[{i}]");
@@ -638,7 +670,7 @@ fn compile_external(name: &str, c: &ExternalAuthConfig) -> Result<Authorizer, Co
     let forward = c
         .forward_headers
         .iter()
-        .map(|h| header_name(".forward_headers", h))
+        .map(|h| identity_header(".forward_headers", h))
         .collect::<Result<Vec<_>, _>>()?;
     let consumer_header = c
         .consumer_header

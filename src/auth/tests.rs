@@ -502,3 +502,24 @@ fn urls_must_be_https_unless_loopback_or_allowed() {
     assert!(super::check_url("k", "http://idp.internal/jwks", true).is_ok());
     assert!(super::check_url("k", "ftp://idp.internal/jwks", true).is_err());
 }
+
+#[test]
+fn authorizers_cannot_set_framing_or_gateway_headers() {
+    let config: crate::config::JwtConfig = toml::from_str(
+        "algorithms = [\"HS256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
+         forward_claims = { sub = \"Content-Length\" }\n",
+    )
+    .unwrap();
+    let metrics = crate::observe::metrics::Metrics::new().unwrap();
+    let compiled = super::compile(
+        "a",
+        &crate::config::AuthorizerConfig::Jwt(Box::new(config)),
+        &super::AuthRegistry::default(),
+        &metrics,
+    );
+    let Err((key, message)) = compiled else {
+        panic!("a claim must not set Content-Length")
+    };
+    assert_eq!(key, ".forward_claims.sub");
+    assert!(message.contains("frames the request"), "{message}");
+}

@@ -182,7 +182,8 @@ impl AdminApp {
                     "upstream": upstream,
                     "respond": upstream.is_none(),
                     "auth": r.auth.as_ref().map(|a| a.authorizer.name.as_str()),
-                    "limits": r.limits.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                    "limits": r.limits_before_auth.iter().chain(&r.limits)
+                        .map(|p| p.name.as_str()).collect::<Vec<_>>(),
                     "last_request": last.map(|t| humantime::format_rfc3339_seconds(
                         std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t)).to_string()),
                 })

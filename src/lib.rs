@@ -14,4 +14,5 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

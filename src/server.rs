@@ -58,10 +58,10 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         .watch_config
         .then_some(config.server.watch_interval);
     let shutdown_delay = config.server.shutdown_delay;
-    let listeners: Vec<String> = config
+    let listeners: Vec<(String, Option<crate::config::ListenerTlsConfig>)> = config
         .listeners
         .iter()
-        .map(|l| l.address.to_string())
+        .map(|l| (l.address.to_string(), l.tls.clone()))
         .collect();
     let admin = config
         .admin
@@ -79,8 +79,22 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         Gateway::new(store.clone(), Some(access_log)),
         "gatehouse proxy",
     );
-    for address in &listeners {
-        proxy.add_tcp(address);
+    for (i, (address, tls)) in listeners.iter().enumerate() {
+        match tls {
+            Some(tls) => {
+                let settings = crate::tls::listener::settings(tls, store.clone()).map_err(
+                    |(key, message)| config::ConfigErrors {
+                        file: reloader.path.clone(),
+                        errors: vec![config::ConfigError::new(
+                            format!("listeners[{i}].tls{key}"),
+                            message,
+                        )],
+                    },
+                )?;
+                proxy.add_tls_with_settings(address, None, settings);
+            }
+            None => proxy.add_tcp(address),
+        }
     }
     server.add_service(proxy);
 

@@ -71,7 +71,10 @@ pub struct Route {
     /// Where the route applies, as configured (for the admin API).
     pub spec: RouteSpec,
     pub action: RouteAction,
-    /// Throttling policies checked in order.
+    /// Throttling policies checked before authentication (not keyed by consumer), so floods
+    /// of bad credentials are throttled too.
+    pub limits_before_auth: Vec<Arc<Policy>>,
+    /// Policies keyed by consumer, checked once the authorizer named one.
     pub limits: Vec<Arc<Policy>>,
     /// Who may use the route; `None` means anyone.
     pub auth: Option<RouteAuth>,
@@ -96,6 +99,12 @@ pub struct Snapshot {
     pub routes: Vec<Arc<Route>>,
     pub pools: Vec<Arc<Pool>>,
     pub authorizers: Vec<Arc<Authorizer>>,
+    /// TLS certificates by SNI name, read from their files by this load.
+    pub certificates: crate::tls::CertStore,
+    /// Hash of the certificate and key files' content, for the file watch.
+    pub certificate_files_hash: u64,
+    /// Per-domain HTTPS policies.
+    pub hosts: crate::tls::policy::HostPolicies,
     /// Headers any authorizer sets upstream: removed from every client request, on every
     /// route, so an upstream can trust them.
     pub identity_headers: Vec<HeaderName>,
@@ -116,6 +125,18 @@ impl Snapshot {
             if self.pools.len() == 1 { "" } else { "s" },
         )
     }
+}
+
+/// Hash of the content of `files` (unreadable files count as empty), to notice replaced
+/// certificates.
+pub fn files_hash(files: &[std::path::PathBuf]) -> u64 {
+    let state = ahash::RandomState::with_seeds(7, 8, 9, 10);
+    let mut h = 0u64;
+    for f in files {
+        let content = std::fs::read(f).unwrap_or_default();
+        h = h.rotate_left(5) ^ state.hash_one(&content);
+    }
+    h
 }
 
 /// Content hash used as the config version.
@@ -180,6 +201,37 @@ pub fn compile(
             )),
         }
     }
+    let certificates = match crate::tls::compile(&config.certificates, &config.tls) {
+        Ok(store) => store,
+        Err(errs) => {
+            errors.extend(errs.into_iter().map(|(k, m)| ConfigError::new(k, m)));
+            crate::tls::CertStore::default()
+        }
+    };
+    for (i, l) in config.listeners.iter().enumerate() {
+        if let Some(Err((key, message))) = l.tls.as_ref().map(crate::tls::listener::check) {
+            errors.push(ConfigError::new(
+                format!("listeners[{i}].tls{key}"),
+                message,
+            ));
+        }
+        let default = l.tls.as_ref().and_then(|t| t.default_certificate.as_ref());
+        if let Some(name) = default {
+            if certificates.get(name).is_none() && errors.is_empty() {
+                errors.push(ConfigError::new(
+                    format!("listeners[{i}].tls.default_certificate"),
+                    format!("unknown certificate {name:?}"),
+                ));
+            }
+        }
+    }
+    let hosts = match crate::tls::policy::HostPolicies::compile(&config.hosts) {
+        Ok(h) => h,
+        Err((k, m)) => {
+            errors.push(ConfigError::new(k, m));
+            Default::default()
+        }
+    };
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
@@ -207,6 +259,10 @@ pub fn compile(
         .collect();
     identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     identity_headers.dedup();
+    for cert in certificates.entries() {
+        reg.metrics.certificate_expiry(&cert.name, cert.not_after);
+    }
+    let certificate_files_hash = files_hash(&certificates.files);
     Ok(Snapshot {
         version: version_of(text),
         loaded_at: SystemTime::now(),
@@ -214,6 +270,9 @@ pub fn compile(
         routes,
         pools,
         authorizers,
+        certificates,
+        certificate_files_hash,
+        hosts,
         identity_headers,
         unrouted: reg.metrics.route("-"),
         access_log: config.access_log.enabled,
@@ -256,6 +315,8 @@ fn compile_route(
             ),
         ));
     }
+    let (limits, limits_before_auth): (Vec<_>, Vec<_>) =
+        limits.into_iter().partition(|p| p.keyed_by_consumer());
     let hosts = rc
         .hosts
         .iter()
@@ -309,6 +370,7 @@ fn compile_route(
         name: rc.name.clone(),
         spec: spec.clone(),
         action,
+        limits_before_auth,
         limits,
         auth,
         metrics: reg.metrics.route(&rc.name),

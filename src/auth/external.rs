@@ -1,7 +1,8 @@
 //! External authorizer: an HTTP service decides, like a cloud gateway's custom authorizer. The
 //! gateway sends `GET url` with the identity headers and what the request is for; 2xx allows
-//! (and may name headers to forward), 401 and 403 deny. Decisions are cached per route and
-//! identity values for a TTL. A timeout or any other answer is an error: `on_error` decides.
+//! (and may name headers to forward), 403 forbids, any other 4xx denies. Decisions are cached
+//! per route, method, host and identity values for a TTL. A timeout, a transport error or a
+//! 5xx is an error: `on_error` decides.
 
 use super::{Identity, Reason};
 use crate::auth::jwks::error_chain;
@@ -109,7 +110,10 @@ impl External {
             key.extend_from_slice(&(b.len() as u32).to_be_bytes());
             key.extend_from_slice(b);
         };
+        // The authorizer sees the method and host, so its answer may depend on them.
         push(call.route.as_bytes());
+        push(call.req.method.as_str().as_bytes());
+        push(call.host.as_bytes());
         let mut any = false;
         for name in &self.identity {
             let values = call.req.headers.get_all(name);
@@ -194,7 +198,11 @@ impl External {
                 request = request.header(name, v.clone());
             }
         }
-        let resp = request.send().await.map_err(|e| error_chain(&e))?;
+        // Without the URL: a configured URL may carry credentials.
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = resp.status();
         if status.is_success() {
             let headers = resp.headers();
@@ -215,9 +223,11 @@ impl External {
                 headers: forward,
             })));
         }
+        // Any other 4xx is a refusal too: with `on_error = "allow"`, a client able to make
+        // the authorizer answer 400 (an oversized or malformed credential) must not get in.
         match status.as_u16() {
-            401 => Ok(Decision::Deny(Reason::Denied)),
             403 => Ok(Decision::Deny(Reason::Forbidden)),
+            400..=499 => Ok(Decision::Deny(Reason::Denied)),
             other => Err(format!("unexpected status {other}")),
         }
     }

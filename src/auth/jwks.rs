@@ -185,10 +185,20 @@ pub struct RemoteSource {
     /// OIDC issuer whose discovery document names the JWKS.
     pub discovery_issuer: Option<String>,
     pub jwks_url: Option<String>,
+    pub allow_http: bool,
     pub refresh: Duration,
     pub min_refresh: Duration,
     pub max_refresh: Duration,
     pub timeout: Duration,
+}
+
+impl RemoteSource {
+    /// Whether both fetch from the same place (timings aside).
+    pub fn same_origin(&self, other: &Self) -> bool {
+        self.discovery_issuer == other.discovery_issuer
+            && self.jwks_url == other.jwks_url
+            && self.allow_http == other.allow_http
+    }
 }
 
 /// Metric handles of one key set.
@@ -241,6 +251,14 @@ impl KeySet {
             fetching: tokio::sync::Mutex::new(None),
             generations: AtomicU64::new(0),
             metrics: Some(metrics),
+        }
+    }
+
+    /// Start from keys a previous key set of the same origin held.
+    pub fn seed(&self, keys: Arc<Keys>) {
+        if !keys.is_empty() {
+            self.generations.store(keys.generation, Relaxed);
+            self.keys.store(keys);
         }
     }
 
@@ -355,6 +373,9 @@ impl KeySet {
             (None, Some(url), _) => url.clone(),
             (None, None, Some(issuer)) => {
                 let url = discover(issuer, remote.timeout).await?;
+                // The discovery document must not downgrade the key transport.
+                super::check_url("jwks_uri", &url, remote.allow_http)
+                    .map_err(|(_, e)| format!("discovered jwks_uri {url}: {e}"))?;
                 *discovered = Some(url.clone());
                 url
             }

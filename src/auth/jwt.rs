@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 /// Longest a verification is cached when the token has no `exp`.
 const CACHE_WITHOUT_EXP_SECS: u64 = 300;
+/// Longest any verification is cached: far-future `exp` values must not make entries the
+/// store treats as never expiring.
+const CACHE_MAX_SECS: u64 = 86_400;
 
 /// What a verified token carries, shared by every request that presents it.
 #[derive(Debug)]
@@ -245,7 +248,9 @@ impl JwtAuthorizer {
         {
             return Err(Reason::MissingClaim);
         }
-        let mut expires_at = exp.unwrap_or(now + CACHE_WITHOUT_EXP_SECS);
+        let mut expires_at = exp
+            .unwrap_or(now + CACHE_WITHOUT_EXP_SECS)
+            .min(now + CACHE_MAX_SECS);
         if let (Some(max_age), Some(iat)) = (self.max_age, iat) {
             expires_at = expires_at.min(iat + max_age);
         }

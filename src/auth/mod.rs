@@ -327,13 +327,27 @@ impl AuthRegistry {
         if let Some(set) = sets.get(&key).and_then(Weak::upgrade) {
             return set;
         }
-        let set = Arc::new(KeySet::remote(name, key.1.clone(), metrics.key_set(name)));
+        // Same authorizer and URLs with other timings: start from the keys already held, so
+        // changing a timeout cannot leave the route without keys while the IdP is down.
+        let held = sets
+            .iter()
+            .filter(|((n, s), _)| n == name && s.same_origin(&key.1))
+            .find_map(|(_, w)| w.upgrade())
+            .map(|old| old.current().clone());
+        let set = KeySet::remote(name, key.1.clone(), metrics.key_set(name));
+        if let Some(keys) = held {
+            set.seed(keys);
+        }
+        let set = Arc::new(set);
         sets.insert(key, Arc::downgrade(&set));
         set
     }
 }
 
 type CompileError = (String, String);
+
+/// Longest an external decision may be cached.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
 
 fn err(key: &str, message: impl Into<String>) -> CompileError {
     (key.to_string(), message.into())
@@ -387,7 +401,7 @@ fn sources(key: &str, list: &[String]) -> Result<Vec<source::Source>, CompileErr
 
 /// Check a URL the gateway will call: `https`, or `http` to a loopback host or with
 /// `allow_http`.
-fn check_url(key: &str, url: &str, allow_http: bool) -> Result<(), CompileError> {
+pub(crate) fn check_url(key: &str, url: &str, allow_http: bool) -> Result<(), CompileError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| err(key, format!("invalid URL: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
@@ -517,6 +531,7 @@ fn compile_jwt(
         Some(RemoteSource {
             discovery_issuer: Some(issuer.clone()),
             jwks_url: None,
+            allow_http: c.allow_http,
             refresh: c.refresh_interval,
             min_refresh: c.min_refresh_interval,
             max_refresh: c.max_refresh_interval,
@@ -527,6 +542,7 @@ fn compile_jwt(
         Some(RemoteSource {
             discovery_issuer: None,
             jwks_url: Some(url.clone()),
+            allow_http: c.allow_http,
             refresh: c.refresh_interval,
             min_refresh: c.min_refresh_interval,
             max_refresh: c.max_refresh_interval,
@@ -566,6 +582,12 @@ fn compile_jwt(
             Arc::new(KeySet::fixed(name, fixed))
         }
     };
+    if c.audiences.is_empty() {
+        tracing::warn!(
+            authorizer = name,
+            "no `audiences`: tokens the issuer made for any other client are accepted too"
+        );
+    }
     let token_sources = sources(".sources", &c.sources)?;
     let mut forward = Vec::with_capacity(c.forward_claims.len());
     for (claim, header) in &c.forward_claims {
@@ -583,7 +605,13 @@ fn compile_jwt(
         audiences: c.audiences.clone(),
         leeway: c.leeway.as_secs(),
         max_age: c.max_age.map(|d| d.as_secs()),
-        required: c.required_claims.clone(),
+        required: {
+            let mut r = c.required_claims.clone();
+            if c.require_exp && !r.iter().any(|x| x == "exp") {
+                r.push("exp".into());
+            }
+            r
+        },
         sources: token_sources,
         forward,
         consumer_claim: c.consumer_claim.clone(),
@@ -675,8 +703,13 @@ fn compile_external(name: &str, c: &ExternalAuthConfig) -> Result<Authorizer, Co
     let consumer_header = c
         .consumer_header
         .as_ref()
-        .map(|h| header_name(".consumer_header", h))
+        .map(|h| identity_header(".consumer_header", h))
         .transpose()?;
+    if c.cache_ttl > MAX_CACHE_TTL || c.deny_cache_ttl > MAX_CACHE_TTL {
+        return Err(err(".cache_ttl", "at most 1 day"));
+    }
+    let mut sets = forward.clone();
+    sets.extend(consumer_header.clone());
     let ext = external::External::new(
         name,
         c.url.clone(),
@@ -693,7 +726,7 @@ fn compile_external(name: &str, c: &ExternalAuthConfig) -> Result<Authorizer, Co
         name: name.to_string(),
         kind: AuthorizerKind::External(ext),
         strip: Vec::new(),
-        sets: forward,
+        sets,
         challenge: HeaderValue::from_static("Bearer realm=\"gatehouse\""),
         scheme: "Bearer",
     })

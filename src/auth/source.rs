@@ -79,7 +79,7 @@ fn extract_one<'a>(
             let Some(value) = single_header(req, &header::AUTHORIZATION)? else {
                 return Ok(None);
             };
-            let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+            let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
             if !scheme.eq_ignore_ascii_case("bearer") {
                 // Another scheme (Basic, ...) is not ours to judge: as if absent.
                 return Ok(None);
@@ -145,6 +145,10 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                // from_str_radix alone would take a sign (`%+1`).
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -238,6 +242,14 @@ mod tests {
             Ok("h".into())
         );
         assert_eq!(get(&["cookie:nope"], &r), Err(Reason::MissingCredentials));
+        assert_eq!(
+            get(&["query:k"], &req("/?k=%+1", &[])),
+            Err(Reason::Malformed)
+        );
+        assert_eq!(
+            get(&["bearer"], &req("/", &[("authorization", "Bearer\tabc")])),
+            Ok("abc".into())
+        );
     }
 
     #[test]

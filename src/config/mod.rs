@@ -108,10 +108,14 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
             "limits" => config.limits = named(value, "limits", &mut errors),
             "redis" => config.redis = section(value, "redis", &mut errors),
             "authorizers" => config.authorizers = authorizers(value, &mut errors),
+            "certificates" => config.certificates = named(value, "certificates", &mut errors),
+            "tls" => set(&mut config.tls, section(value, "tls", &mut errors)),
+            "hosts" => config.hosts = named(value, "hosts", &mut errors),
             _ => errors.push(ConfigError::new(
                 key.as_str(),
                 "unknown key, expected one of `server`, `listeners`, `admin`, `access_log`, \
-                 `upstreams`, `limits`, `redis`, `authorizers`, `routes`",
+                 `upstreams`, `limits`, `redis`, `authorizers`, `certificates`, `tls`, `hosts`, \
+                 `routes`",
             )),
         }
     }

@@ -22,6 +22,13 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// Authorizers by name, attached to routes with `auth = "NAME"`.
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
+    /// TLS certificates by name, chosen by SNI on TLS listeners.
+    pub certificates: BTreeMap<String, CertificateConfig>,
+    /// `[tls]`: settings shared by every TLS listener's certificates.
+    pub tls: TlsConfig,
+    /// Per-domain policies (`[hosts."api.example.com"]`): HTTPS redirect, HSTS, SNI agreement,
+    /// client certificates.
+    pub hosts: BTreeMap<String, HostConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -80,12 +87,106 @@ impl Default for ServerConfig {
     }
 }
 
-/// `[[listeners]]`: one plain-HTTP listening socket.
+/// `[[listeners]]`: one listening socket, plain HTTP or TLS.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// `ip:port` to bind.
     pub address: SocketAddr,
+    /// Serve TLS on this socket (certificates chosen by SNI from `[certificates]`).
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// TLS settings of one listener. Applied when the listener starts (restart or upgrade).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Lowest protocol version: `"1.2"` (default) or `"1.3"`.
+    #[serde(default = "default_tls_min")]
+    pub min_version: String,
+    /// Offer HTTP/2 through ALPN (HTTP/1.1 stays available).
+    #[serde(default = "default_true")]
+    pub http2: bool,
+    /// Certificate for clients that send no SNI or a name no certificate covers; without it
+    /// such handshakes are refused.
+    #[serde(default)]
+    pub default_certificate: Option<String>,
+    /// Client certificates: `none` (default), `optional` (verified when sent) or `required`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM bundle of the CAs client certificates must chain to.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Whether a TLS listener asks for client certificates.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Optional,
+    Required,
+}
+
+/// `[certificates.NAME]`: a certificate chain and its key, in PEM.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The certificate followed by its intermediates.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Names served with it (exact or `*.example.com`); the certificate's DNS names when
+    /// empty.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// `[tls]`: where else certificates come from and how they are watched.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Every `NAME.crt` with a `NAME.key` beside it is loaded as certificate `NAME`.
+    #[serde(default)]
+    pub certificate_dir: Option<PathBuf>,
+    /// Reload when a certificate or key file changes (checked every `server.watch_interval`).
+    #[serde(default)]
+    pub watch: bool,
+}
+
+/// `[hosts."NAME"]`: what a domain requires. NAME is exact or `*.example.com`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Answer plain-HTTP requests with a 308 to the same URL over HTTPS.
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// Port in the redirect target.
+    #[serde(default = "default_https_port")]
+    pub https_port: u16,
+    /// `Strict-Transport-Security` on HTTPS responses.
+    #[serde(default)]
+    pub hsts: Option<HstsConfig>,
+    /// Refuse (421) HTTPS requests whose Host differs from the TLS SNI (domain fronting).
+    #[serde(default)]
+    pub strict_sni: bool,
+    /// Client certificate needed for this domain: `none`, `optional`, `required` (403 without
+    /// a verified one; the listener must ask for certificates).
+    #[serde(default)]
+    pub client_cert: ClientAuth,
+}
+
+/// HSTS header settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HstsConfig {
+    #[serde(default = "default_hsts_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
 }
 
 /// `[admin]`: the operations listener (metrics, health, readiness).
@@ -198,6 +299,29 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheckConfig>,
     #[serde(default)]
     pub passive: PassiveHealthConfig,
+    /// Connect to the targets over TLS.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// TLS to upstream targets.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// Name sent as SNI and checked against the certificate; the target's host by default.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the target's certificate and name (on by default).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// PEM bundle of CAs to trust instead of the system's.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain and key presented to the targets (mTLS).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// One upstream server.
@@ -426,9 +550,12 @@ pub struct JwtConfig {
     /// Refuse tokens issued (`iat`) longer ago than this.
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<Duration>,
-    /// Claims that must be present.
-    #[serde(default = "default_required_claims")]
+    /// Claims that must be present besides `exp`.
+    #[serde(default)]
     pub required_claims: Vec<String>,
+    /// Refuse tokens without `exp` (tokens that never expire). On by default.
+    #[serde(default = "default_true")]
+    pub require_exp: bool,
     /// Where the token is read from, first match wins: `bearer`, `header:NAME`, `query:NAME`,
     /// `cookie:NAME`.
     #[serde(default = "default_token_sources")]
@@ -689,9 +816,6 @@ fn default_status() -> u16 {
 fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
-fn default_required_claims() -> Vec<String> {
-    vec!["exp".to_string()]
-}
 fn default_token_sources() -> Vec<String> {
     vec!["bearer".to_string()]
 }
@@ -730,4 +854,13 @@ fn default_external_ttl() -> Duration {
 }
 fn default_external_deny_ttl() -> Duration {
     Duration::from_secs(5)
+}
+fn default_tls_min() -> String {
+    "1.2".to_string()
+}
+fn default_https_port() -> u16 {
+    443
+}
+fn default_hsts_max_age() -> Duration {
+    Duration::from_secs(365 * 86_400)
 }

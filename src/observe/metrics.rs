@@ -37,6 +37,7 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     jwks_last_success: GaugeVec,
     jwks_stale: IntGaugeVec,
+    certificate_expiry: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
 }
@@ -175,6 +176,16 @@ impl Metrics {
                     &["authorizer"],
                 ),
             )?,
+            certificate_expiry: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_tls_certificate_expiry_timestamp_seconds",
+                        "Unix time when each loaded TLS certificate expires (notAfter).",
+                    ),
+                    &["name"],
+                ),
+            )?,
             access_log_dropped: register(
                 r,
                 IntCounter::new(
@@ -233,6 +244,13 @@ impl Metrics {
         }
     }
 
+    /// Record when a loaded certificate expires.
+    pub fn certificate_expiry(&self, name: &str, not_after: i64) {
+        self.certificate_expiry
+            .with_label_values(&[name])
+            .set(not_after);
+    }
+
     /// Handles for one upstream pool.
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
         UpstreamMetrics {
@@ -281,6 +299,11 @@ impl Metrics {
             let _ = self.jwks_keys.remove_label_values(&l);
             let _ = self.jwks_last_success.remove_label_values(&l);
             let _ = self.jwks_stale.remove_label_values(&l);
+        }
+        for cert in old.certificates.entries() {
+            if new.certificates.get(&cert.name).is_none() {
+                let _ = self.certificate_expiry.remove_label_values(&[&cert.name]);
+            }
         }
         let targets: std::collections::HashSet<(&str, &str)> = new
             .pools

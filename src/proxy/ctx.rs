@@ -19,6 +19,10 @@ pub struct RequestCtx {
     pub upstream: UpstreamInfo,
     /// Concurrency slots held and the `RateLimit` headers to send.
     pub limit: crate::limit::LimitState,
+    /// TLS facts of the connection; `None` for plain HTTP.
+    pub ssl: Option<Arc<pingora::protocols::tls::SslDigest>>,
+    /// `Strict-Transport-Security` for the response, from the host's policy.
+    pub hsts: Option<HeaderValue>,
     /// Who the route's authorizer says the client is.
     pub identity: Option<Arc<crate::auth::Identity>>,
     /// Auth decision label for the access log.
@@ -39,7 +43,23 @@ pub struct UpstreamInfo {
     pub header_at: Option<Instant>,
 }
 
+static NO_TLS_INFO: crate::tls::accept::TlsInfo = crate::tls::accept::TlsInfo {
+    sni: None,
+    client_cert: None,
+};
+
 impl RequestCtx {
+    /// The handshake's facts on a TLS connection, `None` on plain HTTP.
+    pub fn tls(&self) -> Option<&crate::tls::accept::TlsInfo> {
+        let digest = self.ssl.as_ref()?;
+        Some(
+            digest
+                .extension
+                .get::<crate::tls::accept::TlsInfo>()
+                .unwrap_or(&NO_TLS_INFO),
+        )
+    }
+
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
         Self {
             snapshot,
@@ -50,6 +70,8 @@ impl RequestCtx {
             upstream_uri: None,
             upstream: UpstreamInfo::default(),
             limit: Default::default(),
+            ssl: None,
+            hsts: None,
             identity: None,
             auth: None,
             error: None,

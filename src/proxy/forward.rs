@@ -84,9 +84,65 @@ pub fn set_identity(
             headers.remove(name);
         }
     }
+    remove_lookalikes(headers, identity_headers);
     if let Some(identity) = identity {
         for (name, value) in &identity.headers {
             headers.append(name, value.clone());
+        }
+    }
+}
+
+/// Remove headers that spell a protected name with `_` for `-` (`x_consumer_id`): CGI-style
+/// upstreams (PHP, WSGI, Rack) read both as the same variable.
+fn remove_lookalikes(headers: &mut impl EditHeaders, protected: &[HeaderName]) {
+    if protected.is_empty() || !headers.map().keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let lookalikes: Vec<HeaderName> = headers
+        .map()
+        .keys()
+        .filter(|k| {
+            let name = k.as_str();
+            name.contains('_')
+                && protected.iter().any(|p| {
+                    p.as_str().len() == name.len()
+                        && p.as_str()
+                            .bytes()
+                            .zip(name.bytes())
+                            .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+                })
+        })
+        .cloned()
+        .collect();
+    for name in &lookalikes {
+        headers.remove(name);
+    }
+}
+
+static CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+static CLIENT_CERT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-cert-sha256");
+
+/// The verified client certificate, for upstreams: the headers are removed from every client
+/// request first, so only the gateway can set them.
+pub fn set_client_cert(
+    headers: &mut impl EditHeaders,
+    cert: Option<&crate::tls::accept::ClientCert>,
+) {
+    for name in [&CLIENT_CERT_SUBJECT, &CLIENT_CERT_FINGERPRINT] {
+        if headers.map().contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    remove_lookalikes(
+        headers,
+        &[CLIENT_CERT_SUBJECT.clone(), CLIENT_CERT_FINGERPRINT.clone()],
+    );
+    if let Some(cert) = cert {
+        if let Ok(v) = HeaderValue::from_str(&cert.subject) {
+            headers.set(&CLIENT_CERT_SUBJECT, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&cert.fingerprint) {
+            headers.set(&CLIENT_CERT_FINGERPRINT, v);
         }
     }
 }
@@ -208,6 +264,35 @@ fn set(headers: &mut impl EditHeaders, name: &HeaderName, value: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_headers_and_their_underscore_spellings_are_replaced() {
+        let mut h = headers(&[
+            ("x-consumer-id", "spoofed"),
+            ("x_consumer_id", "spoofed"),
+            ("x_other", "kept"),
+            ("authorization", "Bearer t"),
+            ("x_client_cert_sha256", "spoofed"),
+        ]);
+        let protected = [HeaderName::from_static("x-consumer-id")];
+        let identity = crate::auth::Identity {
+            consumer: None,
+            headers: vec![(protected[0].clone(), HeaderValue::from_static("alice"))],
+        };
+        set_identity(
+            &mut h,
+            &protected,
+            &[header::AUTHORIZATION],
+            Some(&identity),
+        );
+        set_client_cert(&mut h, None);
+        let mut names: Vec<(&str, &str)> = h
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        names.sort();
+        assert_eq!(names, [("x-consumer-id", "alice"), ("x_other", "kept")]);
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

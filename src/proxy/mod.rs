@@ -24,6 +24,7 @@ use crate::auth;
 use crate::limit::{self, LimitInput};
 use crate::observe::access_log::{AccessEntry, AccessLog};
 use crate::snapshot::{RouteAction, SnapshotStore};
+use crate::tls::policy;
 use crate::upstream::{Pool, SelectInput};
 use async_trait::async_trait;
 use decide::Rejection;
@@ -65,6 +66,55 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
 }
 
+/// A gateway answer: status, message, an extra header.
+type Refusal = (u16, &'static str, Option<(HeaderName, HeaderValue)>);
+
+/// The response for a host policy's refusal.
+fn policy_refusal(verdict: policy::Verdict) -> Option<Refusal> {
+    match verdict {
+        policy::Verdict::Pass => None,
+        policy::Verdict::Redirect(url) => Some((
+            308,
+            "use https",
+            HeaderValue::from_str(&url)
+                .ok()
+                .map(|v| (header::LOCATION, v)),
+        )),
+        policy::Verdict::Misdirected => {
+            Some((421, "host does not match the TLS server name", None))
+        }
+        policy::Verdict::ClientCertRequired => Some((403, "client certificate required", None)),
+    }
+}
+
+/// Check `policies`; on refusal answer 429 (or 503) and return true.
+async fn throttle(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    policies: &[Arc<limit::Policy>],
+    route: &str,
+) -> Result<bool> {
+    if policies.is_empty() {
+        return Ok(false);
+    }
+    let input = LimitInput {
+        route,
+        client_ip: ctx.client_ip,
+        consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+        headers: &session.req_header().headers,
+    };
+    let Err(rejected) = limit::check(policies, &input, unix_nanos(), &mut ctx.limit).await else {
+        return Ok(false);
+    };
+    ctx.error = Some(rejected.message);
+    let retry = HeaderValue::from(rejected.retry_after_secs);
+    let mut extra = vec![(header::RETRY_AFTER, retry)];
+    extra.extend(rejected.report.iter().flat_map(|r| r.headers()));
+    let (status, message) = (rejected.status, rejected.message);
+    respond::send_error(session, status, message, &ctx.request_id, &extra).await?;
+    Ok(true)
+}
+
 fn proxied_pool(ctx: &RequestCtx) -> Option<&Arc<Pool>> {
     match &ctx.route.as_ref()?.action {
         RouteAction::Proxy { pool, .. } => Some(pool),
@@ -90,6 +140,23 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+        if let Some(host) = request_host(session.req_header()) {
+            if let Some(policy) = ctx.snapshot.hosts.lookup(host) {
+                let req = session.req_header();
+                let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                let verdict = policy::check(policy, ctx.tls(), host, target);
+                if ctx.ssl.is_some() {
+                    ctx.hsts.clone_from(&policy.hsts);
+                }
+                if let Some((status, message, extra)) = policy_refusal(verdict) {
+                    ctx.error = Some(message);
+                    let id = &ctx.request_id;
+                    respond::send_error(session, status, message, id, extra.as_slice()).await?;
+                    return Ok(true);
+                }
+            }
+        }
         match decide::route_request(&ctx.snapshot, session.req_header()) {
             Ok(routed) => {
                 ctx.upstream_uri = routed.upstream_uri;
@@ -114,9 +181,13 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
-        let Some(route) = ctx.route.as_ref() else {
+        // One reference count for the rest of the filter, so `ctx` can be written meanwhile.
+        let Some(route) = ctx.route.clone() else {
             return Ok(false);
         };
+        if throttle(session, ctx, &route.limits_before_auth, &route.name).await? {
+            return Ok(true);
+        }
         if let Some(auth) = &route.auth {
             let req = session.req_header();
             let info = auth::RequestInfo {
@@ -142,23 +213,8 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        if !route.limits.is_empty() {
-            let input = LimitInput {
-                route: &route.name,
-                client_ip: ctx.client_ip,
-                consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
-                headers: &session.req_header().headers,
-            };
-            let checked = limit::check(&route.limits, &input, unix_nanos(), &mut ctx.limit).await;
-            if let Err(rejected) = checked {
-                ctx.error = Some(rejected.message);
-                let retry = HeaderValue::from(rejected.retry_after_secs);
-                let mut extra = vec![(header::RETRY_AFTER, retry)];
-                extra.extend(rejected.report.iter().flat_map(|r| r.headers()));
-                let (status, message) = (rejected.status, rejected.message);
-                respond::send_error(session, status, message, &ctx.request_id, &extra).await?;
-                return Ok(true);
-            }
+        if throttle(session, ctx, &route.limits, &route.name).await? {
+            return Ok(true);
         }
         if let RouteAction::Respond(fixed) = &route.action {
             let extra = ctx.limit.report.as_ref().map(|r| r.headers());
@@ -242,7 +298,7 @@ impl ProxyHttp for Gateway {
         let host = request_host(session.req_header());
         let info = forward::ForwardInfo {
             client_ip: ctx.client_ip,
-            proto: "http",
+            proto: if ctx.ssl.is_some() { "https" } else { "http" },
             host,
             request_id: &ctx.request_id,
         };
@@ -254,6 +310,10 @@ impl ProxyHttp for Gateway {
             &ctx.snapshot.identity_headers,
             strip,
             ctx.identity.as_deref(),
+        );
+        forward::set_client_cert(
+            upstream_request,
+            ctx.tls().and_then(|t| t.client_cert.as_ref()),
         );
         // Cloned, not taken: Pingora calls this filter again when it retries the request.
         if let Some(uri) = &ctx.upstream_uri {
@@ -283,6 +343,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(REQUEST_ID.clone(), ctx.request_id.clone())?;
+        if let Some(hsts) = &ctx.hsts {
+            upstream_response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
         if let Some(report) = &ctx.limit.report {
             for (name, value) in report.headers() {
                 upstream_response.insert_header(name, value)?;

@@ -174,7 +174,7 @@ async fn run_check(pool: Arc<Pool>, index: usize) {
         return;
     };
     let target = &pool.targets[index];
-    let result = tokio::time::timeout(hc.timeout, probe(target.addr, hc)).await;
+    let result = tokio::time::timeout(hc.timeout, probe(target.addr, hc, pool.tls.as_ref())).await;
     let passed = matches!(result, Ok(Ok(status)) if (200..400).contains(&status));
     if let Some(healthy) = target.state.record_check(passed, hc) {
         pool.metrics.set_healthy(&target.label, healthy);
@@ -191,10 +191,28 @@ async fn run_check(pool: Arc<Pool>, index: usize) {
     }
 }
 
-/// One HTTP/1.1 GET; returns the response status.
-async fn probe(addr: SocketAddr, hc: &HealthCheckConfig) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let host = hc.host.clone().unwrap_or_else(|| addr.to_string());
+/// One HTTP/1.1 GET, over TLS when the pool uses TLS; returns the response status.
+async fn probe(
+    addr: SocketAddr,
+    hc: &HealthCheckConfig,
+    tls: Option<&crate::tls::upstream::UpstreamTls>,
+) -> std::io::Result<u16> {
+    let tcp = TcpStream::connect(addr).await?;
+    let host = hc.host.clone().unwrap_or_else(|| match tls {
+        Some(t) if !t.sni.is_empty() => t.sni.clone(),
+        _ => addr.to_string(),
+    });
+    match tls {
+        Some(t) => exchange(t.connect(tcp).await?, &host, hc).await,
+        None => exchange(tcp, &host, hc).await,
+    }
+}
+
+async fn exchange<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    mut stream: S,
+    host: &str,
+    hc: &HealthCheckConfig,
+) -> std::io::Result<u16> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: gatehouse-health-check\r\n\
          Connection: close\r\n\r\n",

@@ -66,6 +66,8 @@ pub struct Pool {
     pub connect_retries: u8,
     pub passive: PassiveHealthConfig,
     pub health_check: Option<crate::config::HealthCheckConfig>,
+    /// TLS to the targets, when configured.
+    pub tls: Option<crate::tls::upstream::UpstreamTls>,
     pub metrics: UpstreamMetrics,
 }
 
@@ -138,6 +140,12 @@ impl Pool {
                 Selector::Hash(Arc::new(KetamaHashing::build(&backends)), key)
             }
         };
+        let first = config.targets.first().map_or("", |t| t.address.as_str());
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::upstream::UpstreamTls::compile(t, first))
+            .transpose()?;
         for t in &targets {
             if config.health_check.is_none() {
                 // Nothing would ever bring back a target that failed checks a previous
@@ -157,6 +165,7 @@ impl Pool {
             connect_retries: config.connect_retries,
             passive: config.passive.clone(),
             health_check: config.health_check.clone(),
+            tls,
             metrics,
         })
     }
@@ -213,6 +222,9 @@ impl Pool {
         o.read_timeout = Some(self.read_timeout);
         o.write_timeout = Some(self.write_timeout);
         o.idle_timeout = Some(self.idle_timeout);
+        if let Some(tls) = &self.tls {
+            tls.apply(&mut peer);
+        }
         peer
     }
 

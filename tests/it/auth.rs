@@ -101,10 +101,19 @@ async fn oidc_tokens_of_every_key_family_pass_and_every_bad_token_is_refused() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 
-    // The public route is open, but spoofed identity headers never reach an upstream.
-    let (status, _, body) = call(gw.url("/open"), None).await;
-    assert_eq!(status, 200);
+    // The public route is open, but spoofed identity headers (also spelled with `_`, which
+    // CGI-style upstreams read as the same variable) never reach an upstream.
+    let resp = client()
+        .get(gw.url("/open"))
+        .header("x-consumer-id", "spoofed")
+        .header("x_consumer_id", "spoofed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
     assert!(body["headers"].get("x-consumer-id").is_none(), "{body}");
+    assert!(body["headers"].get("x_consumer_id").is_none(), "{body}");
     let before = hits.load(Ordering::SeqCst);
 
     let t = now();
@@ -490,6 +499,7 @@ async fn external_authorizer_allows_denies_caches_and_fails_closed() {
                 "Bearer slow" => tokio::time::sleep(Duration::from_secs(2)).await,
                 "Bearer forbidden" => *resp.status_mut() = hyper::StatusCode::FORBIDDEN,
                 "Bearer broken" => *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                "Bearer odd" => *resp.status_mut() = hyper::StatusCode::BAD_REQUEST,
                 _ => *resp.status_mut() = hyper::StatusCode::UNAUTHORIZED,
             }
             resp
@@ -524,11 +534,28 @@ auth = "ext"
     assert_eq!(seen.lock().unwrap()[0], "GET /orders?id=1");
     assert_eq!(call(gw.url("/orders"), Some("good")).await.0, 200);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the allow was cached");
+    let del = client()
+        .delete(gw.url("/orders"))
+        .bearer_auth("good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "another method is another decision"
+    );
 
     assert_eq!(call(gw.url("/"), Some("nope")).await.0, 401);
     assert_eq!(call(gw.url("/"), Some("nope")).await.0, 401);
     assert_eq!(call(gw.url("/"), Some("forbidden")).await.0, 403);
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "denies cached too");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "denies cached too");
+    assert_eq!(
+        call(gw.url("/"), Some("odd")).await.0,
+        401,
+        "a 400 from the authorizer denies"
+    );
 
     let started = std::time::Instant::now();
     let (status, _, body) = call(gw.url("/"), Some("slow")).await;

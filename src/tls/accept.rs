@@ -1,0 +1,111 @@
+//! The TLS handshake hooks of a listener: pick the certificate for the client's SNI from the
+//! current snapshot (so a reload serves new certificates to new handshakes at once), and
+//! record the SNI and the verified client certificate for the HTTP layer.
+
+use crate::snapshot::SnapshotStore;
+use async_trait::async_trait;
+use openssl::hash::MessageDigest;
+use openssl::ssl::NameType;
+use openssl::x509::X509VerifyResult;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use pingora::tls::ext;
+use std::any::Any;
+use std::sync::Arc;
+
+/// A verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// Subject as `CN=...,O=...` (RFC 4514 order, most specific first).
+    pub subject: String,
+    /// Lowercase hex SHA-256 of the DER certificate.
+    pub fingerprint: String,
+}
+
+/// What the handshake established, stored in Pingora's `SslDigest` extension.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    pub client_cert: Option<ClientCert>,
+}
+
+/// Handshake hooks of one TLS listener.
+pub struct SniCallbacks {
+    pub store: Arc<SnapshotStore>,
+    /// `[certificates]` name served when the SNI matches nothing (or is absent).
+    pub default_certificate: Option<String>,
+}
+
+fn subject_of(cert: &openssl::x509::X509Ref) -> String {
+    let mut parts: Vec<String> = cert
+        .subject_name()
+        .entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let value = e.data().to_string().unwrap_or_default();
+            // RFC 4514 escaping of the characters that would break the string apart.
+            let value = value
+                .replace('\\', "\\\\")
+                .replace(',', "\\,")
+                .replace('+', "\\+")
+                .replace('"', "\\\"");
+            format!("{key}={value}")
+        })
+        .collect();
+    parts.reverse();
+    parts.join(",")
+}
+
+#[async_trait]
+impl TlsAccept for SniCallbacks {
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        let snapshot = self.store.load();
+        let sni = ssl.servername(NameType::HOST_NAME);
+        let entry = sni
+            .and_then(|name| snapshot.certificates.lookup(name))
+            .or_else(|| {
+                self.default_certificate
+                    .as_deref()
+                    .and_then(|n| snapshot.certificates.get(n))
+            });
+        // Without a certificate the handshake fails: the configured refusal for unknown names.
+        let Some(entry) = entry.cloned() else {
+            tracing::debug!(sni = ?sni, "no certificate for this name; refusing the handshake");
+            return;
+        };
+        let set = (|| {
+            let (leaf, chain) = entry.chain.split_first().ok_or("empty chain")?;
+            ext::ssl_use_certificate(ssl, leaf).map_err(|_| "certificate")?;
+            for c in chain {
+                ext::ssl_add_chain_cert(ssl, c).map_err(|_| "chain")?;
+            }
+            ext::ssl_use_private_key(ssl, &entry.key).map_err(|_| "key")?;
+            Ok::<(), &str>(())
+        })();
+        if let Err(what) = set {
+            tracing::warn!(certificate = %entry.name, what, "cannot use the certificate");
+        }
+    }
+
+    async fn handshake_complete_callback(
+        &self,
+        ssl: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let sni = ssl
+            .servername(NameType::HOST_NAME)
+            .map(|s| s.to_ascii_lowercase());
+        // With verification on, a certificate that is present passed it; the result is
+        // checked anyway so a listener misconfiguration cannot forward an unverified one.
+        let client_cert = ssl
+            .peer_certificate()
+            .filter(|_| ssl.verify_result() == X509VerifyResult::OK)
+            .and_then(|cert| {
+                let digest = cert.digest(MessageDigest::sha256()).ok()?;
+                Some(ClientCert {
+                    subject: subject_of(&cert),
+                    fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+                })
+            });
+        Some(Arc::new(TlsInfo { sni, client_cert }))
+    }
+}

@@ -1,0 +1,254 @@
+//! TLS: certificates chosen by SNI (exact, then `*.wildcard`, then the listener's default),
+//! loaded with every config load so a reload picks up replaced files; listener settings;
+//! per-domain HTTPS policies; the TLS facts a request carries (SNI, verified client
+//! certificate); TLS to upstreams.
+
+pub mod accept;
+pub mod listener;
+pub mod policy;
+pub mod upstream;
+
+use crate::config::{CertificateConfig, TlsConfig};
+use openssl::asn1::Asn1Time;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One certificate chain with its key.
+pub struct CertEntry {
+    pub name: String,
+    pub chain: Vec<X509>,
+    pub key: PKey<Private>,
+    /// Unix seconds of the leaf's notAfter.
+    pub not_after: i64,
+    /// Names it is served for (lowercase; `*.example.com` for wildcards).
+    pub hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for CertEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertEntry")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Certificates by name and by the hosts they serve.
+#[derive(Default)]
+pub struct CertStore {
+    by_name: HashMap<String, Arc<CertEntry>>,
+    exact: HashMap<String, Arc<CertEntry>>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<String, Arc<CertEntry>>,
+    /// Every certificate and key file read, for the file watch.
+    pub files: Vec<PathBuf>,
+}
+
+impl CertStore {
+    /// The certificate for an SNI name: exact, else a wildcard covering exactly one more
+    /// label (RFC 6125: `*.example.com` covers `a.example.com`, not `a.b.example.com`).
+    pub fn lookup(&self, sni: &str) -> Option<&Arc<CertEntry>> {
+        let sni = sni.trim_end_matches('.');
+        let lower;
+        let sni = if sni.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = sni.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            sni
+        };
+        self.exact.get(sni).or_else(|| {
+            let (_, parent) = sni.split_once('.')?;
+            self.wildcard.get(parent)
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<CertEntry>> {
+        self.by_name.get(name)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<CertEntry>> {
+        self.by_name.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// Seconds since the Unix epoch of an ASN.1 time.
+fn unix_of(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, String> {
+    let epoch = Asn1Time::from_unix(0).map_err(|e| e.to_string())?;
+    let d = epoch.diff(t).map_err(|e| e.to_string())?;
+    Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}
+
+/// The DNS names of a certificate (SAN, else the subject CN), lowercase.
+fn dns_names(cert: &X509) -> Vec<String> {
+    let mut names: Vec<String> = cert
+        .subject_alt_names()
+        .map(|sans| {
+            sans.iter()
+                .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.extend(
+            cert.subject_name()
+                .entries_by_nid(Nid::COMMONNAME)
+                .filter_map(|e| e.data().to_string().ok().map(|s| s.to_ascii_lowercase())),
+        );
+    }
+    names
+}
+
+/// Read a PEM chain and its key, and check that they belong together.
+pub fn load_pair(name: &str, cert: &Path, key: &Path) -> Result<CertEntry, String> {
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+    let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    let chain = X509::stack_from_pem(&cert_pem)
+        .map_err(|_| format!("{}: not a PEM certificate chain", cert.display()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("{}: no certificate in the file", cert.display()))?;
+    // The parse error is not shown: it could quote key material.
+    let key_parsed = PKey::private_key_from_pem(&key_pem)
+        .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
+    let matches = leaf
+        .public_key()
+        .map(|p| p.public_eq(&key_parsed))
+        .unwrap_or(false);
+    if !matches {
+        return Err(format!(
+            "{} does not belong to the certificate {}",
+            key.display(),
+            cert.display()
+        ));
+    }
+    Ok(CertEntry {
+        name: name.to_string(),
+        not_after: unix_of(leaf.not_after())?,
+        hosts: dns_names(leaf),
+        chain,
+        key: key_parsed,
+    })
+}
+
+/// Pairs `NAME.crt` + `NAME.key` found in a directory.
+fn dir_pairs(dir: &Path) -> Result<BTreeMap<String, (PathBuf, PathBuf)>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut out = BTreeMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("crt") {
+            continue;
+        }
+        let key = path.with_extension("key");
+        if let (Some(stem), true) = (path.file_stem().and_then(|s| s.to_str()), key.exists()) {
+            out.insert(stem.to_string(), (path.clone(), key));
+        }
+    }
+    Ok(out)
+}
+
+/// Load every certificate of the config. Errors are (key path, message).
+pub fn compile(
+    certificates: &BTreeMap<String, CertificateConfig>,
+    tls: &TlsConfig,
+) -> Result<CertStore, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let mut store = CertStore::default();
+    let mut sources: Vec<(String, String, PathBuf, PathBuf, Vec<String>)> = certificates
+        .iter()
+        .map(|(name, c)| {
+            let key = format!("certificates.{name}");
+            (
+                key,
+                name.clone(),
+                c.cert.clone(),
+                c.key.clone(),
+                c.hosts.clone(),
+            )
+        })
+        .collect();
+    if let Some(dir) = &tls.certificate_dir {
+        match dir_pairs(dir) {
+            Ok(pairs) => {
+                for (name, (cert, key)) in pairs {
+                    if certificates.contains_key(&name) {
+                        errors.push((
+                            "tls.certificate_dir".to_string(),
+                            format!("{name}.crt: certificate {name:?} is also in [certificates]"),
+                        ));
+                        continue;
+                    }
+                    sources.push(("tls.certificate_dir".into(), name, cert, key, Vec::new()));
+                }
+            }
+            Err(e) => errors.push(("tls.certificate_dir".into(), e)),
+        }
+    }
+    for (key, name, cert, key_file, hosts) in sources {
+        store.files.push(cert.clone());
+        store.files.push(key_file.clone());
+        let mut entry = match load_pair(&name, &cert, &key_file) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push((key, e));
+                continue;
+            }
+        };
+        if !hosts.is_empty() {
+            entry.hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        if entry.hosts.is_empty() {
+            errors.push((key, "the certificate names no DNS host; set `hosts`".into()));
+            continue;
+        }
+        let entry = Arc::new(entry);
+        for host in &entry.hosts {
+            let (table, k) = match host.strip_prefix("*.") {
+                Some(suffix) => (&mut store.wildcard, suffix.to_string()),
+                None => (&mut store.exact, host.clone()),
+            };
+            if let Some(other) = table.insert(k, entry.clone()) {
+                errors.push((
+                    key.clone(),
+                    format!("{host} is also served by certificate {:?}", other.name),
+                ));
+            }
+        }
+        store.by_name.insert(name, entry);
+    }
+    if errors.is_empty() {
+        Ok(store)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Certificates that expire within `within` seconds of `now` (Unix seconds), for
+/// `gatehouse check` and the log.
+pub fn expiring(store: &CertStore, now: i64, within: i64) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .entries()
+        .filter(|e| e.not_after - now < within)
+        .map(|e| {
+            let days = (e.not_after - now) as f64 / 86_400.0;
+            if days < 0.0 {
+                format!("certificate {:?} expired {:.1} days ago", e.name, -days)
+            } else {
+                format!("certificate {:?} expires in {days:.1} days", e.name)
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,268 @@
+//! Per-domain HTTPS policy: redirect plain HTTP, HSTS, Host/SNI agreement, client
+//! certificates. Plain functions over the request's host and its TLS facts.
+
+use super::accept::TlsInfo;
+use crate::config::{ClientAuth, HostConfig};
+use http::HeaderValue;
+use std::collections::{BTreeMap, HashMap};
+
+/// A compiled `[hosts."NAME"]`.
+#[derive(Debug)]
+pub struct HostPolicy {
+    /// Port of the HTTPS redirect target, when plain HTTP is redirected.
+    pub redirect_port: Option<u16>,
+    /// `Strict-Transport-Security` value.
+    pub hsts: Option<HeaderValue>,
+    pub strict_sni: bool,
+    pub client_cert_required: bool,
+}
+
+/// Policies by exact host and by wildcard suffix.
+#[derive(Debug, Default)]
+pub struct HostPolicies {
+    exact: HashMap<String, HostPolicy>,
+    wildcard: HashMap<String, HostPolicy>,
+}
+
+/// The host part of a Host header or authority, lowercase handled by the caller.
+pub fn host_only(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+        .trim_end_matches('.')
+}
+
+impl HostPolicies {
+    /// Compile `[hosts]`. Errors are (key, message).
+    pub fn compile(hosts: &BTreeMap<String, HostConfig>) -> Result<Self, (String, String)> {
+        let mut out = Self::default();
+        for (name, c) in hosts {
+            let key = format!("hosts.\"{name}\"");
+            let lower = name.to_ascii_lowercase();
+            if lower.is_empty() || lower.contains(['/', ':', ' ']) {
+                return Err((key, "expected a host name or *.domain".into()));
+            }
+            let hsts = match &c.hsts {
+                Some(h) => {
+                    let mut v = format!("max-age={}", h.max_age.as_secs());
+                    if h.include_subdomains {
+                        v.push_str("; includeSubDomains");
+                    }
+                    if h.preload {
+                        if !h.include_subdomains || h.max_age.as_secs() < 31_536_000 {
+                            return Err((
+                                format!("{key}.hsts.preload"),
+                                "preload needs include_subdomains and a max_age of a year or more"
+                                    .into(),
+                            ));
+                        }
+                        v.push_str("; preload");
+                    }
+                    Some(HeaderValue::from_str(&v).map_err(|e| (key.clone(), e.to_string()))?)
+                }
+                None => None,
+            };
+            let policy = HostPolicy {
+                redirect_port: c.https_redirect.then_some(c.https_port),
+                hsts,
+                strict_sni: c.strict_sni,
+                client_cert_required: c.client_cert == ClientAuth::Required,
+            };
+            match lower.strip_prefix("*.") {
+                Some(suffix) => out.wildcard.insert(suffix.to_string(), policy),
+                None => out.exact.insert(lower, policy),
+            };
+        }
+        Ok(out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty()
+    }
+
+    /// The policy of a request host (`Host` or authority, any case, with or without port).
+    pub fn lookup(&self, host: &str) -> Option<&HostPolicy> {
+        if self.is_empty() {
+            return None;
+        }
+        let host = host_only(host).to_ascii_lowercase();
+        self.exact.get(&host).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            self.wildcard.get(parent)
+        })
+    }
+}
+
+/// What the policy says about one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// 308 to this HTTPS URL.
+    Redirect(String),
+    /// 421: the Host is not the name the TLS connection was made for.
+    Misdirected,
+    /// 403: no verified client certificate.
+    ClientCertRequired,
+}
+
+/// Apply `policy` to a request for `host` with `path_and_query`; `tls` is `None` for plain
+/// HTTP.
+pub fn check(
+    policy: &HostPolicy,
+    tls: Option<&TlsInfo>,
+    host: &str,
+    path_and_query: &str,
+) -> Verdict {
+    let Some(tls) = tls else {
+        return match policy.redirect_port {
+            Some(port) => {
+                let h = host_only(host);
+                let h = if h.contains(':') {
+                    format!("[{h}]")
+                } else {
+                    h.to_string()
+                };
+                let port = if port == 443 {
+                    String::new()
+                } else {
+                    format!(":{port}")
+                };
+                Verdict::Redirect(format!("https://{h}{port}{path_and_query}"))
+            }
+            None => Verdict::Pass,
+        };
+    };
+    if policy.strict_sni {
+        let agrees = tls
+            .sni
+            .as_deref()
+            .is_some_and(|sni| sni.eq_ignore_ascii_case(host_only(host)));
+        if !agrees {
+            return Verdict::Misdirected;
+        }
+    }
+    if policy.client_cert_required && tls.client_cert.is_none() {
+        return Verdict::ClientCertRequired;
+    }
+    Verdict::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HstsConfig;
+    use std::time::Duration;
+
+    fn policies() -> HostPolicies {
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            "api.example.com".to_string(),
+            HostConfig {
+                https_redirect: true,
+                https_port: 443,
+                strict_sni: true,
+                hsts: Some(HstsConfig {
+                    max_age: Duration::from_secs(600),
+                    include_subdomains: true,
+                    preload: false,
+                }),
+                ..HostConfig::default()
+            },
+        );
+        hosts.insert(
+            "*.example.org".to_string(),
+            HostConfig {
+                https_redirect: true,
+                https_port: 8443,
+                client_cert: ClientAuth::Required,
+                ..HostConfig::default()
+            },
+        );
+        HostPolicies::compile(&hosts).unwrap()
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_port_and_wildcards_cover_one_label() {
+        let p = policies();
+        assert!(p.lookup("API.example.com:8080").is_some());
+        assert!(p.lookup("a.example.org").is_some());
+        assert!(p.lookup("a.b.example.org").is_none());
+        assert!(p.lookup("example.org").is_none());
+        assert_eq!(
+            p.lookup("api.example.com").unwrap().hsts.as_ref().unwrap(),
+            "max-age=600; includeSubDomains"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_redirected_with_the_path_and_port() {
+        let p = policies();
+        let api = p.lookup("api.example.com").unwrap();
+        assert_eq!(
+            check(api, None, "api.example.com:80", "/a?b=1"),
+            Verdict::Redirect("https://api.example.com/a?b=1".into())
+        );
+        let org = p.lookup("x.example.org").unwrap();
+        assert_eq!(
+            check(org, None, "x.example.org", "/"),
+            Verdict::Redirect("https://x.example.org:8443/".into())
+        );
+    }
+
+    #[test]
+    fn sni_must_match_host_and_client_certs_are_enforced() {
+        let p = policies();
+        let api = p.lookup("api.example.com").unwrap();
+        let tls = |sni: Option<&str>| TlsInfo {
+            sni: sni.map(str::to_string),
+            client_cert: None,
+        };
+        assert_eq!(
+            check(
+                api,
+                Some(&tls(Some("api.example.com"))),
+                "API.example.com:443",
+                "/"
+            ),
+            Verdict::Pass
+        );
+        assert_eq!(
+            check(
+                api,
+                Some(&tls(Some("other.example.com"))),
+                "api.example.com",
+                "/"
+            ),
+            Verdict::Misdirected
+        );
+        assert_eq!(
+            check(api, Some(&tls(None)), "api.example.com", "/"),
+            Verdict::Misdirected
+        );
+        let org = p.lookup("x.example.org").unwrap();
+        assert_eq!(
+            check(org, Some(&tls(Some("x.example.org"))), "x.example.org", "/"),
+            Verdict::ClientCertRequired
+        );
+    }
+
+    #[test]
+    fn preload_needs_the_preload_list_requirements() {
+        let mut hosts = BTreeMap::new();
+        hosts.insert(
+            "a.com".to_string(),
+            HostConfig {
+                hsts: Some(HstsConfig {
+                    max_age: Duration::from_secs(600),
+                    include_subdomains: true,
+                    preload: true,
+                }),
+                ..HostConfig::default()
+            },
+        );
+        assert!(HostPolicies::compile(&hosts).is_err());
+    }
+}

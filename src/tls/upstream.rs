@@ -1,0 +1,135 @@
+//! TLS to upstream targets: certificate and name verification (system CAs or a configured
+//! bundle), SNI, an optional client certificate. The same settings serve proxied requests
+//! (through Pingora's connector) and active health checks (through `tokio-openssl`).
+
+use crate::config::UpstreamTlsConfig;
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::CertKey;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// Compiled `[upstreams.NAME.tls]`.
+pub struct UpstreamTls {
+    pub sni: String,
+    pub verify: bool,
+    ca: Option<Arc<Box<[X509]>>>,
+    client: Option<Arc<CertKey>>,
+    /// For health checks, configured like the proxy's connections.
+    connector: SslConnector,
+}
+
+fn read_certs(key: &str, path: &std::path::Path) -> Result<Vec<X509>, (String, String)> {
+    let pem = std::fs::read(path).map_err(|e| {
+        (
+            key.to_string(),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let certs = X509::stack_from_pem(&pem).map_err(|_| {
+        (
+            key.to_string(),
+            format!("{}: not PEM certificates", path.display()),
+        )
+    })?;
+    if certs.is_empty() {
+        return Err((
+            key.to_string(),
+            format!("{}: no certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+impl UpstreamTls {
+    /// `first_target` is the first target's configured address: its host is the default SNI
+    /// when it is a name.
+    pub fn compile(c: &UpstreamTlsConfig, first_target: &str) -> Result<Self, (String, String)> {
+        let host = first_target
+            .rsplit_once(':')
+            .map_or(first_target, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let sni = match &c.sni {
+            Some(s) => s.clone(),
+            None if host.parse::<IpAddr>().is_err() => host.to_string(),
+            None if c.verify => {
+                return Err((
+                    "tls.sni".into(),
+                    "targets are IP addresses: set the name their certificate is for".into(),
+                ))
+            }
+            None => String::new(),
+        };
+        let ca = c.ca.as_ref().map(|p| read_certs("tls.ca", p)).transpose()?;
+        let client = match (&c.client_cert, &c.client_key) {
+            (Some(cert), Some(key)) => {
+                let entry = super::load_pair("upstream", cert, key)
+                    .map_err(|e| ("tls.client_cert".to_string(), e))?;
+                Some(Arc::new(CertKey::new(entry.chain, entry.key)))
+            }
+            (None, None) => None,
+            _ => {
+                return Err((
+                    "tls.client_cert".into(),
+                    "`client_cert` and `client_key` go together".into(),
+                ))
+            }
+        };
+        let bad = |e: openssl::error::ErrorStack| ("tls".to_string(), e.to_string());
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(bad)?;
+        if let Some(ca) = &ca {
+            let mut store = openssl::x509::store::X509StoreBuilder::new().map_err(bad)?;
+            for cert in ca {
+                store.add_cert(cert.clone()).map_err(bad)?;
+            }
+            builder.set_cert_store(store.build());
+        }
+        if let Some(client) = &client {
+            builder.set_certificate(client.leaf()).map_err(bad)?;
+            builder.set_private_key(client.key()).map_err(bad)?;
+        }
+        if !c.verify {
+            builder.set_verify(SslVerifyMode::NONE);
+        }
+        Ok(Self {
+            sni,
+            verify: c.verify,
+            ca: ca.map(|v| Arc::new(v.into_boxed_slice())),
+            client,
+            connector: builder.build(),
+        })
+    }
+
+    /// Turn a plain peer into a TLS one with these settings.
+    pub fn apply(&self, peer: &mut HttpPeer) {
+        peer.scheme = pingora::upstreams::peer::Scheme::HTTPS;
+        peer.sni.clone_from(&self.sni);
+        peer.options.verify_cert = self.verify;
+        peer.options.verify_hostname = self.verify;
+        peer.options.ca.clone_from(&self.ca);
+        peer.client_cert_key.clone_from(&self.client);
+    }
+
+    /// A TLS connection for a health check.
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_openssl::SslStream<TcpStream>> {
+        let io = |e: openssl::error::ErrorStack| std::io::Error::other(e.to_string());
+        let mut config = self.connector.configure().map_err(io)?;
+        config.set_verify_hostname(self.verify);
+        if self.sni.is_empty() {
+            config.set_use_server_name_indication(false);
+        }
+        let ssl = config.into_ssl(&self.sni).map_err(io)?;
+        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(io)?;
+        std::pin::Pin::new(&mut stream)
+            .connect()
+            .await
+            .map_err(|e| std::io::Error::other(format!("TLS handshake: {e}")))?;
+        Ok(stream)
+    }
+}

@@ -65,6 +65,15 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
     if old.access_log != new.access_log {
         sections.push("access_log");
     }
+    if old.certificates != new.certificates {
+        sections.push("certificates");
+    }
+    if old.tls != new.tls {
+        sections.push("tls");
+    }
+    if old.hosts != new.hosts {
+        sections.push("hosts");
+    }
     Changes {
         routes: Delta::between(
             old.routes.iter().map(|r| (r.name.as_str(), r)),

@@ -97,6 +97,9 @@ fn check(path: PathBuf) -> ExitCode {
     match snapshot::load_file(&path, &registries) {
         Ok(snapshot) => {
             println!("{}: ok, {}", path.display(), snapshot.summary());
+            for warning in snapshot.certificate_warnings() {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

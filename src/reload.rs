@@ -46,6 +46,8 @@ struct State {
     /// Version of file content that failed to parse or validate: the file watch skips it until
     /// the content changes. Failures that may pass on retry (name resolution) are not recorded.
     rejected: Option<String>,
+    /// Certificate files' content hash that failed to load: the watch waits for another change.
+    rejected_files: Option<u64>,
 }
 
 type AdminTokens = (Option<config::Secret>, Option<config::Secret>);
@@ -94,6 +96,7 @@ impl Reloader {
             tokens,
             state: Mutex::new(State {
                 rejected: None,
+                rejected_files: None,
                 config: Config::default(),
                 applied_by: Source::Startup,
                 last: LoadRecord {
@@ -192,6 +195,7 @@ impl Reloader {
                 state.config = config;
                 state.applied_by = source;
                 state.rejected = None;
+                state.rejected_files = None;
                 state.last = LoadRecord {
                     time: now_rfc3339(),
                     source,
@@ -200,6 +204,9 @@ impl Reloader {
                     error: None,
                 };
                 tracing::info!(file = %self.path.display(), ?source, %summary, "config reloaded");
+                for warning in self.store.load().certificate_warnings() {
+                    tracing::warn!("{warning}");
+                }
                 Ok(summary)
             }
             Err(e) => {
@@ -220,17 +227,31 @@ impl Reloader {
 
     /// Reload when the file's content differs from both the config in use and the last
     /// attempt (so a broken file is reported once, not every interval).
-    fn reload_if_changed(&self) {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
-            return;
-        };
-        let version = snapshot::version_of(&text);
-        let unchanged = {
-            let state = self.lock();
-            version == self.store.load().version || state.rejected.as_deref() == Some(&version)
-        };
-        if !unchanged {
-            let _ = self.reload(Source::Watch);
+    fn reload_if_changed(&self, config: bool, certificates: bool) {
+        if config {
+            let Ok(text) = std::fs::read_to_string(&self.path) else {
+                return;
+            };
+            let version = snapshot::version_of(&text);
+            let unchanged = {
+                let state = self.lock();
+                version == self.store.load().version || state.rejected.as_deref() == Some(&version)
+            };
+            if !unchanged {
+                let _ = self.reload(Source::Watch);
+                return;
+            }
+        }
+        if certificates {
+            let current = self.store.load();
+            let hash = snapshot::files_hash(&current.certificates.files);
+            if hash == current.certificate_files_hash || self.lock().rejected_files == Some(hash) {
+                return;
+            }
+            tracing::info!("certificate files changed");
+            if self.reload(Source::Watch).is_err() {
+                self.lock().rejected_files = Some(hash);
+            }
         }
     }
 
@@ -253,7 +274,12 @@ impl Reloader {
 /// Background service: reload on SIGHUP and, when configured, on file changes.
 pub struct ReloadTriggers {
     pub reloader: Arc<Reloader>,
+    /// How often the watch looks; `None` turns it off.
     pub watch: Option<Duration>,
+    /// Reload when the config file's content changes.
+    pub watch_config: bool,
+    /// Reload when a certificate or key file's content changes.
+    pub watch_certificates: bool,
 }
 
 #[async_trait]
@@ -280,7 +306,9 @@ impl BackgroundService for ReloadTriggers {
                     // Errors are logged, counted and recorded inside `reload`.
                     let _ = self.reloader.reload(Source::Signal);
                 }
-                _ = tick.tick(), if self.watch.is_some() => self.reloader.reload_if_changed(),
+                _ = tick.tick(), if self.watch.is_some() => self
+                    .reloader
+                    .reload_if_changed(self.watch_config, self.watch_certificates),
                 _ = shutdown.changed() => return,
             }
         }

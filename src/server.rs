@@ -39,6 +39,9 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         check_listeners_free(&config, &opts.config_path)?;
     }
     tracing::info!(file = %opts.config_path.display(), summary = %snapshot.summary(), "config loaded");
+    for warning in snapshot.certificate_warnings() {
+        tracing::warn!("{warning}");
+    }
     let store = Arc::new(SnapshotStore::new(snapshot));
     let access_log = AccessLog::start(
         config.access_log.path.as_deref(),
@@ -53,10 +56,8 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut server = Server::new_with_opt_and_conf(pingora_opt, server_conf(&config));
     server.bootstrap();
-    let watch = config
-        .server
-        .watch_config
-        .then_some(config.server.watch_interval);
+    let (watch_config, watch_certificates) = (config.server.watch_config, config.tls.watch);
+    let watch = (watch_config || watch_certificates).then_some(config.server.watch_interval);
     let shutdown_delay = config.server.shutdown_delay;
     let listeners: Vec<(String, Option<crate::config::ListenerTlsConfig>)> = config
         .listeners
@@ -118,6 +119,8 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         ReloadTriggers {
             reloader: reloader.clone(),
             watch,
+            watch_config,
+            watch_certificates,
         },
     ));
     server.run(RunArgs {

@@ -127,6 +127,19 @@ impl Snapshot {
     }
 }
 
+/// Certificates closer to expiry than this are reported by `check`, at startup and on reload.
+pub const CERT_EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
+
+impl Snapshot {
+    /// Certificates that expire within 14 days (or have expired).
+    pub fn certificate_warnings(&self) -> Vec<String> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        crate::tls::expiring(&self.certificates, now, CERT_EXPIRY_WARNING_SECS)
+    }
+}
+
 /// Hash of the content of `files` (unreadable files count as empty), to notice replaced
 /// certificates.
 pub fn files_hash(files: &[std::path::PathBuf]) -> u64 {
@@ -201,13 +214,14 @@ pub fn compile(
             )),
         }
     }
-    let certificates = match crate::tls::compile(&config.certificates, &config.tls) {
-        Ok(store) => store,
-        Err(errs) => {
-            errors.extend(errs.into_iter().map(|(k, m)| ConfigError::new(k, m)));
-            crate::tls::CertStore::default()
-        }
-    };
+    let (certificates, certificates_ok) =
+        match crate::tls::compile(&config.certificates, &config.tls) {
+            Ok(store) => (store, true),
+            Err(errs) => {
+                errors.extend(errs.into_iter().map(|(k, m)| ConfigError::new(k, m)));
+                (crate::tls::CertStore::default(), false)
+            }
+        };
     for (i, l) in config.listeners.iter().enumerate() {
         if let Some(Err((key, message))) = l.tls.as_ref().map(crate::tls::listener::check) {
             errors.push(ConfigError::new(
@@ -217,7 +231,7 @@ pub fn compile(
         }
         let default = l.tls.as_ref().and_then(|t| t.default_certificate.as_ref());
         if let Some(name) = default {
-            if certificates.get(name).is_none() && errors.is_empty() {
+            if certificates.get(name).is_none() && certificates_ok {
                 errors.push(ConfigError::new(
                     format!("listeners[{i}].tls.default_certificate"),
                     format!("unknown certificate {name:?}"),

@@ -264,6 +264,19 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let (Some(pool), Some(index)) = (proxied_pool(ctx).cloned(), ctx.upstream.target) {
+            if matches!(
+                e.etype(),
+                ErrorType::TLSHandshakeFailure
+                    | ErrorType::InvalidCert
+                    | ErrorType::TLSHandshakeTimedout
+            ) {
+                tracing::warn!(
+                    upstream = %pool.name,
+                    target = %pool.targets[index].label,
+                    error = %e,
+                    "TLS handshake with the upstream failed"
+                );
+            }
             pool.report_connect_failure(index);
             ctx.upstream.failed |= 1u64.checked_shl(index as u32).unwrap_or(0);
             // Nothing reached the upstream yet, so another target may take any method.

@@ -41,6 +41,8 @@ pub fn settings(
         .map_err(|e| bad("", &e))?;
     if c.http2 {
         s.enable_h2();
+    } else {
+        s.set_alpn(pingora::protocols::ALPN::H1);
     }
     if let Some((cas, verify)) = client_cas(c)? {
         let mut trust = openssl::x509::store::X509StoreBuilder::new().map_err(|e| bad("", &e))?;

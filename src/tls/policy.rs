@@ -119,7 +119,7 @@ pub fn check(
     let Some(tls) = tls else {
         return match policy.redirect_port {
             Some(port) => {
-                let h = host_only(host);
+                let h = host_only(host).to_ascii_lowercase();
                 let h = if h.contains(':') {
                     format!("[{h}]")
                 } else {

@@ -17,6 +17,10 @@ pub struct UpstreamTls {
     pub verify: bool,
     ca: Option<Arc<Box<[X509]>>>,
     client: Option<Arc<CertKey>>,
+    /// Separates pooled connections by trust anchors: Pingora's reuse hash covers SNI, client
+    /// certificate and verify flags but not the CA, so without it a pool trusting CA B could
+    /// reuse a connection another pool verified against CA A.
+    group_key: u64,
     /// For health checks, configured like the proxy's connections.
     connector: SslConnector,
 }
@@ -94,9 +98,17 @@ impl UpstreamTls {
         if !c.verify {
             builder.set_verify(SslVerifyMode::NONE);
         }
+        let group_key = ca.as_ref().map_or(0, |certs| {
+            let state = ahash::RandomState::with_seeds(1, 3, 5, 7);
+            certs
+                .iter()
+                .filter_map(|c| c.to_der().ok())
+                .fold(1u64, |h, der| h.rotate_left(7) ^ state.hash_one(der))
+        });
         Ok(Self {
             sni,
             verify: c.verify,
+            group_key,
             ca: ca.map(|v| Arc::new(v.into_boxed_slice())),
             client,
             connector: builder.build(),
@@ -111,6 +123,7 @@ impl UpstreamTls {
         peer.options.verify_hostname = self.verify;
         peer.options.ca.clone_from(&self.ca);
         peer.client_cert_key.clone_from(&self.client);
+        peer.group_key = self.group_key;
     }
 
     /// A TLS connection for a health check.

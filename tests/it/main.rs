@@ -10,5 +10,7 @@ mod idp;
 mod limits;
 mod observe;
 mod ops;
+mod pki;
 mod proxy;
 mod shared_limits;
+mod tls;

@@ -16,6 +16,10 @@
 # and sends one valid token with every request (to every proxy, so the bytes are the same):
 # the cached verification a client reusing its token pays for. All three switches together
 # are the "full chain" scenario.
+# GATEHOUSE_TLS=keepalive|handshake serves nginx and gatehouse over TLS with the same
+# certificate (P-256, generated here): `keepalive` measures HTTPS requests on kept-alive
+# connections, `handshake` sends `Connection: close` so every request pays a full handshake
+# (handshakes per second). The minimal Pingora proxy has no TLS and is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -26,6 +30,9 @@ MINIMAL=${MINIMAL:-target/release/examples/minimal_proxy}
 ACCESS_LOG=${GATEHOUSE_ACCESS_LOG:-false}
 LIMIT=${GATEHOUSE_LIMIT:-}
 AUTH=${GATEHOUSE_AUTH:-}
+TLS=${GATEHOUSE_TLS:-}
+SCHEME=http
+[ -n "$TLS" ] && SCHEME=https
 REDIS_PORT=18086
 WORK=$(mktemp -d)
 UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
@@ -55,8 +62,16 @@ http {
 CONF
 }
 nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { return 200 'ok'; } }"
+NGX_TLS=""
+if [ -n "$TLS" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  NGX_TLS="ssl; ssl_certificate $WORK/tls.crt; ssl_certificate_key $WORK/tls.key;
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m"
+fi
 nginx_conf proxy "upstream u { server 127.0.0.1:$UP; keepalive 256; }
-  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://u; proxy_http_version 1.1;
+  server { listen 127.0.0.1:$NGX $NGX_TLS; location / { proxy_pass http://u; proxy_http_version 1.1;
   proxy_set_header Connection \"\"; } }"
 cat > "$WORK/gatehouse.toml" <<CONF
 [server]
@@ -91,6 +106,11 @@ CONF
 fi
 
 WRK_HEADER=()
+if [ -n "$TLS" ]; then
+  sed -i "s/^address = \"127.0.0.1:$GH\"$/address = \"127.0.0.1:$GH\"\ntls = { default_certificate = \"bench\" }/" "$WORK/gatehouse.toml"
+  printf '[certificates.bench]\ncert = "%s"\nkey = "%s"\n' "$WORK/tls.crt" "$WORK/tls.key" >> "$WORK/gatehouse.toml"
+  [ "$TLS" = handshake ] && WRK_HEADER+=(-H "Connection: close")
+fi
 if [ "$AUTH" = jwt ]; then
   b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/jwt.key" 2>/dev/null
@@ -98,7 +118,7 @@ if [ "$AUTH" = jwt ]; then
   head=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
   body=$(printf '{"iss":"bench","sub":"user-1","aud":"api","exp":%d}' $(($(date +%s) + 86400)) | b64url)
   sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -sign "$WORK/jwt.key" -binary | b64url)
-  WRK_HEADER=(-H "Authorization: Bearer $head.$body.$sig")
+  WRK_HEADER+=(-H "Authorization: Bearer $head.$body.$sig")
   sed -i 's/^upstream = "u"$/upstream = "u"\nauth = "bench"/' "$WORK/gatehouse.toml"
   cat >> "$WORK/gatehouse.toml" <<CONF
 [authorizers.bench]
@@ -120,7 +140,7 @@ MIN_PID=$!
 sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
 # Measure served requests only: a refused token would make a fast, meaningless benchmark.
-code=$(curl -s -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "http://127.0.0.1:$GH/")
+code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$GH/")
 [ "$code" = 200 ] || { echo "gatehouse answered $code, not 200:" >&2; cat "$WORK/gh.err" >&2; exit 1; }
 
 cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
@@ -133,9 +153,9 @@ cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
 
 run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
   local before after out reqs
-  wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "http://127.0.0.1:$2/" >/dev/null # warm pools
+  wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2/" >/dev/null # warm pools
   before=$(cpu_ticks "$3")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$2/")
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2/")
   after=$(cpu_ticks "$3")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '
@@ -156,16 +176,26 @@ results=()
 for r in $(seq 1 "$ROUNDS"); do
   results+=("$(run_one nginx $NGX "$NGX_PID")")
   echo "${results[-1]}"
-  results+=("$(run_one minimal $MIN "$MIN_PID")")
-  echo "${results[-1]}"
+  if [ -z "$TLS" ]; then
+    results+=("$(run_one minimal $MIN "$MIN_PID")")
+    echo "${results[-1]}"
+  fi
   results+=("$(run_one gatehouse $GH "$GH_PID")")
   echo "${results[-1]}"
 done
 median() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $6}' | sort -n |
   awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 m_ngx=$(median nginx)
-m_min=$(median minimal)
 m_gh=$(median gatehouse)
+if [ -n "$TLS" ]; then
+  r_ngx=$(printf '%s\n' "${results[@]}" | awk '$1 == "nginx" {print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  r_gh=$(printf '%s\n' "${results[@]}" | awk '$1 == "gatehouse" {print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  awk -v a="$m_ngx" -v b="$m_gh" -v ra="$r_ngx" -v rb="$r_gh" -v mode="$TLS" 'BEGIN {
+    printf "TLS %s, median CPU µs/req: nginx %.2f, gatehouse %.2f; req/s: nginx %d, gatehouse %d\n", mode, a, b, ra, rb
+    printf "ratios: gatehouse/nginx CPU %.2f, req/s %.2f\n", b / a, rb / ra }'
+  exit 0
+fi
+m_min=$(median minimal)
 awk -v a="$m_ngx" -v m="$m_min" -v b="$m_gh" 'BEGIN {
   printf "median CPU µs/req: nginx %.2f, minimal pingora %.2f, gatehouse %.2f\n", a, m, b
   printf "ratios: gatehouse/minimal %.2f, gatehouse/nginx %.2f, minimal/nginx %.2f\n", b / m, b / a, m / a }'

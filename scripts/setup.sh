@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages gatehouse needs, only those that are missing.
 #   scripts/setup.sh          build and run: C toolchain, cmake, pkg-config, OpenSSL headers
-#   scripts/setup.sh --test   also what the tests use: redis-server, promtool (prometheus)
+#   scripts/setup.sh --test   also what the tests use: redis-server, promtool (prometheus),
+#                             the openssl command line client (TLS session resumption)
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 if [ "${1:-}" = "--test" ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -408,7 +408,17 @@ async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
     // A remote JWT authorizer, so the key set families exist (nothing listens on port 1).
     let jwt = "[authorizers.idp]\ntype = \"jwt\"\nalgorithms = [\"RS256\"]\n\
                jwks_url = \"http://127.0.0.1:1/jwks\"\n";
-    let gw = Gateway::start(&format!("{jwt}{}", routes(&upstream, "")));
+    // And a certificate, for the expiry series.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::pki::Ca::new("ca")
+        .server(&["a.test"], 30)
+        .write(dir.path(), "a");
+    let certs = format!(
+        "[certificates.a]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = Gateway::start(&format!("{jwt}{certs}{}", routes(&upstream, "")));
     // Families with labels appear once they have a series: after one request.
     client().get(gw.url("/")).send().await.unwrap();
     let counted = eventually(Duration::from_secs(5), || async {

@@ -217,9 +217,14 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if let RouteAction::Respond(fixed) = &route.action {
-            let extra = ctx.limit.report.as_ref().map(|r| r.headers());
-            let extra = extra.as_ref().map_or(&[][..], |h| &h[..]);
-            respond::send_fixed(session, fixed, &ctx.request_id, extra).await?;
+            let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::new();
+            extra.extend(ctx.limit.report.iter().flat_map(|r| r.headers()));
+            extra.extend(
+                ctx.hsts
+                    .clone()
+                    .map(|v| (header::STRICT_TRANSPORT_SECURITY, v)),
+            );
+            respond::send_fixed(session, fixed, &ctx.request_id, &extra).await?;
             return Ok(true);
         }
         Ok(false)

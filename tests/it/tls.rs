@@ -272,7 +272,7 @@ async fn https_redirect_hsts_and_host_sni_agreement() {
     let upstream = Upstream::echo().await;
     let tls = free_port();
     let gw = Gateway::start(&format!(
-        "{}{}{}{ECHO_ROUTE}\
+        "{}{}{}{ECHO_ROUTE}[[routes]]\nname = \"mock\"\npath = \"/mock\"\nrespond = {{}}\n\
          [hosts.\"a.test\"]\nhttps_redirect = true\nhttps_port = {tls}\nstrict_sni = true\n\
          hsts = {{ max_age = \"180d\", include_subdomains = true }}\n",
         tls_listener(tls, ""),
@@ -319,6 +319,13 @@ async fn https_redirect_hsts_and_host_sni_agreement() {
             head.to_ascii_lowercase()
                 .contains("strict-transport-security: max-age=15552000; includesubdomains"),
             "{head}"
+        );
+        let (status, head, _) = request(&mut s, "a.test", "/mock", "").unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("strict-transport-security"),
+            "fixed responses carry HSTS too: {head}"
         );
         // SNI b.test, Host a.test: domain fronting.
         let mut s = connect(tls, &o("b.test")).unwrap();

@@ -16,6 +16,8 @@
 # and sends one valid token with every request (to every proxy, so the bytes are the same):
 # the cached verification a client reusing its token pays for. All three switches together
 # are the "full chain" scenario.
+# GATEHOUSE_ROUTES=N adds N prefix routes (/r/1 ... /r/N) in front of the catch-all and sends
+# every request to /r/N/2/x (a deep lookup) through each proxy.
 # GATEHOUSE_TLS=keepalive|handshake serves nginx and gatehouse over TLS with the same
 # certificate (P-256, generated here): `keepalive` measures HTTPS requests on kept-alive
 # connections, `handshake` sends `Connection: close` so every request pays a full handshake
@@ -31,6 +33,9 @@ ACCESS_LOG=${GATEHOUSE_ACCESS_LOG:-false}
 LIMIT=${GATEHOUSE_LIMIT:-}
 AUTH=${GATEHOUSE_AUTH:-}
 TLS=${GATEHOUSE_TLS:-}
+ROUTES=${GATEHOUSE_ROUTES:-0}
+URL_PATH=/
+[ "$ROUTES" -gt 0 ] && URL_PATH="/r/$((ROUTES / 2))/x"
 SCHEME=http
 [ -n "$TLS" ] && SCHEME=https
 REDIS_PORT=18086
@@ -105,6 +110,11 @@ CONF
   fi
 fi
 
+if [ "$ROUTES" -gt 0 ]; then
+  for i in $(seq 1 "$ROUTES"); do
+    printf '[[routes]]\nname = "r%d"\npath_prefix = "/r/%d"\nupstream = "u"\n' "$i" "$i"
+  done >> "$WORK/gatehouse.toml"
+fi
 WRK_HEADER=()
 if [ -n "$TLS" ]; then
   sed -i "s/^address = \"127.0.0.1:$GH\"$/address = \"127.0.0.1:$GH\"\ntls = { default_certificate = \"bench\" }/" "$WORK/gatehouse.toml"
@@ -140,7 +150,7 @@ MIN_PID=$!
 sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
 # Measure served requests only: a refused token would make a fast, meaningless benchmark.
-code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$GH/")
+code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$GH$URL_PATH")
 [ "$code" = 200 ] || { echo "gatehouse answered $code, not 200:" >&2; cat "$WORK/gh.err" >&2; exit 1; }
 
 cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
@@ -153,9 +163,9 @@ cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
 
 run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
   local before after out reqs
-  wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2/" >/dev/null # warm pools
+  wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH" >/dev/null # warm
   before=$(cpu_ticks "$3")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2/")
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH")
   after=$(cpu_ticks "$3")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '

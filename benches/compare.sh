@@ -43,8 +43,23 @@ WORK=$(mktemp -d)
 UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
 TICKS=$(getconf CLK_TCK)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# SIGTERM (nginx's master stops its workers), then SIGKILL: Pingora drains for its grace
+# period after SIGTERM, and with SO_REUSEPORT a draining proxy from the previous run would
+# share the next run's port and its load, which makes the measured process's CPU per request
+# look smaller than it is.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+for port in $UP $NGX $GH $GH_ADMIN $MIN; do
+  if ss -Hltn "sport = :$port" | grep -q .; then
+    echo "port $port is in use (a proxy left from an earlier run?): stop it first" >&2
+    exit 1
+  fi
+done
 
 for tool in nginx wrk; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
 for b in "$BIN" "$MINIMAL"; do

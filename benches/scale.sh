@@ -10,7 +10,7 @@ BIN=${BIN:-target/release/gatehouse}
 WORK=$(mktemp -d)
 GH=18093 ADMIN=18094
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 [ -x "$BIN" ] || { echo "build first: cargo build --release --bin gatehouse" >&2; exit 1; }
 
@@ -66,6 +66,6 @@ PY
     echo "1,000 idle keep-alive connections: +$(( (after - before) )) KiB (about $(( (after - before) * 1024 / 1000 )) bytes each)"
     wait "$py" || true
   fi
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 done
 echo "memory per 1,000 routes: $(( (rss[10000] - rss[10]) * 1000 / 9990 )) KiB"

@@ -15,6 +15,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Minimal {
     upstream: SocketAddr,
+    /// Set the same per-peer timeouts gatehouse sets (MINIMAL_TIMEOUTS=1), to separate what
+    /// Pingora's timers cost from what gatehouse's own code costs.
+    timeouts: bool,
 }
 
 #[async_trait]
@@ -26,7 +29,15 @@ impl ProxyHttp for Minimal {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = Box::new(HttpPeer::new(self.upstream, false, String::new()));
+        if self.timeouts {
+            let o = &mut peer.options;
+            o.connection_timeout = Some(std::time::Duration::from_secs(2));
+            o.read_timeout = Some(std::time::Duration::from_secs(30));
+            o.write_timeout = Some(std::time::Duration::from_secs(30));
+            o.idle_timeout = Some(std::time::Duration::from_secs(60));
+        }
+        Ok(peer)
     }
 }
 
@@ -51,7 +62,10 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Minimal { upstream });
+    let mut proxy = http_proxy_service(&server.configuration, Minimal {
+            upstream,
+            timeouts: std::env::var_os("MINIMAL_TIMEOUTS").is_some(),
+        });
     proxy.add_tcp(listen);
     server.add_service(proxy);
     server.run_forever()

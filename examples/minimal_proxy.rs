@@ -62,10 +62,13 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Minimal {
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        Minimal {
             upstream,
             timeouts: std::env::var_os("MINIMAL_TIMEOUTS").is_some(),
-        });
+        },
+    );
     proxy.add_tcp(listen);
     server.add_service(proxy);
     server.run_forever()

@@ -130,7 +130,6 @@ async fn replaced_certificates_serve_new_handshakes_and_bad_pairs_keep_the_old_o
             single_pool_only(&upstream),
         ),
     );
-    let ca_pem = ca.pem();
     let o = || ClientOpts {
         sni: Some("a.test"),
         ca: None,
@@ -178,7 +177,6 @@ async fn replaced_certificates_serve_new_handshakes_and_bad_pairs_keep_the_old_o
         "{config}"
     );
     drop(open);
-    let _ = ca_pem;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -221,6 +221,13 @@ if [ -n "$TLS" ]; then
   exit 0
 fi
 m_min=$(median minimal)
-awk -v a="$m_ngx" -v m="$m_min" -v b="$m_gh" 'BEGIN {
+p99() { # median p99 of $1 in µs
+  printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {
+    v = $5; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+    if (u == "ms") v *= 1000; else if (u == "s") v *= 1000000
+    print v }' | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
+}
+awk -v a="$m_ngx" -v m="$m_min" -v b="$m_gh" -v pm="$(p99 minimal)" -v pg="$(p99 gatehouse)" 'BEGIN {
   printf "median CPU µs/req: nginx %.2f, minimal pingora %.2f, gatehouse %.2f\n", a, m, b
-  printf "ratios: gatehouse/minimal %.2f, gatehouse/nginx %.2f, minimal/nginx %.2f\n", b / m, b / a, m / a }'
+  printf "ratios: gatehouse/minimal %.2f, gatehouse/nginx %.2f, minimal/nginx %.2f\n", b / m, b / a, m / a
+  printf "median p99: minimal %.0f µs, gatehouse %.0f µs, gatehouse/minimal %.2f\n", pm, pg, pg / pm }'

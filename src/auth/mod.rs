@@ -168,6 +168,8 @@ pub struct Authorizer {
     pub kind: AuthorizerKind,
     /// Request headers removed before proxying (the credential, when configured).
     pub strip: Vec<HeaderName>,
+    /// Query parameters removed before proxying (a credential read from the query).
+    pub strip_query: Vec<String>,
     /// Headers this authorizer sets upstream; removed from every client request first.
     pub sets: Vec<HeaderName>,
     /// `WWW-Authenticate` of a 401 without an error code.
@@ -595,10 +597,13 @@ fn compile_jwt(
         forward.push((claim.clone(), identity_header(&key, header)?));
     }
     let sets: Vec<HeaderName> = forward.iter().map(|(_, h)| h.clone()).collect();
-    let mut strip = Vec::new();
-    if c.strip_authorization {
-        strip.push(http::header::AUTHORIZATION);
-    }
+    // "Do not pass the token upstream", wherever it was read from (cookies aside: a cookie
+    // header carries other cookies too).
+    let (strip, strip_query) = if c.strip_authorization {
+        credential_places(&token_sources)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let settings = jwt::JwtSettings {
         algorithms,
         issuer: c.issuer.clone(),
@@ -625,10 +630,24 @@ fn compile_jwt(
         name: name.to_string(),
         kind: AuthorizerKind::Jwt(jwt::JwtAuthorizer::new(key_set, settings)),
         strip,
+        strip_query,
         sets,
         challenge: HeaderValue::from_static("Bearer realm=\"gatehouse\""),
         scheme: "Bearer",
     })
+}
+
+/// The headers and query parameters credentials are read from.
+fn credential_places(sources: &[source::Source]) -> (Vec<HeaderName>, Vec<String>) {
+    let headers = sources.iter().filter_map(|s| s.header()).collect();
+    let query = sources
+        .iter()
+        .filter_map(|s| match s {
+            source::Source::Query(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    (headers, query)
 }
 
 fn compile_api_key(name: &str, c: &ApiKeyConfig) -> Result<Authorizer, CompileError> {
@@ -665,10 +684,10 @@ fn compile_api_key(name: &str, c: &ApiKeyConfig) -> Result<Authorizer, CompileEr
     if keys.is_empty() {
         return Err(err("", "no keys: set `keys` or `keys_file`"));
     }
-    let strip = if c.strip_key {
-        key_sources.iter().filter_map(|s| s.header()).collect()
+    let (strip, strip_query) = if c.strip_key {
+        credential_places(&key_sources)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let keys =
         api_key::ApiKeys::new(key_sources, keys, &consumer_header).map_err(|e| err(".keys", e))?;
@@ -676,6 +695,7 @@ fn compile_api_key(name: &str, c: &ApiKeyConfig) -> Result<Authorizer, CompileEr
         name: name.to_string(),
         kind: AuthorizerKind::ApiKey(keys),
         strip,
+        strip_query,
         sets: vec![consumer_header],
         challenge: HeaderValue::from_static("ApiKey realm=\"gatehouse\""),
         scheme: "ApiKey",
@@ -726,6 +746,7 @@ fn compile_external(name: &str, c: &ExternalAuthConfig) -> Result<Authorizer, Co
         name: name.to_string(),
         kind: AuthorizerKind::External(ext),
         strip: Vec::new(),
+        strip_query: Vec::new(),
         sets,
         challenge: HeaderValue::from_static("Bearer realm=\"gatehouse\""),
         scheme: "Bearer",

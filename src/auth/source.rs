@@ -134,7 +134,7 @@ fn extract_one<'a>(
 }
 
 /// Decode `%XX` escapes and `+`; `None` when the result is not UTF-8 or an escape is broken.
-fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Some(Cow::Borrowed(s));
     }

@@ -119,6 +119,26 @@ fn remove_lookalikes(headers: &mut impl EditHeaders, protected: &[HeaderName]) {
     }
 }
 
+/// `path?query` without the parameters named in `names` (compared after percent-decoding);
+/// `None` when nothing was removed.
+pub fn strip_query_params(path_and_query: &str, names: &[String]) -> Option<String> {
+    let (path, query) = path_and_query.split_once('?')?;
+    let named = |pair: &str| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let key = crate::auth::source::percent_decode(key);
+        key.is_some_and(|k| names.iter().any(|n| *n == *k))
+    };
+    if !query.split('&').any(named) {
+        return None;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !named(p)).collect();
+    Some(if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    })
+}
+
 static CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
 static CLIENT_CERT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 
@@ -264,6 +284,21 @@ fn set(headers: &mut impl EditHeaders, name: &HeaderName, value: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_query_parameters_are_removed() {
+        let names = ["access_token".to_string()];
+        assert_eq!(strip_query_params("/a?x=1", &names), None);
+        assert_eq!(strip_query_params("/a", &names), None);
+        assert_eq!(
+            strip_query_params("/a?x=1&access_token=t&y=2", &names).as_deref(),
+            Some("/a?x=1&y=2")
+        );
+        assert_eq!(
+            strip_query_params("/a?access%5Ftoken=t", &names).as_deref(),
+            Some("/a")
+        );
+    }
 
     #[test]
     fn identity_headers_and_their_underscore_spellings_are_replaced() {

@@ -337,6 +337,17 @@ impl ProxyHttp for Gateway {
         if let Some(uri) = &ctx.upstream_uri {
             upstream_request.set_uri(uri.clone());
         }
+        let strip_query = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
+        let names = strip_query.map(|a| &a.authorizer.strip_query[..]);
+        if let Some(names) = names.filter(|n| !n.is_empty()) {
+            let stripped = upstream_request
+                .uri
+                .path_and_query()
+                .and_then(|pq| forward::strip_query_params(pq.as_str(), names));
+            if let Some(uri) = stripped.and_then(|s| http::Uri::try_from(s).ok()) {
+                upstream_request.set_uri(uri);
+            }
+        }
         Ok(())
     }
 

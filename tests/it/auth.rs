@@ -449,13 +449,17 @@ limits = ["per_consumer"]
     assert_eq!(get("alice-key-0123456789").await.unwrap().status(), 200);
     assert_eq!(get("alice-key-0123456789").await.unwrap().status(), 429);
     let resp = c
-        .get(gw.url("/x?api_key=bob-key-0123456789"))
+        .get(gw.url("/x?a=1&api_key=bob-key-0123456789"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "bob has his own bucket");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["headers"]["x-consumer-id"], "bob");
+    assert_eq!(
+        body["uri"], "/x?a=1",
+        "a key from the query is not passed upstream"
+    );
     let before = hits.load(Ordering::SeqCst);
     let resp = get("alice-key-012345678X").await.unwrap();
     assert_eq!(resp.status(), 401);

@@ -62,6 +62,9 @@ pub struct Reloader {
     /// Fixed at startup, like the admin listener's address: a reload must not be able to open
     /// an admin API that is bound beyond loopback by dropping its tokens.
     tokens: AdminTokens,
+    /// Default certificate of each TLS listener, as started: listeners keep their settings
+    /// until a restart, so a reload must keep these certificates.
+    listener_defaults: Vec<(usize, String)>,
     state: Mutex<State>,
     ready: AtomicBool,
 }
@@ -88,12 +91,22 @@ impl Reloader {
             config.admin.read_token.clone(),
             config.admin.admin_token.clone(),
         );
+        let listener_defaults = config
+            .listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let name = l.tls.as_ref()?.default_certificate.clone()?;
+                Some((i, name))
+            })
+            .collect();
         let reloader = Self {
             path,
             store,
             registries,
             audit,
             tokens,
+            listener_defaults,
             state: Mutex::new(State {
                 rejected: None,
                 rejected_files: None,
@@ -166,6 +179,23 @@ impl Reloader {
                 fail(errors)
             })?;
             let snapshot = snapshot::compile(&config, &text, &self.registries).map_err(fail)?;
+            let missing: Vec<config::ConfigError> = self
+                .listener_defaults
+                .iter()
+                .filter(|(_, name)| snapshot.certificates.get(name).is_none())
+                .map(|(i, name)| {
+                    config::ConfigError::new(
+                        format!("listeners[{i}].tls.default_certificate"),
+                        format!(
+                            "the running listener serves certificate {name:?} by default; keep it \
+                             (listener settings change with a restart or upgrade)"
+                        ),
+                    )
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err(fail(missing));
+            }
             Ok((config, snapshot))
         });
         let metrics = &self.registries.metrics;
@@ -249,8 +279,16 @@ impl Reloader {
                 return;
             }
             tracing::info!("certificate files changed");
-            if self.reload(Source::Watch).is_err() {
-                self.lock().rejected_files = Some(hash);
+            if let Err(e) = self.reload(Source::Watch) {
+                // Only certificate problems wait for the next change; anything else (a name
+                // that did not resolve) is retried on the next tick.
+                let certificate_error = e
+                    .errors
+                    .iter()
+                    .any(|x| x.path.starts_with("certificates") || x.path.starts_with("tls"));
+                if certificate_error {
+                    self.lock().rejected_files = Some(hash);
+                }
             }
         }
     }

@@ -143,13 +143,15 @@ impl Snapshot {
 /// Hash of the content of `files` (unreadable files count as empty), to notice replaced
 /// certificates.
 pub fn files_hash(files: &[std::path::PathBuf]) -> u64 {
+    files.iter().fold(0, |h, f| {
+        fold_file_hash(h, &std::fs::read(f).unwrap_or_default())
+    })
+}
+
+/// One file's content folded into a running hash (order matters).
+pub fn fold_file_hash(h: u64, content: &[u8]) -> u64 {
     let state = ahash::RandomState::with_seeds(7, 8, 9, 10);
-    let mut h = 0u64;
-    for f in files {
-        let content = std::fs::read(f).unwrap_or_default();
-        h = h.rotate_left(5) ^ state.hash_one(&content);
-    }
-    h
+    h.rotate_left(5) ^ state.hash_one(content)
 }
 
 /// Content hash used as the config version.
@@ -276,7 +278,7 @@ pub fn compile(
     for cert in certificates.entries() {
         reg.metrics.certificate_expiry(&cert.name, cert.not_after);
     }
-    let certificate_files_hash = files_hash(&certificates.files);
+    let certificate_files_hash = certificates.content_hash;
     Ok(Snapshot {
         version: version_of(text),
         loaded_at: SystemTime::now(),

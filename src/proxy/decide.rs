@@ -118,6 +118,9 @@ fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
         return Err(Rejection::BadRequest("multiple Host headers"));
     }
     if let Some(authority) = req.uri.authority() {
+        if !crate::routing::valid_host(authority.as_str()) {
+            return Err(Rejection::BadRequest("invalid Host header"));
+        }
         return Ok(Some(authority.as_str()));
     }
     match header_host {
@@ -125,8 +128,10 @@ fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
         Some(v) if v.len() > MAX_HOST_LEN => Err(Rejection::BadRequest("invalid Host header")),
         Some(v) => v
             .to_str()
+            .ok()
+            .filter(|h| crate::routing::valid_host(h))
             .map(Some)
-            .map_err(|_| Rejection::BadRequest("invalid Host header")),
+            .ok_or(Rejection::BadRequest("invalid Host header")),
         None if req.version == Version::HTTP_11 => {
             Err(Rejection::BadRequest("missing Host header"))
         }

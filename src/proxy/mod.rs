@@ -58,7 +58,7 @@ impl Gateway {
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute-form) or `Host`.
-/// `decide::route_request` has already refused requests where these are ambiguous.
+/// Pingora refuses requests where the two differ; `request_filter` checks the syntax first.
 fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri
         .authority()
@@ -141,6 +141,12 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+        // Host syntax first: host policies, routes and certificates must all read the same host.
+        if request_host(session.req_header()).is_some_and(|h| !crate::routing::valid_host(h)) {
+            ctx.error = Some("invalid Host header");
+            respond::send_error(session, 400, "invalid Host header", &ctx.request_id, &[]).await?;
+            return Ok(true);
+        }
         if let Some(host) = request_host(session.req_header()) {
             if let Some(policy) = ctx.snapshot.hosts.lookup(host) {
                 let req = session.req_header();

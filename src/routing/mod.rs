@@ -269,19 +269,63 @@ impl<T> Router<T> {
 
     /// The most specific wildcard table covering `host`.
     fn wildcard_for(&self, host: &str) -> Option<&PathTable<T>> {
-        let mut rest = host;
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(t) = self.wildcard_hosts.get(parent) {
-                return Some(t);
-            }
-            rest = parent;
-        }
-        None
+        wildcard_lookup(&self.wildcard_hosts, host)
     }
 }
 
+/// The entry of the longest wildcard suffix covering `host` (`*.example.com` covers any depth
+/// below example.com), as routes match; host policies use the same rule.
+pub fn wildcard_lookup<'a, V, S: std::hash::BuildHasher>(
+    table: &'a std::collections::HashMap<String, V, S>,
+    host: &str,
+) -> Option<&'a V> {
+    let mut rest = host;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if let Some(v) = table.get(parent) {
+            return Some(v);
+        }
+        rest = parent;
+    }
+    None
+}
+
+/// Whether a Host header or authority is a plain name or IP literal with an optional numeric
+/// port. Everything that matches hosts (routes, certificates, host policies) relies on this,
+/// so `a.example.com:abc` or `evil%2ecom` cannot be read as one host here and another there.
+pub fn valid_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => {
+                if v6.is_empty()
+                    || !v6
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
+                    return false;
+                }
+                (None, after)
+            }
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, _)) => (Some(name), &host[name.len()..]),
+            None => (Some(host), ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+        });
+    let name_ok = name.is_none_or(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    });
+    port_ok && name_ok
+}
+
 /// Lowercase host without port or trailing dot; borrowed unless it had uppercase letters.
-fn host_key(host: &str) -> Cow<'_, str> {
+pub fn host_key(host: &str) -> Cow<'_, str> {
     let host = if host.starts_with('[') {
         host.split_once(']')
             .map_or(host, |(h, _)| h)

@@ -237,3 +237,30 @@ fn long_uppercase_hosts_still_match_their_wildcard() {
     let host = format!("A{}.internal.example.com", ".b".repeat(150));
     assert_eq!(found(&r, &host, "GET", "/").as_deref(), Some("internal"));
 }
+
+#[test]
+fn host_syntax_is_names_or_ip_literals_with_numeric_ports() {
+    for good in [
+        "api.example.com",
+        "API.example.com:8443",
+        "10.0.0.1:80",
+        "[::1]:443",
+        "[2001:db8::1]",
+        "svc_a.internal",
+    ] {
+        assert!(super::valid_host(good), "{good}");
+    }
+    for bad in [
+        "a.example.com:abc",
+        "a.example.com:",
+        "evil%2ecom",
+        "a b",
+        "",
+        "[::1",
+        "[zz]:1",
+        "a:1:2",
+        "host:123456",
+    ] {
+        assert!(!super::valid_host(bad), "{bad}");
+    }
+}

@@ -36,20 +36,40 @@ pub struct SniCallbacks {
     pub default_certificate: Option<String>,
 }
 
+/// One attribute value escaped as RFC 4514 requires.
+fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if c == '\0' {
+            out.push_str("\\00");
+        } else {
+            if special {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The subject as an RFC 4514 string: last RDN of the certificate first.
 fn subject_of(cert: &openssl::x509::X509Ref) -> String {
     let mut parts: Vec<String> = cert
         .subject_name()
         .entries()
         .map(|e| {
-            let key = e.object().nid().short_name().unwrap_or("?");
+            let key = e
+                .object()
+                .nid()
+                .short_name()
+                .map(str::to_string)
+                .unwrap_or_else(|_| e.object().to_string());
             let value = e.data().to_string().unwrap_or_default();
-            // RFC 4514 escaping of the characters that would break the string apart.
-            let value = value
-                .replace('\\', "\\\\")
-                .replace(',', "\\,")
-                .replace('+', "\\+")
-                .replace('"', "\\\"");
-            format!("{key}={value}")
+            format!("{key}={}", escape_dn_value(&value))
         })
         .collect();
     parts.reverse();
@@ -107,5 +127,18 @@ impl TlsAccept for SniCallbacks {
                 })
             });
         Some(Arc::new(TlsInfo { sni, client_cert }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dn_values_are_escaped() {
+        assert_eq!(
+            super::escape_dn_value("Acme, Inc; <x>"),
+            "Acme\\, Inc\\; \\<x\\>"
+        );
+        assert_eq!(super::escape_dn_value("#lead "), "\\#lead\\ ");
+        assert_eq!(super::escape_dn_value(" a+b\"c"), "\\ a\\+b\\\"c");
     }
 }

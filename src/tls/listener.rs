@@ -37,6 +37,9 @@ pub fn settings(
     // Resumption: the server-side session cache and TLS 1.3 tickets. The context id is needed
     // for resumed sessions once client certificates are verified.
     s.set_session_cache_mode(SslSessionCacheMode::SERVER);
+    // Client-initiated renegotiation costs the server a handshake per request of the client's
+    // choosing, and would change the peer after the facts were recorded.
+    s.set_options(openssl::ssl::SslOptions::NO_RENEGOTIATION);
     s.set_session_id_context(b"gatehouse")
         .map_err(|e| bad("", &e))?;
     if c.http2 {

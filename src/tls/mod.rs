@@ -47,6 +47,9 @@ pub struct CertStore {
     wildcard: HashMap<String, Arc<CertEntry>>,
     /// Every certificate and key file read, for the file watch.
     pub files: Vec<PathBuf>,
+    /// Hash of exactly the bytes these certificates were built from (see
+    /// `snapshot::fold_file_hash`): the watch compares the files' current content with it.
+    pub content_hash: u64,
 }
 
 impl CertStore {
@@ -109,16 +112,31 @@ fn dns_names(cert: &X509) -> Vec<String> {
 
 /// Read a PEM chain and its key, and check that they belong together.
 pub fn load_pair(name: &str, cert: &Path, key: &Path) -> Result<CertEntry, String> {
+    let (cert_pem, key_pem) = read_pair(cert, key)?;
+    parse_pair(name, cert, key, &cert_pem, &key_pem)
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
     let cert_pem =
         std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
     let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-    let chain = X509::stack_from_pem(&cert_pem)
+    Ok((cert_pem, key_pem))
+}
+
+fn parse_pair(
+    name: &str,
+    cert: &Path,
+    key: &Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertEntry, String> {
+    let chain = X509::stack_from_pem(cert_pem)
         .map_err(|_| format!("{}: not a PEM certificate chain", cert.display()))?;
     let leaf = chain
         .first()
         .ok_or_else(|| format!("{}: no certificate in the file", cert.display()))?;
     // The parse error is not shown: it could quote key material.
-    let key_parsed = PKey::private_key_from_pem(&key_pem)
+    let key_parsed = PKey::private_key_from_pem(key_pem)
         .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
     let matches = leaf
         .public_key()
@@ -198,7 +216,14 @@ pub fn compile(
     for (key, name, cert, key_file, hosts) in sources {
         store.files.push(cert.clone());
         store.files.push(key_file.clone());
-        let mut entry = match load_pair(&name, &cert, &key_file) {
+        // Hash what is parsed, not a second read: a file replaced in between would otherwise
+        // look loaded while the old certificate serves.
+        let loaded = read_pair(&cert, &key_file).and_then(|(c, k)| {
+            store.content_hash = crate::snapshot::fold_file_hash(store.content_hash, &c);
+            store.content_hash = crate::snapshot::fold_file_hash(store.content_hash, &k);
+            parse_pair(&name, &cert, &key_file, &c, &k)
+        });
+        let mut entry = match loaded {
             Ok(e) => e,
             Err(e) => {
                 errors.push((key, e));

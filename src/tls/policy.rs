@@ -24,16 +24,7 @@ pub struct HostPolicies {
     wildcard: HashMap<String, HostPolicy>,
 }
 
-/// The host part of a Host header or authority, lowercase handled by the caller.
-pub fn host_only(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    host.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(h, _)| h)
-        .trim_end_matches('.')
-}
+use crate::routing::{host_key, wildcard_lookup, HostPattern};
 
 impl HostPolicies {
     /// Compile `[hosts]`. Errors are (key, message).
@@ -41,10 +32,8 @@ impl HostPolicies {
         let mut out = Self::default();
         for (name, c) in hosts {
             let key = format!("hosts.\"{name}\"");
-            let lower = name.to_ascii_lowercase();
-            if lower.is_empty() || lower.contains(['/', ':', ' ']) {
-                return Err((key, "expected a host name or *.domain".into()));
-            }
+            // The same rules as route hosts, so a policy cannot be written that never matches.
+            let pattern = HostPattern::parse(name).map_err(|e| (key.clone(), e))?;
             let hsts = match &c.hsts {
                 Some(h) => {
                     let mut v = format!("max-age={}", h.max_age.as_secs());
@@ -71,9 +60,9 @@ impl HostPolicies {
                 strict_sni: c.strict_sni,
                 client_cert_required: c.client_cert == ClientAuth::Required,
             };
-            match lower.strip_prefix("*.") {
-                Some(suffix) => out.wildcard.insert(suffix.to_string(), policy),
-                None => out.exact.insert(lower, policy),
+            match pattern {
+                HostPattern::Wildcard(suffix) => out.wildcard.insert(suffix, policy),
+                HostPattern::Exact(host) => out.exact.insert(host, policy),
             };
         }
         Ok(out)
@@ -83,16 +72,16 @@ impl HostPolicies {
         self.exact.is_empty() && self.wildcard.is_empty()
     }
 
-    /// The policy of a request host (`Host` or authority, any case, with or without port).
+    /// The policy of a request host (`Host` or authority, any case, with or without port),
+    /// found the way routes are: exact, then the longest wildcard suffix at any depth.
     pub fn lookup(&self, host: &str) -> Option<&HostPolicy> {
         if self.is_empty() {
             return None;
         }
-        let host = host_only(host).to_ascii_lowercase();
-        self.exact.get(&host).or_else(|| {
-            let (_, parent) = host.split_once('.')?;
-            self.wildcard.get(parent)
-        })
+        let host = host_key(host);
+        self.exact
+            .get(host.as_ref())
+            .or_else(|| wildcard_lookup(&self.wildcard, &host))
     }
 }
 
@@ -116,14 +105,16 @@ pub fn check(
     host: &str,
     path_and_query: &str,
 ) -> Verdict {
+    // The caller has checked `host` with `routing::valid_host`, so it cannot smuggle another
+    // host into the redirect target.
+    let name = host_key(host);
     let Some(tls) = tls else {
         return match policy.redirect_port {
             Some(port) => {
-                let h = host_only(host).to_ascii_lowercase();
-                let h = if h.contains(':') {
-                    format!("[{h}]")
+                let h = if name.contains(':') {
+                    format!("[{name}]")
                 } else {
-                    h.to_string()
+                    name.to_string()
                 };
                 let port = if port == 443 {
                     String::new()
@@ -132,20 +123,28 @@ pub fn check(
                 };
                 Verdict::Redirect(format!("https://{h}{port}{path_and_query}"))
             }
+            // Without TLS there is no SNI to agree with and no client certificate: a domain
+            // that requires either is not served over plain HTTP.
+            None if policy.strict_sni => Verdict::Misdirected,
+            None if policy.client_cert_required => Verdict::ClientCertRequired,
             None => Verdict::Pass,
         };
     };
-    if policy.strict_sni {
-        let agrees = tls
-            .sni
-            .as_deref()
-            .is_some_and(|sni| sni.eq_ignore_ascii_case(host_only(host)));
-        if !agrees {
-            return Verdict::Misdirected;
-        }
+    let sni_agrees = tls
+        .sni
+        .as_deref()
+        .is_some_and(|sni| sni.eq_ignore_ascii_case(&name));
+    if policy.strict_sni && !sni_agrees {
+        return Verdict::Misdirected;
     }
     if policy.client_cert_required && tls.client_cert.is_none() {
-        return Verdict::ClientCertRequired;
+        // An HTTP/2 connection made for another name may carry this host's requests: 421
+        // lets the client retry on a connection of its own (where it can send a certificate).
+        return if tls.sni.is_some() && !sni_agrees {
+            Verdict::Misdirected
+        } else {
+            Verdict::ClientCertRequired
+        };
     }
     Verdict::Pass
 }
@@ -189,7 +188,10 @@ mod tests {
         let p = policies();
         assert!(p.lookup("API.example.com:8080").is_some());
         assert!(p.lookup("a.example.org").is_some());
-        assert!(p.lookup("a.b.example.org").is_none());
+        assert!(
+            p.lookup("a.b.example.org").is_some(),
+            "any depth, like route hosts"
+        );
         assert!(p.lookup("example.org").is_none());
         assert_eq!(
             p.lookup("api.example.com").unwrap().hsts.as_ref().unwrap(),
@@ -246,6 +248,27 @@ mod tests {
         assert_eq!(
             check(org, Some(&tls(Some("x.example.org"))), "x.example.org", "/"),
             Verdict::ClientCertRequired
+        );
+        // A connection made for another name (HTTP/2 coalescing): 421, so the client retries.
+        assert_eq!(
+            check(org, Some(&tls(Some("y.example.org"))), "x.example.org", "/"),
+            Verdict::Misdirected
+        );
+        // Over plain HTTP a domain that needs TLS facts is refused, not served.
+        let mut plain = HostPolicy {
+            redirect_port: None,
+            hsts: None,
+            strict_sni: false,
+            client_cert_required: true,
+        };
+        assert_eq!(
+            check(&plain, None, "x.example.org", "/"),
+            Verdict::ClientCertRequired
+        );
+        plain.strict_sni = true;
+        assert_eq!(
+            check(&plain, None, "x.example.org", "/"),
+            Verdict::Misdirected
         );
     }
 

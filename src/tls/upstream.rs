@@ -57,6 +57,15 @@ impl UpstreamTls {
             .trim_start_matches('[')
             .trim_end_matches(']');
         let sni = match &c.sni {
+            // Pingora turns verification off for an empty SNI.
+            Some(s) if s.is_empty() && c.verify => {
+                return Err((
+                    "tls.sni".into(),
+                    "an empty SNI turns certificate verification off; name the host (or set \
+                     verify = false)"
+                        .into(),
+                ))
+            }
             Some(s) => s.clone(),
             None if host.parse::<IpAddr>().is_err() => host.to_string(),
             None if c.verify => {
@@ -93,18 +102,25 @@ impl UpstreamTls {
         }
         if let Some(client) = &client {
             builder.set_certificate(client.leaf()).map_err(bad)?;
+            for intermediate in client.intermediates() {
+                builder
+                    .add_extra_chain_cert(intermediate.clone())
+                    .map_err(bad)?;
+            }
             builder.set_private_key(client.key()).map_err(bad)?;
         }
         if !c.verify {
             builder.set_verify(SslVerifyMode::NONE);
         }
-        let group_key = ca.as_ref().map_or(0, |certs| {
-            let state = ahash::RandomState::with_seeds(1, 3, 5, 7);
-            certs
-                .iter()
-                .filter_map(|c| c.to_der().ok())
-                .fold(1u64, |h, der| h.rotate_left(7) ^ state.hash_one(der))
-        });
+        // Trust anchors and client identity (Pingora hashes a client certificate by serial
+        // number only, which two CAs can both issue).
+        let state = ahash::RandomState::with_seeds(1, 3, 5, 7);
+        let group_key = ca
+            .iter()
+            .flatten()
+            .chain(client.iter().map(|c| c.leaf()))
+            .filter_map(|c| c.to_der().ok())
+            .fold(1u64, |h, der| h.rotate_left(7) ^ state.hash_one(der));
         Ok(Self {
             sni,
             verify: c.verify,

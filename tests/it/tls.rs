@@ -346,7 +346,7 @@ async fn client_certificates_required_optional_and_invalid() {
     let rogue_ca = Ca::new("rogue ca");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = server_ca
-        .server(&["a.test", "secure.test"], 30)
+        .server(&["a.test", "api.secure.test"], 30)
         .write(dir.path(), "s");
     let ca_file = dir.path().join("clients.pem");
     std::fs::write(&ca_file, client_ca.pem()).unwrap();
@@ -355,8 +355,8 @@ async fn client_certificates_required_optional_and_invalid() {
     let upstream = Upstream::echo().await;
     let (required, optional) = (free_port(), free_port());
     let ca = ca_file.display().to_string();
-    let _gw = Gateway::start(&format!(
-        "{}{}{}{}{ECHO_ROUTE}[hosts.\"secure.test\"]\nclient_cert = \"required\"\n",
+    let gw = Gateway::start(&format!(
+        "{}{}{}{}{ECHO_ROUTE}[hosts.\"*.secure.test\"]\nclient_cert = \"required\"\n",
         tls_listener(
             required,
             &format!("client_auth = \"required\", client_ca = \"{ca}\"")
@@ -407,12 +407,31 @@ async fn client_certificates_required_optional_and_invalid() {
             "optional: an invalid one is refused"
         );
         assert_eq!(
-            get(optional, "secure.test", None).unwrap().0,
+            get(optional, "api.secure.test", None).unwrap().0,
             403,
             "host requires one"
         );
-        assert_eq!(get(optional, "secure.test", Some(&alice)).unwrap().0, 200);
+        assert_eq!(
+            get(optional, "api.secure.test", Some(&alice)).unwrap().0,
+            200
+        );
     });
+    // The policy cannot be sidestepped over plain HTTP, a deeper name, or an odd port.
+    let plain = |host: &'static str| {
+        let url = gw.url("/");
+        async move {
+            client()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(plain("api.secure.test").await, 403);
+    assert_eq!(plain("a.b.secure.test").await, 403);
+    assert_eq!(plain("api.secure.test:abc").await, 400);
 }
 
 /// An HTTPS upstream: answers "secure" to every request; requires a client certificate from

@@ -111,8 +111,27 @@ async fn throttle(
     let mut extra = vec![(header::RETRY_AFTER, retry)];
     extra.extend(rejected.report.iter().flat_map(|r| r.headers()));
     let (status, message) = (rejected.status, rejected.message);
-    respond::send_error(session, status, message, &ctx.request_id, &extra).await?;
+    refuse(session, ctx, status, message, &extra).await?;
     Ok(true)
+}
+
+/// A gateway error response for a request whose host policy may ask for HSTS.
+async fn refuse(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    message: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) -> Result<()> {
+    let id = &ctx.request_id;
+    match &ctx.hsts {
+        None => respond::send_error(session, status, message, id, extra).await,
+        Some(hsts) => {
+            let mut all = extra.to_vec();
+            all.push((header::STRICT_TRANSPORT_SECURITY, hsts.clone()));
+            respond::send_error(session, status, message, id, &all).await
+        }
+    }
 }
 
 fn proxied_pool(ctx: &RequestCtx) -> Option<&Arc<Pool>> {
@@ -176,14 +195,8 @@ impl ProxyHttp for Gateway {
                         .map(|v| (header::ALLOW, v)),
                     _ => None,
                 };
-                respond::send_error(
-                    session,
-                    rejection.status(),
-                    rejection.message(),
-                    &ctx.request_id,
-                    allow.as_slice(),
-                )
-                .await?;
+                let (status, message) = (rejection.status(), rejection.message());
+                refuse(session, ctx, status, message, allow.as_slice()).await?;
                 return Ok(true);
             }
         }
@@ -213,8 +226,7 @@ impl ProxyHttp for Gateway {
                     let challenge = rejected
                         .www_authenticate
                         .map(|v| (header::WWW_AUTHENTICATE, v));
-                    let (status, id) = (rejected.status, &ctx.request_id);
-                    respond::send_error(session, status, message, id, challenge.as_slice()).await?;
+                    refuse(session, ctx, rejected.status, message, challenge.as_slice()).await?;
                     return Ok(true);
                 }
             }
@@ -402,9 +414,7 @@ impl ProxyHttp for Gateway {
         }
         if status != 0 && session.response_written().is_none() {
             session.set_keepalive(None);
-            if let Err(write_err) =
-                respond::send_error(session, status, message, &ctx.request_id, &[]).await
-            {
+            if let Err(write_err) = refuse(session, ctx, status, message, &[]).await {
                 tracing::debug!(error = %write_err, "cannot send error response");
             }
         }

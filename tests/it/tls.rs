@@ -102,6 +102,24 @@ async fn sni_picks_exact_wildcard_and_default_certificates() {
     });
     let metrics = gw.metrics().await;
     assert!(metrics.contains("gatehouse_tls_certificate_expiry_timestamp_seconds{name=\"a\"}"));
+
+    // The running listener keeps its default certificate until it restarts, so a reload that
+    // drops it is refused.
+    let text = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replace("[certificates.d]", "[certificates.d2]")
+        .replace(
+            "default_certificate = \"d\"",
+            "default_certificate = \"d2\"",
+        );
+    std::fs::write(&gw.config_path, text).unwrap();
+    let resp = gw.reload_via_admin().await;
+    assert_eq!(resp.status(), 422);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("the running listener serves certificate \\\"d\\\" by default"),
+        "{body}"
+    );
 }
 
 /// `[upstreams.p]` alone (the routes come separately).

@@ -277,3 +277,63 @@ pub fn expiring(store: &CertStore, now: i64, within: i64) -> Vec<String> {
     out.sort();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_certificate_dir_loads_pairs_and_sni_picks_among_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_key) = pair(&["a.example.com"]);
+        let (w, w_key) = pair(&["*.example.org"]);
+        std::fs::write(dir.path().join("a.crt"), a).unwrap();
+        std::fs::write(dir.path().join("a.key"), a_key).unwrap();
+        std::fs::write(dir.path().join("w.crt"), w).unwrap();
+        std::fs::write(dir.path().join("w.key"), w_key).unwrap();
+        // A certificate without its key is skipped, not an error.
+        std::fs::write(dir.path().join("lonely.crt"), pair(&["l.example.com"]).0).unwrap();
+        let tls = TlsConfig {
+            certificate_dir: Some(dir.path().to_path_buf()),
+            watch: false,
+        };
+        let store = compile(&BTreeMap::new(), &tls).unwrap();
+        assert_eq!(store.lookup("A.example.com.").unwrap().name, "a");
+        assert_eq!(store.lookup("x.example.org").unwrap().name, "w");
+        assert!(
+            store.lookup("x.y.example.org").is_none(),
+            "one label per RFC 6125"
+        );
+        assert!(store.lookup("l.example.com").is_none());
+        assert_eq!(store.files.len(), 4);
+        assert_ne!(store.content_hash, 0);
+    }
+
+    #[test]
+    fn two_certificates_for_one_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["one", "two"] {
+            let (c, k) = pair(&["same.example.com"]);
+            std::fs::write(dir.path().join(format!("{n}.crt")), c).unwrap();
+            std::fs::write(dir.path().join(format!("{n}.key")), k).unwrap();
+        }
+        let tls = TlsConfig {
+            certificate_dir: Some(dir.path().to_path_buf()),
+            watch: false,
+        };
+        let errors = compile(&BTreeMap::new(), &tls).err().unwrap();
+        assert!(
+            errors[0].1.contains("is also served by certificate"),
+            "{errors:?}"
+        );
+    }
+}

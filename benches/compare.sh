@@ -22,6 +22,7 @@
 # certificate (P-256, generated here): `keepalive` measures HTTPS requests on kept-alive
 # connections, `handshake` sends `Connection: close` so every request pays a full handshake
 # (handshakes per second). The minimal Pingora proxy has no TLS and is left out.
+# GATEHOUSE_TLS_THREADS=N gives gatehouse N dedicated handshake threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -132,6 +133,9 @@ if [ "$ROUTES" -gt 0 ]; then
 fi
 WRK_HEADER=()
 if [ -n "$TLS" ]; then
+  if [ -n "${GATEHOUSE_TLS_THREADS:-}" ]; then
+    sed -i "s/^threads = 1$/threads = 1\ntls_handshake_threads = $GATEHOUSE_TLS_THREADS/" "$WORK/gatehouse.toml"
+  fi
   sed -i "s/^address = \"127.0.0.1:$GH\"$/address = \"127.0.0.1:$GH\"\ntls = { default_certificate = \"bench\" }/" "$WORK/gatehouse.toml"
   printf '[certificates.bench]\ncert = "%s"\nkey = "%s"\n' "$WORK/tls.crt" "$WORK/tls.key" >> "$WORK/gatehouse.toml"
   [ "$TLS" = handshake ] && WRK_HEADER+=(-H "Connection: close")

@@ -59,6 +59,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let (watch_config, watch_certificates) = (config.server.watch_config, config.tls.watch);
     let watch = (watch_config || watch_certificates).then_some(config.server.watch_interval);
     let shutdown_delay = config.server.shutdown_delay;
+    let handshake_threads = config.server.tls_handshake_threads;
     let listeners: Vec<(String, Option<crate::config::ListenerTlsConfig>)> = config
         .listeners
         .iter()
@@ -83,15 +84,16 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     for (i, (address, tls)) in listeners.iter().enumerate() {
         match tls {
             Some(tls) => {
-                let settings = crate::tls::listener::settings(tls, store.clone()).map_err(
-                    |(key, message)| config::ConfigErrors {
-                        file: reloader.path.clone(),
-                        errors: vec![config::ConfigError::new(
-                            format!("listeners[{i}].tls{key}"),
-                            message,
-                        )],
-                    },
-                )?;
+                let settings =
+                    crate::tls::listener::settings(tls, store.clone(), handshake_threads).map_err(
+                        |(key, message)| config::ConfigErrors {
+                            file: reloader.path.clone(),
+                            errors: vec![config::ConfigError::new(
+                                format!("listeners[{i}].tls{key}"),
+                                message,
+                            )],
+                        },
+                    )?;
                 proxy.add_tls_with_settings(address, None, settings);
             }
             None => proxy.add_tcp(address),

@@ -62,6 +62,11 @@ pub struct ServerConfig {
     pub watch_config: bool,
     #[serde(default = "default_watch_interval", with = "humantime_serde")]
     pub watch_interval: Duration,
+    /// Threads that do nothing but TLS handshakes (Pingora's handshake offload pool); 0 does
+    /// handshakes on the worker threads. Keeps requests on open connections from queueing
+    /// behind handshakes when many clients connect at once.
+    #[serde(default)]
+    pub tls_handshake_threads: usize,
     /// Where the process writes its pid.
     #[serde(default = "default_pid_file")]
     pub pid_file: PathBuf,
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             graceful_shutdown_timeout: default_shutdown_timeout(),
             watch_config: false,
             watch_interval: default_watch_interval(),
+            tls_handshake_threads: 0,
             pid_file: default_pid_file(),
             upgrade_sock: default_upgrade_sock(),
         }

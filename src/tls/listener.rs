@@ -23,6 +23,7 @@ pub fn min_version(v: &str) -> Option<SslVersion> {
 pub fn settings(
     c: &ListenerTlsConfig,
     store: Arc<SnapshotStore>,
+    handshake_threads: usize,
 ) -> Result<TlsSettings, (String, String)> {
     let bad = |key: &str, e: &dyn std::fmt::Display| (key.to_string(), e.to_string());
     let callbacks = SniCallbacks {
@@ -42,6 +43,9 @@ pub fn settings(
     s.set_options(openssl::ssl::SslOptions::NO_RENEGOTIATION);
     s.set_session_id_context(b"gatehouse")
         .map_err(|e| bad("", &e))?;
+    if handshake_threads > 0 {
+        s.set_offload_threadpool(1, handshake_threads);
+    }
     if c.http2 {
         s.enable_h2();
     } else {

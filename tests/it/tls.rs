@@ -42,13 +42,18 @@ async fn sni_picks_exact_wildcard_and_default_certificates() {
     let (d_c, d_k) = ca.server(&["default.test"], 30).write(dir.path(), "d");
     let upstream = Upstream::echo().await;
     let (tls, strict) = (free_port(), free_port());
-    let gw = Gateway::start(&format!(
-        "{}{}{}{}{ECHO_ROUTE}",
-        tls_listener(tls, "default_certificate = \"d\""),
-        tls_listener(strict, ""),
-        certificates(&[("a", &a_c, &a_k), ("w", &w_c, &w_k), ("d", &d_c, &d_k)]),
-        single_pool_only(&upstream),
-    ));
+    // Handshakes on a dedicated thread (Pingora's offload pool): the same results expected.
+    let gw = Gateway::start_with(
+        "tls_handshake_threads = 1",
+        "",
+        &format!(
+            "{}{}{}{}{ECHO_ROUTE}",
+            tls_listener(tls, "default_certificate = \"d\""),
+            tls_listener(strict, ""),
+            certificates(&[("a", &a_c, &a_k), ("w", &w_c, &w_k), ("d", &d_c, &d_k)]),
+            single_pool_only(&upstream),
+        ),
+    );
     let ca_pem = ca.pem();
     blocking(move || {
         let names = |port, sni| {

@@ -52,28 +52,19 @@ pub struct Changes {
 
 /// Compare two configs by object name.
 pub fn diff(old: &Config, new: &Config) -> Changes {
-    let mut sections = Vec::new();
-    if old.server != new.server {
-        sections.push("server");
-    }
-    if old.listeners != new.listeners {
-        sections.push("listeners");
-    }
-    if old.admin != new.admin {
-        sections.push("admin");
-    }
-    if old.access_log != new.access_log {
-        sections.push("access_log");
-    }
-    if old.certificates != new.certificates {
-        sections.push("certificates");
-    }
-    if old.tls != new.tls {
-        sections.push("tls");
-    }
-    if old.hosts != new.hosts {
-        sections.push("hosts");
-    }
+    let sections = [
+        ("server", old.server != new.server),
+        ("listeners", old.listeners != new.listeners),
+        ("admin", old.admin != new.admin),
+        ("access_log", old.access_log != new.access_log),
+        ("redis", old.redis != new.redis),
+        ("certificates", old.certificates != new.certificates),
+        ("tls", old.tls != new.tls),
+        ("hosts", old.hosts != new.hosts),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
     Changes {
         routes: Delta::between(
             old.routes.iter().map(|r| (r.name.as_str(), r)),

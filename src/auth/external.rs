@@ -29,6 +29,8 @@ pub struct External {
     pub deny_ttl: Duration,
     pub fail_open: bool,
     cache: Option<ShardedStore<CachedDecision>>,
+    /// Bounds the calls in flight.
+    calls: tokio::sync::Semaphore,
 }
 
 #[derive(Clone)]
@@ -85,6 +87,7 @@ impl External {
         deny_ttl: Duration,
         fail_open: bool,
         cache_size: usize,
+        max_concurrent_calls: usize,
     ) -> Self {
         let caching = cache_size > 0 && (!ttl.is_zero() || !deny_ttl.is_zero());
         Self {
@@ -98,6 +101,7 @@ impl External {
             deny_ttl,
             fail_open,
             cache: caching.then(|| ShardedStore::new(cache_size)),
+            calls: tokio::sync::Semaphore::new(max_concurrent_calls),
         }
     }
 
@@ -145,7 +149,12 @@ impl External {
                 None => {}
             }
         }
-        let decision = match self.call(call).await {
+        let permit = self.calls.try_acquire();
+        let result = match permit {
+            Ok(_permit) => self.call(call).await,
+            Err(_) => Err("too many calls in flight (max_concurrent_calls)".to_string()),
+        };
+        let decision = match result {
             Ok(d) => d,
             Err(error) => {
                 tracing::warn!(

@@ -707,6 +707,9 @@ fn compile_external(name: &str, c: &ExternalAuthConfig) -> Result<Authorizer, Co
     if c.timeout.is_zero() {
         return Err(err(".timeout", "must be greater than zero"));
     }
+    if c.max_concurrent_calls == 0 {
+        return Err(err(".max_concurrent_calls", "must be at least 1"));
+    }
     if c.identity_headers.is_empty() {
         return Err(err(".identity_headers", "name at least one header"));
     }
@@ -741,6 +744,7 @@ fn compile_external(name: &str, c: &ExternalAuthConfig) -> Result<Authorizer, Co
         c.deny_cache_ttl,
         c.on_error == AuthFailMode::Allow,
         c.cache_size,
+        c.max_concurrent_calls,
     );
     Ok(Authorizer {
         name: name.to_string(),

@@ -665,6 +665,10 @@ pub struct ExternalAuthConfig {
     pub deny_cache_ttl: Duration,
     #[serde(default = "default_auth_cache_size")]
     pub cache_size: usize,
+    /// Most calls in flight at once; a request beyond it is treated like a failed call
+    /// (`on_error`), so a flood of fresh identities cannot pile up on the authorizer.
+    #[serde(default = "default_external_concurrency")]
+    pub max_concurrent_calls: usize,
     /// When the authorizer fails or times out: `deny` (503) or `allow`.
     #[serde(default)]
     pub on_error: AuthFailMode,
@@ -869,4 +873,7 @@ fn default_https_port() -> u16 {
 }
 fn default_hsts_max_age() -> Duration {
     Duration::from_secs(365 * 86_400)
+}
+fn default_external_concurrency() -> usize {
+    256
 }

@@ -699,3 +699,43 @@ fn auth_config_errors_name_the_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_authorizer_calls_in_flight_are_bounded() {
+    let authz = Upstream::start(|_req: Request<hyper::body::Incoming>| async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Response::new(full(""))
+    })
+    .await;
+    let upstream = Upstream::echo().await;
+    let gw = Gateway::start(&format!(
+        r#"
+[authorizers.ext]
+type = "external"
+url = "http://{authz}/check"
+timeout = "3s"
+max_concurrent_calls = 1
+[upstreams.p]
+targets = [{{ address = "{up}" }}]
+[[routes]]
+name = "api"
+upstream = "p"
+auth = "ext"
+"#,
+        authz = authz.address(),
+        up = upstream.address(),
+    ));
+    let first = tokio::spawn(call(gw.url("/"), Some("one")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = call(gw.url("/"), Some("two")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("authorizer unavailable"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "refused at once, not queued"
+    );
+    assert_eq!(first.await.unwrap().0, 200);
+}

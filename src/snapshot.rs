@@ -133,9 +133,7 @@ pub const CERT_EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
 impl Snapshot {
     /// Certificates that expire within 14 days (or have expired).
     pub fn certificate_warnings(&self) -> Vec<String> {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::clock::unix_secs() as i64;
         crate::tls::expiring(&self.certificates, now, CERT_EXPIRY_WARNING_SECS)
     }
 }

@@ -10,7 +10,7 @@ use crate::limit::store::{Expiring, ShardedStore};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 static FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 static FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
@@ -58,12 +58,6 @@ impl Expiring for CachedDecision {
     fn expires_at(&self) -> u64 {
         self.0.as_ref().map_or(0, |e| e.expires_at)
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// What one request is, for the authorizer.
@@ -132,7 +126,7 @@ impl External {
 
     pub async fn check(&self, call: &Call<'_>) -> Result<Arc<Identity>, Reason> {
         let key = self.identity_key(call).ok_or(Reason::MissingCredentials)?;
-        let now = unix_nanos();
+        let now = crate::clock::unix_nanos();
         if let Some(cache) = &self.cache {
             let mut hit = None;
             cache.with_existing(cache.key_hash(&key), |e| {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT: usize = 1 << 20;
@@ -173,12 +173,6 @@ fn ahash_once(bytes: &[u8]) -> u64 {
     ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(bytes)
 }
 
-pub fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Where a remote key set comes from and how often it is fetched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RemoteSource {
@@ -280,7 +274,7 @@ impl KeySet {
         let Ok(mut discovered) = self.fetching.try_lock() else {
             return;
         };
-        if self.due(unix_secs()) {
+        if self.due(crate::clock::unix_secs()) {
             let _ = self.refresh_locked(&mut discovered).await;
         }
     }
@@ -297,7 +291,7 @@ impl KeySet {
         if self.current().generation != before {
             return;
         }
-        let now = unix_secs();
+        let now = crate::clock::unix_secs();
         let last = self.last_on_demand.load(Relaxed);
         if now.saturating_sub(last) < remote.min_refresh.as_secs().max(1) && last != 0 {
             return;
@@ -311,7 +305,7 @@ impl KeySet {
             return Ok(());
         };
         let result = self.fetch(remote, discovered).await;
-        let now = unix_secs();
+        let now = crate::clock::unix_secs();
         let current = self.current();
         match result {
             Ok((mut keys, max_age)) => {

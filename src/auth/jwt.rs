@@ -170,7 +170,7 @@ impl JwtAuthorizer {
     /// unknown.
     pub async fn authenticate(&self, req: &RequestHeader) -> Result<Arc<Verified>, Reason> {
         let token = source::extract(&self.sources, req)?;
-        let now = super::jwks::unix_secs();
+        let now = crate::clock::unix_secs();
         match self.verify(&token, now) {
             Err(Reason::UnknownKey | Reason::KeysUnavailable) if self.keys.is_remote() => {
                 self.keys.refresh_on_demand().await;

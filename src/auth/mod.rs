@@ -804,7 +804,7 @@ impl BackgroundService for KeyRefresher {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let now = jwks::unix_secs();
+            let now = crate::clock::unix_secs();
             let due: Vec<Arc<KeySet>> = self
                 .store
                 .load()

@@ -87,7 +87,7 @@ const ISS: &str = "https://idp.example.com";
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 fn now() -> u64 {
-    jwks::unix_secs()
+    crate::clock::unix_secs()
 }
 
 fn settings(algorithms: &[Algorithm]) -> JwtSettings {

@@ -39,12 +39,6 @@ use std::time::{Instant, SystemTime};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
 
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The gateway service.
 pub struct Gateway {
     store: Arc<SnapshotStore>,
@@ -103,7 +97,9 @@ async fn throttle(
         consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
         headers: &session.req_header().headers,
     };
-    let Err(rejected) = limit::check(policies, &input, unix_nanos(), &mut ctx.limit).await else {
+    let Err(rejected) =
+        limit::check(policies, &input, crate::clock::unix_nanos(), &mut ctx.limit).await
+    else {
         return Ok(false);
     };
     ctx.error = Some(rejected.message);

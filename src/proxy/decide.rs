@@ -44,10 +44,14 @@ pub struct Routed {
     pub upstream_uri: Option<Uri>,
 }
 
-/// Check the request's framing and target, then find its route.
-pub fn route_request(snapshot: &Snapshot, req: &RequestHeader) -> Result<Routed, Rejection> {
+/// Check the request's framing and target, then find its route. `host` is what
+/// [`request_host`] accepted.
+pub fn route_request(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    host: Option<&str>,
+) -> Result<Routed, Rejection> {
     check_framing(req)?;
-    let host = request_host(req)?;
     let origin_form = check_target(req.raw_path())?;
     let path = normalize_path(req.uri.path().as_bytes())
         .ok_or(Rejection::BadRequest("invalid request path"))?;
@@ -108,34 +112,38 @@ fn check_framing(req: &RequestHeader) -> Result<(), Rejection> {
 
 const MAX_HOST_LEN: usize = 255 + 8;
 
-/// The host the request is for: the URI authority (absolute-form, HTTP/2) or the single
-/// `Host` header. HTTP/1.1 requires one; several are refused, since gateway and upstream
-/// might each pick a different one.
-fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
-    let mut hosts = req.headers.get_all(header::HOST).iter();
-    let header_host = hosts.next();
-    if hosts.next().is_some() {
+/// The host the client asked for, unchecked: the URI authority (HTTP/2, absolute-form) or
+/// the `Host` header. For the phases after `request_host` has accepted the request.
+pub fn host_of(req: &RequestHeader) -> Option<&str> {
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+}
+
+/// The host the request is for, checked: the URI authority (absolute-form, HTTP/2) or the
+/// single `Host` header, a name or IP literal with a numeric port (`routing::valid_host`).
+/// HTTP/1.1 requires one; several are refused, since gateway and upstream might each pick a
+/// different one.
+pub fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
+    let invalid = Rejection::BadRequest("invalid Host header");
+    if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
         return Err(Rejection::BadRequest("multiple Host headers"));
     }
-    if let Some(authority) = req.uri.authority() {
-        if !crate::routing::valid_host(authority.as_str()) {
-            return Err(Rejection::BadRequest("invalid Host header"));
+    if req.uri.authority().is_none() {
+        match req.headers.get(header::HOST) {
+            None if req.version == Version::HTTP_11 => {
+                return Err(Rejection::BadRequest("missing Host header"))
+            }
+            None => return Ok(None),
+            // A DNS name is at most 253 bytes; a port and brackets add a few.
+            Some(v) if v.len() > MAX_HOST_LEN => return Err(invalid),
+            Some(_) => {}
         }
-        return Ok(Some(authority.as_str()));
     }
-    match header_host {
-        // A DNS name is at most 253 bytes; a port and brackets add a few.
-        Some(v) if v.len() > MAX_HOST_LEN => Err(Rejection::BadRequest("invalid Host header")),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .filter(|h| crate::routing::valid_host(h))
-            .map(Some)
-            .ok_or(Rejection::BadRequest("invalid Host header")),
-        None if req.version == Version::HTTP_11 => {
-            Err(Rejection::BadRequest("missing Host header"))
-        }
-        None => Ok(None),
+    match host_of(req) {
+        Some(h) if crate::routing::valid_host(h) => Ok(Some(h)),
+        _ => Err(invalid),
     }
 }
 
@@ -220,7 +228,8 @@ mod tests {
 
     fn routed(uri: &str) -> (String, Option<String>) {
         let s = snapshot();
-        let r = route_request(&s, &req("GET", uri, &[("host", "h")])).unwrap();
+        let r = req("GET", uri, &[("host", "h")]);
+        let r = route_request(&s, &r, request_host(&r).unwrap()).unwrap();
         (r.route.name.clone(), r.upstream_uri.map(|u| u.to_string()))
     }
 
@@ -251,7 +260,11 @@ mod tests {
     #[test]
     fn rejections() {
         let s = snapshot();
-        let check = |r: RequestHeader| route_request(&s, &r).unwrap_err();
+        let check = |r: RequestHeader| {
+            request_host(&r)
+                .and_then(|h| route_request(&s, &r, h))
+                .unwrap_err()
+        };
         assert_eq!(
             check(req("GET", "/nope", &[("host", "h")])),
             Rejection::NotFound
@@ -309,7 +322,8 @@ mod tests {
     #[test]
     fn absolute_form_targets_are_sent_upstream_in_origin_form() {
         let s = snapshot();
-        let r = route_request(&s, &req("GET", "http://h/keep/a?q=1", &[("host", "h")])).unwrap();
+        let r = req("GET", "http://h/keep/a?q=1", &[("host", "h")]);
+        let r = route_request(&s, &r, request_host(&r).unwrap()).unwrap();
         assert_eq!(r.route.name, "keep");
         assert_eq!(
             r.upstream_uri.map(|u| u.to_string()).as_deref(),

@@ -51,15 +51,6 @@ impl Gateway {
     }
 }
 
-/// The host the client asked for: the URI authority (HTTP/2, absolute-form) or `Host`.
-/// Pingora refuses requests where the two differ; `request_filter` checks the syntax first.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
-}
-
 /// A gateway answer: status, message, an extra header.
 type Refusal = (u16, &'static str, Option<(HeaderName, HeaderValue)>);
 
@@ -156,29 +147,34 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
-        // Host syntax first: host policies, routes and certificates must all read the same host.
-        if request_host(session.req_header()).is_some_and(|h| !crate::routing::valid_host(h)) {
-            ctx.error = Some("invalid Host header");
-            respond::send_error(session, 400, "invalid Host header", &ctx.request_id, &[]).await?;
-            return Ok(true);
-        }
-        if let Some(host) = request_host(session.req_header()) {
-            if let Some(policy) = ctx.snapshot.hosts.lookup(host) {
-                let req = session.req_header();
-                let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                let verdict = policy::check(policy, ctx.tls(), host, target);
-                if ctx.ssl.is_some() {
-                    ctx.hsts.clone_from(&policy.hsts);
-                }
-                if let Some((status, message, extra)) = policy_refusal(verdict) {
-                    ctx.error = Some(message);
-                    let id = &ctx.request_id;
-                    respond::send_error(session, status, message, id, extra.as_slice()).await?;
-                    return Ok(true);
-                }
+        // The host first, checked once: host policies, routes and certificates must all read
+        // the same host, and a policy applies even to requests that match no route.
+        let host = match decide::request_host(session.req_header()) {
+            Ok(host) => host,
+            Err(rejection) => {
+                let message = rejection.message();
+                ctx.error = Some(message);
+                let status = rejection.status();
+                respond::send_error(session, status, message, &ctx.request_id, &[]).await?;
+                return Ok(true);
+            }
+        };
+        let policy = host.and_then(|h| Some((h, ctx.snapshot.hosts.lookup(h)?)));
+        if let Some((host, policy)) = policy {
+            let req = session.req_header();
+            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let verdict = policy::check(policy, ctx.tls(), host, target);
+            if ctx.ssl.is_some() {
+                ctx.hsts.clone_from(&policy.hsts);
+            }
+            if let Some((status, message, extra)) = policy_refusal(verdict) {
+                ctx.error = Some(message);
+                let id = &ctx.request_id;
+                respond::send_error(session, status, message, id, extra.as_slice()).await?;
+                return Ok(true);
             }
         }
-        match decide::route_request(&ctx.snapshot, session.req_header()) {
+        match decide::route_request(&ctx.snapshot, session.req_header(), host) {
             Ok(routed) => {
                 ctx.upstream_uri = routed.upstream_uri;
                 ctx.route = Some(routed.route);
@@ -207,7 +203,7 @@ impl ProxyHttp for Gateway {
             let req = session.req_header();
             let info = auth::RequestInfo {
                 route: &route.name,
-                host: request_host(req).unwrap_or(""),
+                host: decide::host_of(req).unwrap_or(""),
                 request_id: &ctx.request_id,
             };
             match auth::authenticate(auth, req, &info).await {
@@ -327,7 +323,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let upgrade = forward::is_upgrade(&upstream_request.headers);
         forward::remove_hop_by_hop(upstream_request, upgrade);
-        let host = request_host(session.req_header());
+        let host = decide::host_of(session.req_header());
         let info = forward::ForwardInfo {
             client_ip: ctx.client_ip,
             proto: if ctx.ssl.is_some() { "https" } else { "http" },
@@ -442,7 +438,7 @@ impl ProxyHttp for Gateway {
         let Some(log) = self.access_log.as_ref().filter(|_| ctx.snapshot.access_log) else {
             return;
         };
-        let host = request_host(req).unwrap_or("");
+        let host = decide::host_of(req).unwrap_or("");
         let target = pool
             .zip(ctx.upstream.target)
             .map(|(p, i)| p.targets[i].label.as_str());

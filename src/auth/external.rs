@@ -6,7 +6,7 @@
 
 use super::{Identity, Reason};
 use crate::auth::jwks::error_chain;
-use crate::limit::store::{Expiring, ShardedStore};
+use crate::limit::store::ExactCache;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub struct External {
     pub ttl: Duration,
     pub deny_ttl: Duration,
     pub fail_open: bool,
-    cache: Option<ShardedStore<CachedDecision>>,
+    cache: Option<ExactCache<Decision>>,
     /// Bounds the calls in flight.
     calls: tokio::sync::Semaphore,
 }
@@ -37,27 +37,6 @@ pub struct External {
 enum Decision {
     Allow(Arc<Identity>),
     Deny(Reason),
-}
-
-/// A cached decision; the identity bytes are kept and compared, so a hash collision cannot
-/// lend one identity's decision to another.
-struct CacheEntry {
-    key: Box<[u8]>,
-    decision: Decision,
-    /// Unix nanoseconds.
-    expires_at: u64,
-}
-
-#[derive(Default)]
-struct CachedDecision(Option<Box<CacheEntry>>);
-
-impl Expiring for CachedDecision {
-    fn is_idle(&self, now: u64) -> bool {
-        self.0.as_ref().is_none_or(|e| e.expires_at <= now)
-    }
-    fn expires_at(&self) -> u64 {
-        self.0.as_ref().map_or(0, |e| e.expires_at)
-    }
 }
 
 /// What one request is, for the authorizer.
@@ -94,7 +73,7 @@ impl External {
             ttl,
             deny_ttl,
             fail_open,
-            cache: caching.then(|| ShardedStore::new(cache_size)),
+            cache: caching.then(|| ExactCache::new(cache_size)),
             calls: tokio::sync::Semaphore::new(max_concurrent_calls),
         }
     }
@@ -127,21 +106,10 @@ impl External {
     pub async fn check(&self, call: &Call<'_>) -> Result<Arc<Identity>, Reason> {
         let key = self.identity_key(call).ok_or(Reason::MissingCredentials)?;
         let now = crate::clock::unix_nanos();
-        if let Some(cache) = &self.cache {
-            let mut hit = None;
-            cache.with_existing(cache.key_hash(&key), |e| {
-                if let Some(entry) =
-                    e.0.as_ref()
-                        .filter(|e| e.expires_at > now && *e.key == *key)
-                {
-                    hit = Some(entry.decision.clone());
-                }
-            });
-            match hit {
-                Some(Decision::Allow(identity)) => return Ok(identity),
-                Some(Decision::Deny(reason)) => return Err(reason),
-                None => {}
-            }
+        match self.cache.as_ref().and_then(|c| c.get(&key, now)) {
+            Some(Decision::Allow(identity)) => return Ok(identity),
+            Some(Decision::Deny(reason)) => return Err(reason),
+            None => {}
         }
         let permit = self.calls.try_acquire();
         let result = match permit {
@@ -171,13 +139,7 @@ impl External {
         };
         if let Some(cache) = self.cache.as_ref().filter(|_| !ttl.is_zero()) {
             let expires = now.saturating_add(ttl.as_nanos() as u64);
-            cache.with(cache.key_hash(&key), now, |e| {
-                e.0 = Some(Box::new(CacheEntry {
-                    key: key.into_boxed_slice(),
-                    decision: decision.clone(),
-                    expires_at: expires,
-                }));
-            });
+            cache.insert(&key, decision.clone(), expires, now);
         }
         match decision {
             Decision::Allow(identity) => Ok(identity),

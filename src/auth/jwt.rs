@@ -6,7 +6,7 @@
 use super::jwks::{family, KeySet};
 use super::source::{self, Source};
 use super::{Identity, Reason};
-use crate::limit::store::{Expiring, ShardedStore};
+use crate::limit::store::ExactCache;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -41,7 +41,8 @@ pub struct JwtAuthorizer {
     forward: Vec<(Vec<String>, HeaderName)>,
     consumer_claim: Vec<String>,
     pub missing_keys_status: u16,
-    cache: Option<ShardedStore<CachedToken>>,
+    /// Verified tokens with the key-set generation they were verified under.
+    cache: Option<ExactCache<(Arc<Verified>, u64)>>,
 }
 
 /// Settings of [`JwtAuthorizer::new`], already checked by the caller.
@@ -162,7 +163,7 @@ impl JwtAuthorizer {
                 .collect(),
             consumer_claim: claim_path(&s.consumer_claim),
             missing_keys_status: s.missing_keys_status,
-            cache: (s.cache_size > 0).then(|| ShardedStore::new(s.cache_size)),
+            cache: (s.cache_size > 0).then(|| ExactCache::new(s.cache_size)),
         }
     }
 
@@ -183,19 +184,14 @@ impl JwtAuthorizer {
     /// Verify `token` at `now` (Unix seconds), through the cache.
     pub fn verify(&self, token: &str, now: u64) -> Result<Arc<Verified>, Reason> {
         let keys = self.keys.current();
-        let hash = self.cache.as_ref().map(|c| c.key_hash(&token));
-        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
-            let mut hit = None;
-            cache.with_existing(hash, |entry| {
-                if let Some(e) = &entry.0 {
-                    if e.expires_at > now && e.generation == keys.generation && *e.token == *token {
-                        hit = Some(e.verified.clone());
-                    }
-                }
-            });
-            if let Some(v) = hit {
-                return Ok(v);
-            }
+        let now_nanos = now.saturating_mul(1_000_000_000);
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(token.as_bytes(), now_nanos));
+        // Verified under a key set that has changed since: verify again.
+        if let Some((verified, _)) = cached.filter(|(_, g)| *g == keys.generation) {
+            return Ok(verified);
         }
         if keys.is_empty() {
             return Err(Reason::KeysUnavailable);
@@ -255,15 +251,10 @@ impl JwtAuthorizer {
             expires_at = expires_at.min(iat + max_age);
         }
         let verified = Arc::new(self.identify(claims));
-        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
-            cache.with(hash, now.saturating_mul(1_000_000_000), |entry| {
-                entry.0 = Some(Box::new(CacheEntry {
-                    token: token.into(),
-                    verified: verified.clone(),
-                    expires_at,
-                    generation: keys.generation,
-                }));
-            });
+        if let Some(cache) = &self.cache {
+            let value = (verified.clone(), keys.generation);
+            let until = expires_at.saturating_mul(1_000_000_000);
+            cache.insert(token.as_bytes(), value, until, now_nanos);
         }
         Ok(verified)
     }
@@ -305,31 +296,5 @@ fn map_error(kind: &ErrorKind) -> Reason {
         | ErrorKind::InvalidKeyFormat
         | ErrorKind::Crypto(_) => Reason::InvalidSignature,
         _ => Reason::Malformed,
-    }
-}
-
-/// A cache slot: the token itself is kept and compared, so a hash collision can never lend one
-/// token's identity to another.
-#[derive(Default)]
-pub struct CachedToken(Option<Box<CacheEntry>>);
-
-pub struct CacheEntry {
-    token: Box<str>,
-    verified: Arc<Verified>,
-    /// Unix seconds.
-    expires_at: u64,
-    generation: u64,
-}
-
-impl Expiring for CachedToken {
-    fn is_idle(&self, now: u64) -> bool {
-        self.0
-            .as_ref()
-            .is_none_or(|e| e.expires_at.saturating_mul(1_000_000_000) <= now)
-    }
-    fn expires_at(&self) -> u64 {
-        self.0
-            .as_ref()
-            .map_or(0, |e| e.expires_at.saturating_mul(1_000_000_000))
     }
 }

@@ -104,6 +104,70 @@ impl<S: Expiring + Default> ShardedStore<S> {
     }
 }
 
+/// A bounded cache keyed by exact bytes (a token, a set of identity values) whose entries
+/// expire. The key itself is stored and compared on lookup, so a hash collision can never
+/// return the value cached for another key.
+pub struct ExactCache<V> {
+    store: ShardedStore<Slot<V>>,
+}
+
+struct SlotEntry<V> {
+    key: Box<[u8]>,
+    value: V,
+    /// Unix nanoseconds.
+    expires_at: u64,
+}
+
+struct Slot<V>(Option<Box<SlotEntry<V>>>);
+
+impl<V> Default for Slot<V> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<V> Expiring for Slot<V> {
+    fn is_idle(&self, now: u64) -> bool {
+        self.0.as_ref().is_none_or(|e| e.expires_at <= now)
+    }
+    fn expires_at(&self) -> u64 {
+        self.0.as_ref().map_or(0, |e| e.expires_at)
+    }
+}
+
+impl<V: Clone> ExactCache<V> {
+    /// A cache of at most about `max_entries` entries.
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            store: ShardedStore::new(max_entries),
+        }
+    }
+
+    /// The value cached for exactly `key`, unless it expired by `now` (Unix nanoseconds).
+    pub fn get(&self, key: &[u8], now: u64) -> Option<V> {
+        let mut hit = None;
+        self.store.with_existing(self.store.key_hash(&key), |slot| {
+            if let Some(e) = slot.0.as_ref() {
+                if e.expires_at > now && *e.key == *key {
+                    hit = Some(e.value.clone());
+                }
+            }
+        });
+        hit
+    }
+
+    /// Cache `value` for `key` until `expires_at` (Unix nanoseconds).
+    pub fn insert(&self, key: &[u8], value: V, expires_at: u64, now: u64) {
+        self.store.with(self.store.key_hash(&key), now, |slot| {
+            slot.0 = Some(Box::new(SlotEntry {
+                key: key.into(),
+                value,
+                expires_at,
+            }));
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +192,15 @@ mod tests {
             store.with(h, 0, |s| s.0 = 1_000 + i);
         }
         assert!(store.len() <= 1_000, "{} entries", store.len());
+    }
+
+    #[test]
+    fn exact_cache_compares_keys_and_expires() {
+        let cache: ExactCache<u32> = ExactCache::new(64);
+        cache.insert(b"token-a", 1, 100, 0);
+        assert_eq!(cache.get(b"token-a", 99), Some(1));
+        assert_eq!(cache.get(b"token-a", 100), None);
+        assert_eq!(cache.get(b"token-b", 0), None);
     }
 
     #[test]

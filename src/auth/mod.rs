@@ -435,16 +435,6 @@ pub fn compile(
     registry: &AuthRegistry,
     metrics: &Metrics,
 ) -> Result<Authorizer, CompileError> {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return Err(err(
-            "",
-            "authorizer names may only use letters, digits, `_`, `-` and `.`",
-        ));
-    }
     match config {
         AuthorizerConfig::Jwt(c) => compile_jwt(name, c, registry, metrics),
         AuthorizerConfig::ApiKey(c) => compile_api_key(name, c),

@@ -17,19 +17,13 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
     for (name, pool) in &config.upstreams {
         validate_upstream(&format!("upstreams.{name}"), pool, errors);
     }
+    // Authorizer names are metric labels; limit names are also quoted in RateLimit headers.
+    for name in config.authorizers.keys() {
+        check_token_name(&format!("authorizers.{name}"), "authorizer", name, errors);
+    }
     for (name, limit) in &config.limits {
         let path = format!("limits.{name}");
-        // The name is quoted in the RateLimit headers and used as a metric label.
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        {
-            errors.push(ConfigError::new(
-                path.clone(),
-                "limit names may only use letters, digits, `_`, `-` and `.`",
-            ));
-        }
+        check_token_name(&path, "limit", name, errors);
         validate_limit(&path, limit, errors);
         if limit.backend == super::LimitBackend::Redis {
             if config.redis.is_none() {
@@ -68,6 +62,20 @@ pub(super) fn validate(config: &Config, errors: &mut Vec<ConfigError>) {
         validate_route(&path, route, config, errors);
     }
     check_overlapping_routes(&config.routes, errors);
+}
+
+/// Names that go into headers and metric labels: letters, digits, `_`, `-`, `.`.
+fn check_token_name(path: &str, what: &str, name: &str, errors: &mut Vec<ConfigError>) {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok {
+        errors.push(ConfigError::new(
+            path,
+            format!("{what} names may only use letters, digits, `_`, `-` and `.`"),
+        ));
+    }
 }
 
 fn validate_listeners(config: &Config, errors: &mut Vec<ConfigError>) {

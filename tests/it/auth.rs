@@ -666,6 +666,10 @@ fn auth_config_errors_name_the_key() {
             "authorizers.a.jwks_url: plain http would let the network forge keys",
         ),
         (
+            "[authorizers.\"bad name\"]\ntype = \"api_key\"\nkeys = [{ consumer = \"a\", key = \"0123456789abcdefgh\" }]\n",
+            "authorizers.bad name: authorizer names may only use letters, digits",
+        ),
+        (
             "[authorizers.a]\ntype = \"oauth\"\n",
             "authorizers.a.type: expected one of `jwt`, `api_key`, `external`",
         ),

@@ -52,17 +52,14 @@ pub fn settings(
         s.set_alpn(pingora::protocols::ALPN::H1);
     }
     if let Some((cas, verify)) = client_cas(c)? {
-        let mut trust = openssl::x509::store::X509StoreBuilder::new().map_err(|e| bad("", &e))?;
         let mut names = openssl::stack::Stack::new().map_err(|e| bad("", &e))?;
         for ca in &cas {
-            trust
-                .add_cert(ca.clone())
-                .map_err(|e| bad(".client_ca", &e))?;
             names
                 .push(ca.subject_name().to_owned().map_err(|e| bad("", &e))?)
                 .map_err(|e| bad("", &e))?;
         }
-        s.set_verify_cert_store(trust.build())
+        let trust = super::trust_store(&cas).map_err(|e| bad(".client_ca", &e))?;
+        s.set_verify_cert_store(trust)
             .map_err(|e| bad(".client_ca", &e))?;
         s.set_client_ca_list(names);
         s.set_verify(verify);
@@ -74,28 +71,14 @@ pub fn settings(
 type ClientCas = Option<(Vec<X509>, SslVerifyMode)>;
 
 fn client_cas(c: &ListenerTlsConfig) -> Result<ClientCas, (String, String)> {
-    let bad = |key: &str, e: String| (key.to_string(), e);
     match (c.client_auth, &c.client_ca) {
         (ClientAuth::None, _) => Ok(None),
-        (_, None) => Err(bad(
-            ".client_ca",
+        (_, None) => Err((
+            ".client_ca".into(),
             "client certificates need the CA bundle they must chain to".into(),
         )),
         (mode, Some(path)) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| bad(".client_ca", format!("cannot read {}: {e}", path.display())))?;
-            let cas = X509::stack_from_pem(&pem).map_err(|_| {
-                bad(
-                    ".client_ca",
-                    format!("{}: not PEM certificates", path.display()),
-                )
-            })?;
-            if cas.is_empty() {
-                return Err(bad(
-                    ".client_ca",
-                    format!("{}: no certificate", path.display()),
-                ));
-            }
+            let cas = super::read_certificates(".client_ca", path)?;
             let verify = match mode {
                 ClientAuth::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
                 _ => SslVerifyMode::PEER,

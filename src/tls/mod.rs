@@ -83,6 +83,30 @@ impl CertStore {
     }
 }
 
+/// A PEM bundle of certificates (CAs to trust). Errors are (`key`, message).
+pub fn read_certificates(key: &str, path: &Path) -> Result<Vec<X509>, (String, String)> {
+    let bad = |m: String| (key.to_string(), m);
+    let pem =
+        std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let certs = X509::stack_from_pem(&pem)
+        .map_err(|_| bad(format!("{}: not PEM certificates", path.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!("{}: no certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// A verification store trusting exactly `certs`.
+pub fn trust_store(
+    certs: &[X509],
+) -> Result<openssl::x509::store::X509Store, openssl::error::ErrorStack> {
+    let mut store = openssl::x509::store::X509StoreBuilder::new()?;
+    for cert in certs {
+        store.add_cert(cert.clone())?;
+    }
+    Ok(store.build())
+}
+
 /// Seconds since the Unix epoch of an ASN.1 time.
 fn unix_of(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, String> {
     let epoch = Asn1Time::from_unix(0).map_err(|e| e.to_string())?;

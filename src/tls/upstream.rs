@@ -25,28 +25,6 @@ pub struct UpstreamTls {
     connector: SslConnector,
 }
 
-fn read_certs(key: &str, path: &std::path::Path) -> Result<Vec<X509>, (String, String)> {
-    let pem = std::fs::read(path).map_err(|e| {
-        (
-            key.to_string(),
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let certs = X509::stack_from_pem(&pem).map_err(|_| {
-        (
-            key.to_string(),
-            format!("{}: not PEM certificates", path.display()),
-        )
-    })?;
-    if certs.is_empty() {
-        return Err((
-            key.to_string(),
-            format!("{}: no certificate", path.display()),
-        ));
-    }
-    Ok(certs)
-}
-
 impl UpstreamTls {
     /// `first_target` is the first target's configured address: its host is the default SNI
     /// when it is a name.
@@ -76,7 +54,10 @@ impl UpstreamTls {
             }
             None => String::new(),
         };
-        let ca = c.ca.as_ref().map(|p| read_certs("tls.ca", p)).transpose()?;
+        let ca =
+            c.ca.as_ref()
+                .map(|p| super::read_certificates("tls.ca", p))
+                .transpose()?;
         let client = match (&c.client_cert, &c.client_key) {
             (Some(cert), Some(key)) => {
                 let entry = super::load_pair("upstream", cert, key)
@@ -94,11 +75,7 @@ impl UpstreamTls {
         let bad = |e: openssl::error::ErrorStack| ("tls".to_string(), e.to_string());
         let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(bad)?;
         if let Some(ca) = &ca {
-            let mut store = openssl::x509::store::X509StoreBuilder::new().map_err(bad)?;
-            for cert in ca {
-                store.add_cert(cert.clone()).map_err(bad)?;
-            }
-            builder.set_cert_store(store.build());
+            builder.set_cert_store(super::trust_store(ca).map_err(bad)?);
         }
         if let Some(client) = &client {
             builder.set_certificate(client.leaf()).map_err(bad)?;

@@ -56,15 +56,9 @@ impl CertStore {
     /// The certificate for an SNI name: exact, else a wildcard covering exactly one more
     /// label (RFC 6125: `*.example.com` covers `a.example.com`, not `a.b.example.com`).
     pub fn lookup(&self, sni: &str) -> Option<&Arc<CertEntry>> {
-        let sni = sni.trim_end_matches('.');
-        let lower;
-        let sni = if sni.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = sni.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            sni
-        };
-        self.exact.get(sni).or_else(|| {
+        // The same normalization as route hosts (case, trailing dot).
+        let sni = crate::routing::host_key(sni);
+        self.exact.get(sni.as_ref()).or_else(|| {
             let (_, parent) = sni.split_once('.')?;
             self.wildcard.get(parent)
         })

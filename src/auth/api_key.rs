@@ -85,14 +85,6 @@ impl ApiKeys {
             .cloned()
             .ok_or(Reason::InvalidKey)
     }
-
-    pub fn len(&self) -> usize {
-        self.by_digest.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
-    }
 }
 
 #[cfg(test)]

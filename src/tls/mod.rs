@@ -71,10 +71,6 @@ impl CertStore {
     pub fn entries(&self) -> impl Iterator<Item = &Arc<CertEntry>> {
         self.by_name.values()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
 }
 
 /// A PEM bundle of certificates (CAs to trust). Errors are (`key`, message).

@@ -105,7 +105,8 @@ pub struct Snapshot {
     pub certificate_files_hash: u64,
     /// Per-domain HTTPS policies.
     pub hosts: crate::tls::policy::HostPolicies,
-    /// Headers any authorizer sets upstream: removed from every client request, on every
+    /// Headers the gateway sets upstream from what it verified (any authorizer's identity
+    /// headers, the client certificate headers): removed from every client request, on every
     /// route, so an upstream can trust them.
     pub identity_headers: Vec<HeaderName>,
     /// Metrics of requests that matched no route.
@@ -270,6 +271,10 @@ pub fn compile(
     let mut identity_headers: Vec<HeaderName> = authorizers
         .iter()
         .flat_map(|a| a.sets.iter().cloned())
+        .chain([
+            crate::proxy::forward::CLIENT_CERT_SUBJECT.clone(),
+            crate::proxy::forward::CLIENT_CERT_FINGERPRINT.clone(),
+        ])
         .collect();
     identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     identity_headers.dedup();

@@ -139,24 +139,17 @@ pub fn strip_query_params(path_and_query: &str, names: &[String]) -> Option<Stri
     })
 }
 
-static CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
-static CLIENT_CERT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-cert-sha256");
+/// Headers carrying the verified client certificate upstream. They are among the snapshot's
+/// `identity_headers`, so `set_identity` removes client-sent ones on every request.
+pub static CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+pub static CLIENT_CERT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 
-/// The verified client certificate, for upstreams: the headers are removed from every client
-/// request first, so only the gateway can set them.
+/// The verified client certificate, for upstreams. Client-sent copies of these headers are
+/// already gone (`set_identity`), so only the gateway sets them.
 pub fn set_client_cert(
     headers: &mut impl EditHeaders,
     cert: Option<&crate::tls::accept::ClientCert>,
 ) {
-    for name in [&CLIENT_CERT_SUBJECT, &CLIENT_CERT_FINGERPRINT] {
-        if headers.map().contains_key(name) {
-            headers.remove(name);
-        }
-    }
-    remove_lookalikes(
-        headers,
-        &[CLIENT_CERT_SUBJECT.clone(), CLIENT_CERT_FINGERPRINT.clone()],
-    );
     if let Some(cert) = cert {
         if let Ok(v) = HeaderValue::from_str(&cert.subject) {
             headers.set(&CLIENT_CERT_SUBJECT, v);
@@ -309,7 +302,11 @@ mod tests {
             ("authorization", "Bearer t"),
             ("x_client_cert_sha256", "spoofed"),
         ]);
-        let protected = [HeaderName::from_static("x-consumer-id")];
+        let protected = [
+            HeaderName::from_static("x-consumer-id"),
+            CLIENT_CERT_SUBJECT.clone(),
+            CLIENT_CERT_FINGERPRINT.clone(),
+        ];
         let identity = crate::auth::Identity {
             consumer: None,
             headers: vec![(protected[0].clone(), HeaderValue::from_static("alice"))],

@@ -143,12 +143,13 @@ impl Snapshot {
 /// certificates.
 pub fn files_hash(files: &[std::path::PathBuf]) -> u64 {
     files.iter().fold(0, |h, f| {
-        fold_file_hash(h, &std::fs::read(f).unwrap_or_default())
+        fold_hash(h, &std::fs::read(f).unwrap_or_default())
     })
 }
 
-/// One file's content folded into a running hash (order matters).
-pub fn fold_file_hash(h: u64, content: &[u8]) -> u64 {
+/// Bytes folded into a running content hash (order matters). Fixed seeds: the value is
+/// compared within one process only (file watch, JWKS changes, connection pool keys).
+pub fn fold_hash(h: u64, content: &[u8]) -> u64 {
     let state = ahash::RandomState::with_seeds(7, 8, 9, 10);
     h.rotate_left(5) ^ state.hash_one(content)
 }

@@ -108,7 +108,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<Keys, String> {
         .and_then(|k| k.as_array())
         .ok_or("JWKS has no `keys` array")?;
     let mut keys = Keys {
-        content: ahash_once(body),
+        content: crate::snapshot::fold_hash(0, body),
         ..Keys::default()
     };
     for item in list {
@@ -166,11 +166,6 @@ pub fn parse_pem(pem: &[u8], fam: Family) -> Result<KeyEntry, String> {
         family: fam,
         alg: None,
     })
-}
-
-fn ahash_once(bytes: &[u8]) -> u64 {
-    // Fixed seeds: the value is compared across fetches within one process only.
-    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(bytes)
 }
 
 /// Where a remote key set comes from and how often it is fetched.

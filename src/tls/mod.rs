@@ -48,7 +48,7 @@ pub struct CertStore {
     /// Every certificate and key file read, for the file watch.
     pub files: Vec<PathBuf>,
     /// Hash of exactly the bytes these certificates were built from (see
-    /// `snapshot::fold_file_hash`): the watch compares the files' current content with it.
+    /// `snapshot::fold_hash`): the watch compares the files' current content with it.
     pub content_hash: u64,
 }
 
@@ -233,8 +233,8 @@ pub fn compile(
         // Hash what is parsed, not a second read: a file replaced in between would otherwise
         // look loaded while the old certificate serves.
         let loaded = read_pair(&cert, &key_file).and_then(|(c, k)| {
-            store.content_hash = crate::snapshot::fold_file_hash(store.content_hash, &c);
-            store.content_hash = crate::snapshot::fold_file_hash(store.content_hash, &k);
+            store.content_hash = crate::snapshot::fold_hash(store.content_hash, &c);
+            store.content_hash = crate::snapshot::fold_hash(store.content_hash, &k);
             parse_pair(&name, &cert, &key_file, &c, &k)
         });
         let mut entry = match loaded {

@@ -91,13 +91,12 @@ impl UpstreamTls {
         }
         // Trust anchors and client identity (Pingora hashes a client certificate by serial
         // number only, which two CAs can both issue).
-        let state = ahash::RandomState::with_seeds(1, 3, 5, 7);
         let group_key = ca
             .iter()
             .flatten()
             .chain(client.iter().map(|c| c.leaf()))
             .filter_map(|c| c.to_der().ok())
-            .fold(1u64, |h, der| h.rotate_left(7) ^ state.hash_one(der));
+            .fold(1u64, |h, der| crate::snapshot::fold_hash(h, &der));
         Ok(Self {
             sni,
             verify: c.verify,

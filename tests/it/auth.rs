@@ -473,6 +473,18 @@ limits = ["per_consumer"]
         .contains("key-0123456789"));
 }
 
+/// An `external` authorizer `ext` at `authz` with `settings`, guarding a catch-all route `api`
+/// to `upstream`.
+fn external_config(authz: &Upstream, upstream: &Upstream, settings: &str) -> String {
+    format!(
+        "[authorizers.ext]\ntype = \"external\"\nurl = \"http://{}/check\"\n{settings}\n\
+         [upstreams.p]\ntargets = [{{ address = \"{}\" }}]\n\
+         [[routes]]\nname = \"api\"\nupstream = \"p\"\nauth = \"ext\"\n",
+        authz.address(),
+        upstream.address()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn external_authorizer_allows_denies_caches_and_fails_closed() {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -511,25 +523,11 @@ async fn external_authorizer_allows_denies_caches_and_fails_closed() {
     })
     .await;
     let upstream = Upstream::echo().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[authorizers.ext]
-type = "external"
-url = "http://{authz}/check"
-forward_headers = ["x-user"]
-consumer_header = "x-user"
-timeout = "300ms"
-cache_ttl = "60s"
-deny_cache_ttl = "60s"
-[upstreams.p]
-targets = [{{ address = "{up}" }}]
-[[routes]]
-name = "api"
-upstream = "p"
-auth = "ext"
-"#,
-        authz = authz.address(),
-        up = upstream.address(),
+    let gw = Gateway::start(&external_config(
+        &authz,
+        &upstream,
+        "forward_headers = [\"x-user\"]\nconsumer_header = \"x-user\"\ntimeout = \"300ms\"\n\
+         cache_ttl = \"60s\"\ndeny_cache_ttl = \"60s\"",
     ));
     let (status, _, body) = call(gw.url("/orders?id=1"), Some("good")).await;
     assert_eq!(status, 200);
@@ -712,22 +710,10 @@ async fn external_authorizer_calls_in_flight_are_bounded() {
     })
     .await;
     let upstream = Upstream::echo().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[authorizers.ext]
-type = "external"
-url = "http://{authz}/check"
-timeout = "3s"
-max_concurrent_calls = 1
-[upstreams.p]
-targets = [{{ address = "{up}" }}]
-[[routes]]
-name = "api"
-upstream = "p"
-auth = "ext"
-"#,
-        authz = authz.address(),
-        up = upstream.address(),
+    let gw = Gateway::start(&external_config(
+        &authz,
+        &upstream,
+        "timeout = \"3s\"\nmax_concurrent_calls = 1",
     ));
     let first = tokio::spawn(call(gw.url("/"), Some("one")));
     tokio::time::sleep(Duration::from_millis(200)).await;

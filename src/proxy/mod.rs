@@ -2,12 +2,16 @@
 //! that own the decisions:
 //!
 //! ```text
-//! request_filter          request id, client IP → decide::route_request → reject | respond | proxy
-//! upstream_peer           route's pool → Pool::select (health aware) → HttpPeer
-//! fail_to_connect         passive health, retry on another target
-//! upstream_request_filter forward::remove_hop_by_hop + add_forwarding, path rewrite
+//! request_filter          request id, client IP, TLS facts → decide::request_host →
+//!                         tls::policy::check → decide::route_request → limits not keyed by
+//!                         consumer → auth::authenticate → consumer limits →
+//!                         reject | respond | proxy
+//! upstream_peer           route's pool → Pool::select (health aware) → HttpPeer (TLS)
+//! fail_to_connect         passive health, upstream TLS failures logged, retry elsewhere
+//! upstream_request_filter forward::remove_hop_by_hop + add_forwarding + set_identity +
+//!                         set_client_cert, path rewrite, credential query parameters removed
 //! upstream_response_filter hop-by-hop removal, upstream timing
-//! response_filter         request id
+//! response_filter         request id, RateLimit headers, HSTS
 //! fail_to_proxy           respond::status_for_error → JSON 502/503/504
 //! logging                 metrics + access log line
 //! ```

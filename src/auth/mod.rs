@@ -514,35 +514,29 @@ fn compile_jwt(
     let read = |key: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))
     };
-    let keys = if c.discovery {
+    // Where remote keys come from: (discovery issuer, JWKS URL); `None` for local keys.
+    let origin = if c.discovery {
         let issuer = c
             .issuer
             .as_ref()
             .ok_or_else(|| err(".issuer", "discovery needs the issuer URL"))?;
         check_url(".issuer", issuer, c.allow_http)?;
-        Some(RemoteSource {
-            discovery_issuer: Some(issuer.clone()),
-            jwks_url: None,
-            allow_http: c.allow_http,
-            refresh: c.refresh_interval,
-            min_refresh: c.min_refresh_interval,
-            max_refresh: c.max_refresh_interval,
-            timeout: c.fetch_timeout,
-        })
+        Some((Some(issuer.clone()), None))
     } else if let Some(url) = &c.jwks_url {
         check_url(".jwks_url", url, c.allow_http)?;
-        Some(RemoteSource {
-            discovery_issuer: None,
-            jwks_url: Some(url.clone()),
-            allow_http: c.allow_http,
-            refresh: c.refresh_interval,
-            min_refresh: c.min_refresh_interval,
-            max_refresh: c.max_refresh_interval,
-            timeout: c.fetch_timeout,
-        })
+        Some((None, Some(url.clone())))
     } else {
         None
     };
+    let keys = origin.map(|(discovery_issuer, jwks_url)| RemoteSource {
+        discovery_issuer,
+        jwks_url,
+        allow_http: c.allow_http,
+        refresh: c.refresh_interval,
+        min_refresh: c.min_refresh_interval,
+        max_refresh: c.max_refresh_interval,
+        timeout: c.fetch_timeout,
+    });
     let key_set = match keys {
         Some(source) => registry.key_set(name, source, metrics),
         None => {

@@ -23,6 +23,9 @@
 # connections, `handshake` sends `Connection: close` so every request pays a full handshake
 # (handshakes per second). The minimal Pingora proxy has no TLS and is left out.
 # GATEHOUSE_TLS_THREADS=N gives gatehouse N dedicated handshake threads.
+# PIN=1 (the default with 2 or more CPUs) pins the load side (wrk and the nginx upstream) to
+# CPU 0 and every proxy to the other CPUs, so a proxy's CPU per request is not moved by how
+# the scheduler shares cores with the load generator; PIN=0 lets them float.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -43,12 +46,19 @@ REDIS_PORT=18086
 WORK=$(mktemp -d)
 UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
 TICKS=$(getconf CLK_TCK)
+NCPU=$(nproc)
+PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
+LOAD_ON=() PROXY_ON=()
+if [ "$PIN" = 1 ]; then
+  LOAD_ON=(taskset -c 0) PROXY_ON=(taskset -c "1-$((NCPU - 1))")
+fi
 pids=()
 # SIGTERM (nginx's master stops its workers), then SIGKILL: Pingora drains for its grace
 # period after SIGTERM, and with SO_REUSEPORT a draining proxy from the previous run would
 # share the next run's port and its load, which makes the measured process's CPU per request
 # look smaller than it is.
 cleanup() {
+  disown -a 2>/dev/null || true # no "Killed" job reports for the proxies stopped below
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -160,11 +170,11 @@ forward_claims = { sub = "x-consumer-id" }
 CONF
 fi
 
-nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
-nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
-"$BIN" run -c "$WORK/gatehouse.toml" >/dev/null 2>"$WORK/gh.err" & pids+=($!)
+"${LOAD_ON[@]}" nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
+"${PROXY_ON[@]}" nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
+"${PROXY_ON[@]}" "$BIN" run -c "$WORK/gatehouse.toml" >/dev/null 2>"$WORK/gh.err" & pids+=($!)
 GH_PID=$!
-"$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$UP" >/dev/null 2>&1 & pids+=($!)
+"${PROXY_ON[@]}" "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$UP" >/dev/null 2>&1 & pids+=($!)
 MIN_PID=$!
 sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
@@ -182,9 +192,9 @@ cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
 
 run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
   local before after out reqs
-  wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH" >/dev/null # warm
+  "${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH" >/dev/null # warm
   before=$(cpu_ticks "$3")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH")
+  out=$("${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH")
   after=$(cpu_ticks "$3")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '
@@ -235,3 +245,8 @@ awk -v a="$m_ngx" -v m="$m_min" -v b="$m_gh" -v pm="$(p99 minimal)" -v pg="$(p99
   printf "median CPU µs/req: nginx %.2f, minimal pingora %.2f, gatehouse %.2f\n", a, m, b
   printf "ratios: gatehouse/minimal %.2f, gatehouse/nginx %.2f, minimal/nginx %.2f\n", b / m, b / a, m / a
   printf "median p99: minimal %.0f µs, gatehouse %.0f µs, gatehouse/minimal %.2f\n", pm, pg, pg / pm }'
+# Each round's gatehouse figure against the minimal proxy measured just before it: slow drift
+# of the machine cancels out within a round.
+printf '%s\n' "${results[@]}" | awk '$1 == "minimal" {m = $6} $1 == "gatehouse" {print $6 / m}' |
+  sort -n | awk '{v[NR] = $1} END {
+    printf "gatehouse/minimal per round: median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'

@@ -308,6 +308,16 @@ pub struct UpstreamConfig {
     /// Connect to the targets over TLS.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// Also send the RFC 7239 `Forwarded` header. Off by default: `X-Forwarded-For`,
+    /// `-Proto` and `-Host` carry the same facts and are what most upstreams read.
+    #[serde(default)]
+    pub forwarded_header: bool,
+    /// Keep header names spelled as they arrived, in both directions. Off by default: names go
+    /// out in lower case (as HTTP/2 always sends them), which spares Pingora's per-header case
+    /// bookkeeping on every request; turn it on for an upstream or client that compares header
+    /// names case-sensitively.
+    #[serde(default)]
+    pub preserve_header_case: bool,
 }
 
 /// TLS to upstream targets.

@@ -125,6 +125,51 @@ async fn refuse(
     }
 }
 
+/// The gateway's edits of the upstream request's headers: hop-by-hop headers out, forwarding
+/// headers in, identity headers replaced.
+fn edit_upstream_request(
+    headers: &mut impl forward::EditHeaders,
+    ctx: &RequestCtx,
+    host: Option<&str>,
+    forwarded: bool,
+) {
+    let upgrade = forward::is_upgrade(headers.map());
+    forward::remove_hop_by_hop(headers, upgrade);
+    let info = forward::ForwardInfo {
+        client_ip: ctx.client_ip,
+        proto: if ctx.ssl.is_some() { "https" } else { "http" },
+        host,
+        request_id: &ctx.request_id,
+        forwarded,
+    };
+    forward::add_forwarding(headers, &info);
+    let strip = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
+    let strip = strip.map_or(&[][..], |a| &a.authorizer.strip[..]);
+    forward::set_identity(
+        headers,
+        &ctx.snapshot.identity_headers,
+        strip,
+        ctx.identity.as_deref(),
+    );
+    forward::set_client_cert(headers, ctx.tls().and_then(|t| t.client_cert.as_ref()));
+}
+
+/// The gateway's edits of the response's headers: hop-by-hop headers out, request id, HSTS and
+/// `RateLimit` headers in.
+fn edit_response(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, status: http::StatusCode) {
+    let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
+    forward::remove_hop_by_hop(headers, switching);
+    headers.set(&REQUEST_ID, ctx.request_id.clone());
+    if let Some(hsts) = &ctx.hsts {
+        headers.set(&header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let Some(report) = &ctx.limit.report {
+        for (name, value) in report.headers() {
+            headers.set(&name, value);
+        }
+    }
+}
+
 fn proxied_pool(ctx: &RequestCtx) -> Option<&Arc<Pool>> {
     match &ctx.route.as_ref()?.action {
         RouteAction::Proxy { pool, .. } => Some(pool),
@@ -325,28 +370,16 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let upgrade = forward::is_upgrade(&upstream_request.headers);
-        forward::remove_hop_by_hop(upstream_request, upgrade);
         let host = decide::host_of(session.req_header());
-        let info = forward::ForwardInfo {
-            client_ip: ctx.client_ip,
-            proto: if ctx.ssl.is_some() { "https" } else { "http" },
-            host,
-            request_id: &ctx.request_id,
-        };
-        forward::add_forwarding(upstream_request, &info);
-        let strip = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
-        let strip = strip.map_or(&[][..], |a| &a.authorizer.strip[..]);
-        forward::set_identity(
-            upstream_request,
-            &ctx.snapshot.identity_headers,
-            strip,
-            ctx.identity.as_deref(),
-        );
-        forward::set_client_cert(
-            upstream_request,
-            ctx.tls().and_then(|t| t.client_cert.as_ref()),
-        );
+        let pool = proxied_pool(ctx);
+        let forwarded = pool.is_some_and(|p| p.forwarded_header);
+        if pool.is_some_and(|p| p.preserve_header_case) {
+            edit_upstream_request(upstream_request, ctx, host, forwarded);
+        } else {
+            forward::edit_request_without_case(upstream_request, |h| {
+                edit_upstream_request(h, ctx, host, forwarded)
+            });
+        }
         // Cloned, not taken: Pingora calls this filter again when it retries the request.
         if let Some(uri) = &ctx.upstream_uri {
             upstream_request.set_uri(uri.clone());
@@ -374,25 +407,13 @@ impl ProxyHttp for Gateway {
         if !upstream_response.status.is_informational() {
             ctx.upstream.header_at = Some(Instant::now());
         }
-        let switching = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
-        forward::remove_hop_by_hop(upstream_response, switching);
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        upstream_response.insert_header(REQUEST_ID.clone(), ctx.request_id.clone())?;
-        if let Some(hsts) = &ctx.hsts {
-            upstream_response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
-        }
-        if let Some(report) = &ctx.limit.report {
-            for (name, value) in report.headers() {
-                upstream_response.insert_header(name, value)?;
-            }
+        let status = upstream_response.status;
+        if proxied_pool(ctx).is_some_and(|p| p.preserve_header_case) {
+            edit_response(upstream_response, ctx, status);
+        } else {
+            forward::edit_response_without_case(upstream_response, |h| {
+                edit_response(h, ctx, status)
+            });
         }
         Ok(())
     }

@@ -68,6 +68,10 @@ pub struct Pool {
     pub health_check: Option<crate::config::HealthCheckConfig>,
     /// TLS to the targets, when configured.
     pub tls: Option<crate::tls::upstream::UpstreamTls>,
+    /// Send the RFC 7239 `Forwarded` header too.
+    pub forwarded_header: bool,
+    /// Header names keep their spelling (see `UpstreamConfig::preserve_header_case`).
+    pub preserve_header_case: bool,
     pub metrics: UpstreamMetrics,
 }
 
@@ -166,6 +170,8 @@ impl Pool {
             passive: config.passive.clone(),
             health_check: config.health_check.clone(),
             tls,
+            forwarded_header: config.forwarded_header,
+            preserve_header_case: config.preserve_header_case,
             metrics,
         })
     }

@@ -122,10 +122,7 @@ async fn forwarding_headers_request_id_and_hop_by_hop() {
     assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "api.example.com");
-    assert_eq!(
-        h["forwarded"],
-        "for=127.0.0.1;host=\"api.example.com\";proto=http"
-    );
+    assert!(h.get("forwarded").is_none(), "Forwarded is opt-in");
     assert_eq!(h["host"], "api.example.com", "Host is passed through");
     assert_eq!(h["x-request-id"], "client-id-42");
     assert_eq!(h["x-custom"], "kept");
@@ -143,6 +140,104 @@ async fn forwarding_headers_request_id_and_hop_by_hop() {
     assert_eq!(id.len(), 32);
     let seen: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(seen["headers"]["x-request-id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_header_when_the_upstream_asks_for_it() {
+    let upstream = Upstream::echo().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.echo]\ntargets = [{{ address = \"{}\" }}]\nforwarded_header = true\n\
+         [[routes]]\nname = \"echo\"\nupstream = \"echo\"\n",
+        upstream.address()
+    ));
+    let resp = client()
+        .get(gw.url("/"))
+        .header("host", "api.example.com")
+        .header("forwarded", "for=203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        seen["headers"]["forwarded"],
+        "for=203.0.113.7, for=127.0.0.1;host=\"api.example.com\";proto=http"
+    );
+}
+
+/// An HTTP/1.1 upstream that keeps every request head as received, byte for byte, and answers
+/// with a mixed-case header.
+async fn recording_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        seen.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).into_owned());
+                        let answer = b"HTTP/1.1 200 OK\r\nX-Upstream-Said: Yes\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_names_go_lower_case_unless_the_upstream_keeps_their_spelling() {
+    let (addr, heads, _task) = recording_upstream().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.lower]\ntargets = [{{ address = \"{addr}\" }}]\n\
+         [upstreams.cased]\ntargets = [{{ address = \"{addr}\" }}]\npreserve_header_case = true\n\
+         [[routes]]\nname = \"lower\"\npath_prefix = \"/lower\"\nupstream = \"lower\"\n\
+         [[routes]]\nname = \"cased\"\npath_prefix = \"/cased\"\nupstream = \"cased\"\n"
+    ));
+    let ask = |path: &str| {
+        format!(
+            "GET {path}?q=%41b HTTP/1.1\r\nHost: api.test\r\nX-Mixed-Case: 1\r\n\
+             Connection: close, X-Hop\r\nX-Hop: gone\r\n\r\n"
+        )
+    };
+    let wait = Duration::from_secs(5);
+    let lower = raw_request(gw.addr(), ask("/lower/a").as_bytes(), wait).await;
+    let cased = raw_request(gw.addr(), ask("/cased/a").as_bytes(), wait).await;
+    assert!(lower.starts_with("HTTP/1.1 200"), "{lower}");
+    assert!(lower.contains("\r\nx-upstream-said: Yes\r\n"), "{lower}");
+    assert!(lower.contains("\r\nx-request-id: "), "{lower}");
+    assert!(cased.contains("\r\nX-Upstream-Said: Yes\r\n"), "{cased}");
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    let (to_lower, to_cased) = (&heads[0], &heads[1]);
+    assert!(to_lower.starts_with("GET /lower/a?q=%41b HTTP/1.1\r\n"), "{to_lower}");
+    assert!(to_lower.contains("\r\nx-mixed-case: 1\r\n"), "{to_lower}");
+    assert!(to_lower.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{to_lower}");
+    assert!(to_cased.starts_with("GET /cased/a?q=%41b HTTP/1.1\r\n"), "{to_cased}");
+    assert!(to_cased.contains("\r\nX-Mixed-Case: 1\r\n"), "{to_cased}");
+    for head in [to_lower, to_cased] {
+        assert!(!head.to_ascii_lowercase().contains("x-hop"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("\r\nhost: api.test\r\n"), "{head}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

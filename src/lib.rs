@@ -15,5 +15,6 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod text;
 pub mod tls;
 pub mod upstream;

@@ -11,6 +11,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendE
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use crate::text;
+
 /// Lines buffered between workers and the writer thread.
 const QUEUE: usize = 64 * 1024;
 
@@ -50,7 +52,9 @@ impl AccessEntry<'_> {
         out.extend_from_slice(b",\"client_ip\":");
         match self.client_ip {
             Some(ip) => {
-                let _ = write!(out, "\"{ip}\"");
+                out.push(b'"');
+                text::push_ip(out, ip);
+                out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
         }
@@ -59,7 +63,7 @@ impl AccessEntry<'_> {
             ("host", self.host),
             ("path", self.path),
         ] {
-            let _ = write!(out, ",\"{key}\":");
+            json_key(out, key);
             json_str(out, value);
         }
         for (key, value) in [
@@ -67,14 +71,18 @@ impl AccessEntry<'_> {
             ("upstream", self.upstream),
             ("target", self.target),
         ] {
-            let _ = write!(out, ",\"{key}\":");
+            json_key(out, key);
             json_opt(out, value);
         }
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes_sent\":{},\"bytes_received\":{},\"duration_ms\":",
-            self.status, self.bytes_sent, self.bytes_received
-        );
+        for (key, value) in [
+            ("status", u64::from(self.status)),
+            ("bytes_sent", self.bytes_sent as u64),
+            ("bytes_received", self.bytes_received as u64),
+        ] {
+            json_key(out, key);
+            text::push_u64(out, value);
+        }
+        out.extend_from_slice(b",\"duration_ms\":");
         write_millis(out, self.duration);
         out.extend_from_slice(b",\"upstream_duration_ms\":");
         match self.upstream_duration {
@@ -87,7 +95,7 @@ impl AccessEntry<'_> {
             ("error", self.error),
         ] {
             if let Some(v) = value {
-                let _ = write!(out, ",\"{key}\":");
+                json_key(out, key);
                 json_str(out, v);
             }
         }
@@ -102,9 +110,26 @@ fn json_opt(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
+/// `,"key":`
+fn json_key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn needs_escape(b: u8) -> bool {
+    matches!(b, b'"' | b'\\' | 0..=0x1f | 0x7f)
+}
+
 /// A JSON string: quotes, backslashes and control characters escaped.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    // Nearly every value (ids, methods, hosts, paths) needs no escaping: copy it whole.
+    if !s.bytes().any(needs_escape) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for &b in s.as_bytes() {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -120,8 +145,10 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Milliseconds with microsecond precision, e.g. `1.234`.
 fn write_millis(out: &mut Vec<u8>, d: Duration) {
-    let micros = d.as_micros();
-    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    text::push_u64(out, micros / 1000);
+    out.push(b'.');
+    text::push_3_digits(out, micros % 1000);
 }
 
 thread_local! {
@@ -144,7 +171,9 @@ fn write_time(out: &mut Vec<u8>, t: SystemTime) {
         }
         out.extend_from_slice(&cached.1);
     });
-    let _ = write!(out, ".{:03}Z", d.subsec_millis());
+    out.push(b'.');
+    text::push_3_digits(out, u64::from(d.subsec_millis()));
+    out.push(b'Z');
 }
 
 /// What the writer thread takes over when it starts.

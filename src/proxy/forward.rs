@@ -215,8 +215,8 @@ pub fn remove_hop_by_hop(headers: &mut impl EditHeaders, keep_upgrade: bool) {
         return;
     }
     if present & CONNECTION_BIT != 0 {
-        // The headers `Connection` names. Tokens are looked up by text first, so the usual
-        // `keep-alive` and `close` cost no header-name parsing.
+        // The headers `Connection` names. Tokens are looked up by text first, so `close`
+        // costs no header-name parsing; `keep-alive` is skipped, the loop below removes it.
         let named: Vec<HeaderName> = headers
             .map()
             .get_all(header::CONNECTION)
@@ -224,7 +224,8 @@ pub fn remove_hop_by_hop(headers: &mut impl EditHeaders, keep_upgrade: bool) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| !t.is_empty() && headers.map().contains_key(*t))
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("keep-alive"))
+            .filter(|t| headers.map().contains_key(*t))
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| {
                 // Framing and the upgrade itself are not the client's to strip.
@@ -287,7 +288,7 @@ pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
     // Each value is written once into one buffer that becomes the header value without a copy.
     if let Some(ip) = info.client_ip {
         let mut xff = prior_values(headers.map(), &X_FORWARDED_FOR, 48);
-        push_ip(&mut xff, ip);
+        crate::text::push_ip(&mut xff, ip);
         set(headers, &X_FORWARDED_FOR, xff);
     }
     headers.set(&X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
@@ -303,7 +304,7 @@ pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
             }
             Some(ip) => {
                 fwd.extend_from_slice(b"for=");
-                push_ip(&mut fwd, ip);
+                crate::text::push_ip(&mut fwd, ip);
             }
             None => fwd.extend_from_slice(b"for=unknown"),
         }
@@ -314,30 +315,6 @@ pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
         set(headers, &header::FORWARDED, fwd);
     }
     headers.set(&REQUEST_ID, info.request_id.clone());
-}
-
-/// The address in its usual text form. IPv4 is written digit by digit: through `fmt` it cost
-/// more than the rest of the forwarding headers together.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if octet >= 100 {
-                    out.push(b'0' + octet / 100);
-                }
-                if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
-                }
-                out.push(b'0' + octet % 10);
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
 }
 
 /// The existing values of a list header joined with `, `, followed by `, ` when non-empty, in a

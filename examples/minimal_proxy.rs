@@ -2,6 +2,11 @@
 //! upstream, built with gatehouse's release settings (fat LTO, mimalloc, one thread, no work
 //! stealing, no compression module). `benches/compare.sh` measures gatehouse against it.
 //!
+//! `MINIMAL_TIMEOUTS=1` sets gatehouse's per-peer timeouts and `MINIMAL_FORWARDING=1` adds the
+//! headers gatehouse adds (`X-Forwarded-For/-Proto/-Host` and a request id both ways) the
+//! plain way, through Pingora's `insert_header`: with both, this is a hand-written Pingora
+//! proxy with gatehouse's forwarding behaviour and none of its routing or policy machinery.
+//!
 //!   cargo run --release --example minimal_proxy -- 127.0.0.1:18085 127.0.0.1:18081
 
 use async_trait::async_trait;
@@ -9,6 +14,9 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -18,17 +26,58 @@ struct Minimal {
     /// Set the same per-peer timeouts gatehouse sets (MINIMAL_TIMEOUTS=1), to separate what
     /// Pingora's timers cost from what gatehouse's own code costs.
     timeouts: bool,
+    forwarding: bool,
 }
 
 #[async_trait]
 impl ProxyHttp for Minimal {
-    type CTX = ();
+    /// The request id.
+    type CTX = String;
 
-    fn new_ctx(&self) {}
+    fn new_ctx(&self) -> String {
+        String::new()
+    }
 
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        id: &mut String,
+    ) -> Result<()> {
+        if self.forwarding {
+            if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()) {
+                req.insert_header("x-forwarded-for", ip.ip().to_string())?;
+            }
+            req.insert_header("x-forwarded-proto", "http")?;
+            if let Some(host) = session.req_header().headers.get("host").cloned() {
+                req.insert_header("x-forwarded-host", host)?;
+            }
+            let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            *id = format!("{:016x}{n:016x}", std::process::id());
+            req.insert_header("x-request-id", id.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        id: &mut String,
+    ) -> Result<()> {
+        if self.forwarding {
+            resp.insert_header("x-request-id", id.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut String,
+    ) -> Result<Box<HttpPeer>> {
         let mut peer = Box::new(HttpPeer::new(self.upstream, false, String::new()));
         if self.timeouts {
             let o = &mut peer.options;
@@ -67,6 +116,7 @@ fn main() {
         Minimal {
             upstream,
             timeouts: std::env::var_os("MINIMAL_TIMEOUTS").is_some(),
+            forwarding: std::env::var_os("MINIMAL_FORWARDING").is_some(),
         },
     );
     proxy.add_tcp(listen);

@@ -56,7 +56,13 @@ mod tests {
             push_u64(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
         }
-        for (n, text) in [(0u64, "000"), (7, "007"), (42, "042"), (999, "999"), (1234, "234")] {
+        for (n, text) in [
+            (0u64, "000"),
+            (7, "007"),
+            (42, "042"),
+            (999, "999"),
+            (1234, "234"),
+        ] {
             let mut out = Vec::new();
             push_3_digits(&mut out, n);
             assert_eq!(out, text.as_bytes());

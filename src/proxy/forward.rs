@@ -210,7 +210,10 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 pub fn remove_hop_by_hop(headers: &mut impl EditHeaders, keep_upgrade: bool) {
     // One pass over the names finds which hop-by-hop headers are present, instead of a hash
     // lookup per candidate: most messages carry none of them, or only `Connection`.
-    let present = headers.map().keys().fold(0u8, |bits, k| bits | hop_by_hop_bit(k));
+    let present = headers
+        .map()
+        .keys()
+        .fold(0u8, |bits, k| bits | hop_by_hop_bit(k));
     if present == 0 && !keep_upgrade {
         return;
     }
@@ -467,7 +470,13 @@ mod tests {
     #[test]
     fn ipv4_addresses_are_written_like_display_and_forwarded_is_opt_in() {
         let id = HeaderValue::from_static("abc");
-        for ip in ["0.0.0.0", "10.2.30.255", "192.168.100.9", "255.255.255.255", "1.20.3.40"] {
+        for ip in [
+            "0.0.0.0",
+            "10.2.30.255",
+            "192.168.100.9",
+            "255.255.255.255",
+            "1.20.3.40",
+        ] {
             let mut h = HeaderMap::new();
             let info = ForwardInfo {
                 client_ip: ip.parse().ok(),
@@ -478,8 +487,17 @@ mod tests {
             };
             add_forwarding(&mut h, &info);
             assert_eq!(h["x-forwarded-for"], ip);
-            assert!(h.get("forwarded").is_none(), "Forwarded only when asked for");
-            add_forwarding(&mut h, &ForwardInfo { forwarded: true, ..info });
+            assert!(
+                h.get("forwarded").is_none(),
+                "Forwarded only when asked for"
+            );
+            add_forwarding(
+                &mut h,
+                &ForwardInfo {
+                    forwarded: true,
+                    ..info
+                },
+            );
             assert_eq!(h["forwarded"], format!("for={ip};proto=https"));
         }
     }

@@ -156,7 +156,11 @@ fn edit_upstream_request(
 
 /// The gateway's edits of the response's headers: hop-by-hop headers out, request id, HSTS and
 /// `RateLimit` headers in.
-fn edit_response(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, status: http::StatusCode) {
+fn edit_response(
+    headers: &mut impl forward::EditHeaders,
+    ctx: &RequestCtx,
+    status: http::StatusCode,
+) {
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     forward::remove_hop_by_hop(headers, switching);
     headers.set(&REQUEST_ID, ctx.request_id.clone());
@@ -179,16 +183,22 @@ fn proxied_pool(ctx: &RequestCtx) -> Option<&Arc<Pool>> {
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+    /// Boxed: Pingora moves the context with its request futures several times per request,
+    /// and a pointer is cheaper to move than the 450-byte context.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.store.load_full())
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(self.store.load_full()))
     }
 
     /// No compression module unless a route asks for one: even disabled it costs 2-3% CPU.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = request_id::for_request(req.headers.get(&REQUEST_ID));
         ctx.client_ip = session
@@ -292,7 +302,7 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
         let Some(pool) = proxied_pool(ctx).cloned() else {
             return Error::e_explain(
@@ -324,7 +334,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let (Some(pool), Some(index)) = (proxied_pool(ctx).cloned(), ctx.upstream.target) {
@@ -356,7 +366,7 @@ impl ProxyHttp for Gateway {
         _peer: &HttpPeer,
         _fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if let (Some(pool), Some(index)) = (proxied_pool(ctx), ctx.upstream.target) {
             pool.report_connect_success(index);
@@ -368,7 +378,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let host = decide::host_of(session.req_header());
         let pool = proxied_pool(ctx);
@@ -402,7 +412,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if !upstream_response.status.is_informational() {
             ctx.upstream.header_at = Some(Instant::now());
@@ -422,7 +432,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let (status, message) = respond::status_for_error(e);
         let message = ctx.error.unwrap_or(message);
@@ -441,7 +451,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         let now = Instant::now();
         let wall = SystemTime::now();
         let elapsed = now.duration_since(ctx.started);

@@ -229,14 +229,26 @@ async fn header_names_go_lower_case_unless_the_upstream_keeps_their_spelling() {
     let heads = heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 2, "{heads:?}");
     let (to_lower, to_cased) = (&heads[0], &heads[1]);
-    assert!(to_lower.starts_with("GET /lower/a?q=%41b HTTP/1.1\r\n"), "{to_lower}");
+    assert!(
+        to_lower.starts_with("GET /lower/a?q=%41b HTTP/1.1\r\n"),
+        "{to_lower}"
+    );
     assert!(to_lower.contains("\r\nx-mixed-case: 1\r\n"), "{to_lower}");
-    assert!(to_lower.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{to_lower}");
-    assert!(to_cased.starts_with("GET /cased/a?q=%41b HTTP/1.1\r\n"), "{to_cased}");
+    assert!(
+        to_lower.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{to_lower}"
+    );
+    assert!(
+        to_cased.starts_with("GET /cased/a?q=%41b HTTP/1.1\r\n"),
+        "{to_cased}"
+    );
     assert!(to_cased.contains("\r\nX-Mixed-Case: 1\r\n"), "{to_cased}");
     for head in [to_lower, to_cased] {
         assert!(!head.to_ascii_lowercase().contains("x-hop"), "{head}");
-        assert!(head.to_ascii_lowercase().contains("\r\nhost: api.test\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nhost: api.test\r\n"),
+            "{head}"
+        );
     }
 }
 

@@ -181,8 +181,8 @@ owners() { # self cost grouped by the crate that owns the function, in Ir per re
 
 hooks() { # inclusive cost of gatehouse's ProxyHttp hooks, in Ir per request
   callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null | awk -v n="$REQUESTS" '
-    /gatehouse::proxy::Gateway as pingora_proxy::proxy_trait::ProxyHttp>::/ {
-      ir = $1; gsub(",", "", ir); sym = $0
+    /gatehouse::proxy::Gateway as pingora_proxy::proxy_trait::ProxyHttp>::/ && !/drop_in_place/ {
+      ir = $1; gsub(",", "", ir); ir += 0; sym = $0
       sub(/.*ProxyHttp>::/, "", sym); sub(/::\{\{closure\}\}.*/, "", sym); sub(/[ (].*/, "", sym)
       if (!(sym in seen) || ir > seen[sym]) seen[sym] = ir
     }

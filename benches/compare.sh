@@ -28,6 +28,7 @@
 # the scheduler shares cores with the load generator; PIN=0 lets them float.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 ROUNDS=${1:-3}
 SECS=${2:-10}
 CONNS=${CONNS:-50}
@@ -77,22 +78,7 @@ for b in "$BIN" "$MINIMAL"; do
   [ -x "$b" ] || { echo "build first: cargo build --release --bin gatehouse --example minimal_proxy" >&2; exit 1; }
 done
 
-nginx_conf() { # $1 name, $2 server block
-  mkdir -p "$WORK/$1"
-  cat > "$WORK/$1/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  $2
-}
-CONF
-}
-nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { return 200 'ok'; } }"
+nginx_conf "$WORK/upstream" "server { listen 127.0.0.1:$UP; location / { return 200 'ok'; } }"
 NGX_TLS=""
 if [ -n "$TLS" ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -101,26 +87,10 @@ if [ -n "$TLS" ]; then
   NGX_TLS="ssl; ssl_certificate $WORK/tls.crt; ssl_certificate_key $WORK/tls.key;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m"
 fi
-nginx_conf proxy "upstream u { server 127.0.0.1:$UP; keepalive 256; }
+nginx_conf "$WORK/proxy" "upstream u { server 127.0.0.1:$UP; keepalive 256; }
   server { listen 127.0.0.1:$NGX $NGX_TLS; location / { proxy_pass http://u; proxy_http_version 1.1;
   proxy_set_header Connection \"\"; } }"
-cat > "$WORK/gatehouse.toml" <<CONF
-[server]
-threads = 1
-pid_file = "$WORK/gh.pid"
-upgrade_sock = "$WORK/gh.sock"
-[[listeners]]
-address = "127.0.0.1:$GH"
-[admin]
-address = "127.0.0.1:$GH_ADMIN"
-[access_log]
-enabled = $ACCESS_LOG
-[upstreams.u]
-targets = [{ address = "127.0.0.1:$UP" }]
-[[routes]]
-name = "plain"
-upstream = "u"
-CONF
+{ gatehouse_conf "$WORK" $GH $GH_ADMIN "$ACCESS_LOG"; plain_route $UP; } > "$WORK/gatehouse.toml"
 if [ -n "$LIMIT" ]; then
   sed -i 's/^upstream = "u"$/upstream = "u"\nlimits = ["bench"]/' "$WORK/gatehouse.toml"
   cat >> "$WORK/gatehouse.toml" <<CONF
@@ -151,23 +121,9 @@ if [ -n "$TLS" ]; then
   [ "$TLS" = handshake ] && WRK_HEADER+=(-H "Connection: close")
 fi
 if [ "$AUTH" = jwt ]; then
-  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/jwt.key" 2>/dev/null
-  openssl pkey -in "$WORK/jwt.key" -pubout -out "$WORK/jwt.pub"
-  head=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
-  body=$(printf '{"iss":"bench","sub":"user-1","aud":"api","exp":%d}' $(($(date +%s) + 86400)) | b64url)
-  sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -sign "$WORK/jwt.key" -binary | b64url)
-  WRK_HEADER+=(-H "Authorization: Bearer $head.$body.$sig")
+  WRK_HEADER+=(-H "Authorization: Bearer $(jwt_setup "$WORK")")
   sed -i 's/^upstream = "u"$/upstream = "u"\nauth = "bench"/' "$WORK/gatehouse.toml"
-  cat >> "$WORK/gatehouse.toml" <<CONF
-[authorizers.bench]
-type = "jwt"
-algorithms = ["RS256"]
-issuer = "bench"
-audiences = ["api"]
-public_key_file = "$WORK/jwt.pub"
-forward_claims = { sub = "x-consumer-id" }
-CONF
+  jwt_authorizer "$WORK" >> "$WORK/gatehouse.toml"
 fi
 
 "${LOAD_ON[@]}" nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)

@@ -17,6 +17,7 @@
 # KEEP=DIR is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 REQUESTS=${1:-20000}
 WARMUP=1000
 BIN=${BIN:-target/release/gatehouse}
@@ -43,53 +44,16 @@ for port in $UP $GH $GH_ADMIN $MIN; do
   if ss -Hltn "sport = :$port" | grep -q .; then echo "port $port is in use" >&2; exit 1; fi
 done
 
-mkdir -p "$WORK/upstream"
-cat > "$WORK/upstream/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/error.log crit;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 'ok'; } } }
-CONF
+nginx_conf "$WORK/upstream" "server { listen 127.0.0.1:$UP; location / { return 200 'ok'; } }"
 nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
 
-cat > "$WORK/gatehouse.toml" <<CONF
-[server]
-threads = 1
-pid_file = "$WORK/gh.pid"
-upgrade_sock = "$WORK/gh.sock"
-[[listeners]]
-address = "127.0.0.1:$GH"
-[admin]
-address = "127.0.0.1:$GH_ADMIN"
-[access_log]
-enabled = $([ -n "$FULL" ] && echo true || echo false)
-[upstreams.u]
-targets = [{ address = "127.0.0.1:$UP" }]
-[[routes]]
-name = "plain"
-upstream = "u"
-CONF
+{ gatehouse_conf "$WORK" $GH $GH_ADMIN "$([ -n "$FULL" ] && echo true || echo false)"; plain_route $UP; } > "$WORK/gatehouse.toml"
 AUTH_HEADER=""
 if [ -n "$FULL" ]; then
-  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/jwt.key" 2>/dev/null
-  openssl pkey -in "$WORK/jwt.key" -pubout -out "$WORK/jwt.pub"
-  head=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
-  body=$(printf '{"iss":"bench","sub":"user-1","aud":"api","exp":%d}' $(($(date +%s) + 86400)) | b64url)
-  sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -sign "$WORK/jwt.key" -binary | b64url)
-  AUTH_HEADER="Bearer $head.$body.$sig"
+  AUTH_HEADER="Bearer $(jwt_setup "$WORK")"
   sed -i 's/^upstream = "u"$/upstream = "u"\nauth = "bench"\nlimits = ["bench"]/' "$WORK/gatehouse.toml"
+  jwt_authorizer "$WORK" >> "$WORK/gatehouse.toml"
   cat >> "$WORK/gatehouse.toml" <<CONF
-[authorizers.bench]
-type = "jwt"
-algorithms = ["RS256"]
-issuer = "bench"
-audiences = ["api"]
-public_key_file = "$WORK/jwt.pub"
-forward_claims = { sub = "x-consumer-id" }
 [limits.bench]
 rate = 1000000000
 burst = 1000

@@ -6,6 +6,7 @@
 #   benches/scale.sh            (needs a release build: cargo build --release --bin gatehouse)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 BIN=${BIN:-target/release/gatehouse}
 WORK=$(mktemp -d)
 GH=18093 ADMIN=18094
@@ -15,18 +16,7 @@ trap cleanup EXIT
 [ -x "$BIN" ] || { echo "build first: cargo build --release --bin gatehouse" >&2; exit 1; }
 
 config() { # $1 routes
-  cat <<CONF
-[server]
-threads = 1
-pid_file = "$WORK/gh.pid"
-upgrade_sock = "$WORK/gh.sock"
-[[listeners]]
-address = "127.0.0.1:$GH"
-[admin]
-address = "127.0.0.1:$ADMIN"
-[access_log]
-enabled = false
-CONF
+  gatehouse_conf "$WORK" $GH $ADMIN false
   for i in $(seq 1 "$1"); do
     printf '[[routes]]\nname = "r%d"\npath_prefix = "/r/%d"\nrespond = { body = "ok" }\n' "$i" "$i"
   done

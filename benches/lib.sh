@@ -1,0 +1,74 @@
+# Shared by the benchmark scripts (sourced, not run): the config pieces they all write.
+
+# gatehouse_conf WORK PORT ADMIN_PORT ACCESS_LOG: the [server], listener, admin and access-log
+# part of a one-thread gatehouse config.
+gatehouse_conf() {
+  cat <<CONF
+[server]
+threads = 1
+pid_file = "$1/gh.pid"
+upgrade_sock = "$1/gh.sock"
+[[listeners]]
+address = "127.0.0.1:$2"
+[admin]
+address = "127.0.0.1:$3"
+[access_log]
+enabled = $4
+CONF
+}
+
+# plain_route UPSTREAM_PORT: pool `u` with one target and the catch-all route "plain" to it
+# (its `upstream = "u"` line is where the scripts add auth and limits).
+plain_route() {
+  cat <<CONF
+[upstreams.u]
+targets = [{ address = "127.0.0.1:$1" }]
+[[routes]]
+name = "plain"
+upstream = "u"
+CONF
+}
+
+# nginx_conf DIR SERVER_BLOCKS: a one-worker nginx config in DIR/nginx.conf (foreground, no
+# access log, unlimited keep-alive requests).
+nginx_conf() {
+  mkdir -p "$1"
+  cat > "$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+}
+
+# jwt_setup WORK: an RS256 key pair in WORK/jwt.key and WORK/jwt.pub; prints a token for it
+# (iss "bench", aud "api", sub "user-1", valid for a day, kid "bench").
+jwt_setup() {
+  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1/jwt.key" 2>/dev/null
+  openssl pkey -in "$1/jwt.key" -pubout -out "$1/jwt.pub"
+  local head body sig
+  head=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
+  body=$(printf '{"iss":"bench","sub":"user-1","aud":"api","exp":%d}' $(($(date +%s) + 86400)) | b64url)
+  sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -sign "$1/jwt.key" -binary | b64url)
+  echo "$head.$body.$sig"
+}
+
+# jwt_authorizer WORK: the [authorizers.bench] section that accepts jwt_setup's tokens.
+jwt_authorizer() {
+  cat <<CONF
+[authorizers.bench]
+type = "jwt"
+algorithms = ["RS256"]
+issuer = "bench"
+audiences = ["api"]
+public_key_file = "$1/jwt.pub"
+forward_claims = { sub = "x-consumer-id" }
+CONF
+}

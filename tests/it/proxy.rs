@@ -253,6 +253,80 @@ async fn header_names_go_lower_case_unless_the_upstream_keeps_their_spelling() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn websocket_upgrades_switch_protocols_and_relay_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                s.read(&mut byte).await.unwrap(),
+                1,
+                "closed before the head ended"
+            );
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let head = read_head(&mut s).await;
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => s.write_all(&buf[..n]).await.unwrap(),
+            }
+        }
+        head
+    });
+    let gw = Gateway::start(&format!(
+        "[upstreams.ws]\ntargets = [{{ address = \"{addr}\" }}]\n\
+         [[routes]]\nname = \"ws\"\nupstream = \"ws\"\n"
+    ));
+    let mut client = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_head(&mut client))
+        .await
+        .expect("no answer to the upgrade");
+    assert!(answer.starts_with("http/1.1 101"), "{answer}");
+    assert!(answer.contains("\r\nupgrade: websocket\r\n"), "{answer}");
+    assert!(answer.contains("\r\nconnection: upgrade\r\n"), "{answer}");
+    assert!(answer.contains("\r\nx-request-id: "), "{answer}");
+    // After the switch the gateway relays raw bytes both ways.
+    client.write_all(b"frame-1").await.unwrap();
+    let mut echoed = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed))
+        .await
+        .expect("no echo through the upgraded connection")
+        .unwrap();
+    assert_eq!(&echoed, b"frame-1");
+    drop(client);
+    let head = tokio::time::timeout(Duration::from_secs(5), upstream)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+    assert!(head.contains("\r\nsec-websocket-key: "), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn paths_are_normalized_and_rewritten() {
     let upstream = Upstream::echo().await;
     let pool = format!(

@@ -12,7 +12,8 @@
 # minimal_proxy) and python3. One client connection sends the requests one after another
 # (keep-alive), so no batching differs between proxies. GATEHOUSE_FULL=1 gives gatehouse the
 # full chain (cached RS256 JWT + local rate limit + access log to /dev/null) and sends the
-# token to both proxies. Prints Ir per request, the owners of the self cost (by symbol) and
+# token to both proxies; with GATEHOUSE_LIMIT=redis the limit is checked in a redis-server
+# started here. Prints Ir per request, the owners of the self cost (by symbol) and
 # the inclusive cost of each gatehouse phase hook; the raw callgrind files are kept when
 # KEEP=DIR is set.
 set -euo pipefail
@@ -23,8 +24,9 @@ WARMUP=1000
 BIN=${BIN:-target/release/gatehouse}
 MINIMAL=${MINIMAL:-target/release/examples/minimal_proxy}
 FULL=${GATEHOUSE_FULL:-}
+LIMIT=${GATEHOUSE_LIMIT:-local}
 WORK=$(mktemp -d)
-UP=18181 GH=18183 GH_ADMIN=18184 MIN=18185
+UP=18181 GH=18183 GH_ADMIN=18184 MIN=18185 REDIS_PORT=18186
 pids=()
 cleanup() { # nginx's master stops its worker on SIGTERM; SIGKILL would orphan it
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -58,7 +60,12 @@ if [ -n "$FULL" ]; then
 rate = 1000000000
 burst = 1000
 key = ["client_ip"]
+backend = "$LIMIT"
 CONF
+  if [ "$LIMIT" = redis ]; then
+    printf '[redis]\nurl = "redis://127.0.0.1:%s/"\ntimeout = "1s"\n' $REDIS_PORT >> "$WORK/gatehouse.toml"
+    redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
+  fi
 fi
 
 # Sends N keep-alive requests on one connection, one after another; fails on a non-200.

@@ -9,11 +9,12 @@
 
 use super::gcra::RateDecision;
 use super::quota::QuotaDecision;
+use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// GCRA on the server's clock (`TIME`), so instances never disagree about time.
@@ -66,7 +67,8 @@ pub enum RedisLimitError {
 /// A shared connection to one Redis, used by every Redis-backed policy.
 pub struct RedisLimiter {
     client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    /// The live connection; read without a lock on every check.
+    conn: ArcSwapOption<ConnectionManager>,
     connecting: tokio::sync::Mutex<()>,
     /// When the last connection attempt failed ([`now_ms`]); 0 when it did not.
     last_failure_ms: AtomicU64,
@@ -87,7 +89,7 @@ impl RedisLimiter {
         let client = redis::Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
         Ok(Self {
             client,
-            conn: Mutex::new(None),
+            conn: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
             last_failure_ms: AtomicU64::new(0),
             timeout,
@@ -99,7 +101,7 @@ impl RedisLimiter {
     }
 
     fn cached(&self) -> Option<ConnectionManager> {
-        self.conn.lock().ok()?.clone()
+        self.conn.load().as_deref().cloned()
     }
 
     async fn connection(&self) -> Result<ConnectionManager, RedisLimitError> {
@@ -139,9 +141,7 @@ impl RedisLimiter {
         match connected {
             Ok(manager) => {
                 self.last_failure_ms.store(0, Ordering::Relaxed);
-                if let Ok(mut slot) = self.conn.lock() {
-                    *slot = Some(manager.clone());
-                }
+                self.conn.store(Some(Arc::new(manager.clone())));
                 tracing::info!("connected to redis for shared limits");
                 Ok(manager)
             }
@@ -161,11 +161,14 @@ impl RedisLimiter {
         key.push_str(&self.prefix);
         key.push_str(policy);
         key.push(':');
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for b in &digest[..12] {
-            key.push_str(&format!("{b:02x}"));
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 0xf)]));
         }
         if let Some(s) = suffix {
-            key.push_str(&format!(":{s}"));
+            key.push(':');
+            key.push_str(itoa::Buffer::new().format(s));
         }
         key
     }
@@ -224,16 +227,9 @@ impl RedisLimiter {
 
     /// Log a failure at most once per interval; callers count every one in metrics.
     pub fn report_failure(&self, policy: &str, error: &RedisLimitError, fail_open: bool) {
-        if matches!(
-            error,
-            RedisLimitError::Unreachable(_) | RedisLimitError::Command(_)
-        ) {
+        if matches!(error, RedisLimitError::Unreachable(_)) {
             // Drop the connection so the next check reconnects.
-            if let Ok(mut slot) = self.conn.lock() {
-                if matches!(error, RedisLimitError::Unreachable(_)) {
-                    *slot = None;
-                }
-            }
+            self.conn.store(None);
         }
         let now = now_ms() + LOG_EVERY_MS;
         let last = self.last_error_log_ms.load(Ordering::Relaxed);
@@ -250,5 +246,28 @@ impl RedisLimiter {
             };
             tracing::warn!(policy, %error, "shared limit unavailable, {mode}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_the_format_other_instances_use() {
+        // Instances of different versions share counters during a rolling upgrade, so the key
+        // must stay `PREFIX POLICY : 24 hex digits of SHA-256 [: suffix]`.
+        let limiter = RedisLimiter::new("redis://127.0.0.1:1/", Duration::from_millis(50), "gh:")
+            .expect("valid url");
+        let digest = Sha256::digest(b"10.0.0.1");
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            limiter.key("api", b"10.0.0.1", None),
+            format!("gh:api:{hex}")
+        );
+        assert_eq!(
+            limiter.key("api", b"10.0.0.1", Some(20_411)),
+            format!("gh:api:{hex}:20411")
+        );
     }
 }

@@ -9,9 +9,10 @@
 //! upstream_peer           route's pool → Pool::select (health aware) → HttpPeer (TLS)
 //! fail_to_connect         passive health, upstream TLS failures logged, retry elsewhere
 //! upstream_request_filter forward::remove_hop_by_hop + add_forwarding + set_identity +
-//!                         set_client_cert, path rewrite, credential query parameters removed
-//! upstream_response_filter hop-by-hop removal, upstream timing
-//! response_filter         request id, RateLimit headers, HSTS
+//!                         set_client_cert (on a plain HeaderMap unless the pool preserves
+//!                         header case), path rewrite, credential query parameters removed
+//! upstream_response_filter upstream timing, hop-by-hop removal, request id, RateLimit
+//!                         headers, HSTS (one pass over the response headers)
 //! fail_to_proxy           respond::status_for_error → JSON 502/503/504
 //! logging                 metrics + access log line
 //! ```

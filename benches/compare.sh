@@ -93,17 +93,8 @@ nginx_conf "$WORK/proxy" "upstream u { server 127.0.0.1:$UP; keepalive 256; }
 { gatehouse_conf "$WORK" $GH $GH_ADMIN "$ACCESS_LOG"; plain_route $UP; } > "$WORK/gatehouse.toml"
 if [ -n "$LIMIT" ]; then
   sed -i 's/^upstream = "u"$/upstream = "u"\nlimits = ["bench"]/' "$WORK/gatehouse.toml"
-  cat >> "$WORK/gatehouse.toml" <<CONF
-[limits.bench]
-rate = 1000000000
-burst = 1000
-key = ["client_ip"]
-backend = "$LIMIT"
-CONF
-  if [ "$LIMIT" = redis ]; then
-    printf '[redis]\nurl = "redis://127.0.0.1:%s/"\ntimeout = "100ms"\n' $REDIS_PORT >> "$WORK/gatehouse.toml"
-    redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
-  fi
+  limit_conf "$LIMIT" $REDIS_PORT 100ms >> "$WORK/gatehouse.toml"
+  if [ "$LIMIT" = redis ]; then start_redis $REDIS_PORT & pids+=($!); fi
 fi
 
 if [ "$ROUTES" -gt 0 ]; then

@@ -55,17 +55,8 @@ if [ -n "$FULL" ]; then
   AUTH_HEADER="Bearer $(jwt_setup "$WORK")"
   sed -i 's/^upstream = "u"$/upstream = "u"\nauth = "bench"\nlimits = ["bench"]/' "$WORK/gatehouse.toml"
   jwt_authorizer "$WORK" >> "$WORK/gatehouse.toml"
-  cat >> "$WORK/gatehouse.toml" <<CONF
-[limits.bench]
-rate = 1000000000
-burst = 1000
-key = ["client_ip"]
-backend = "$LIMIT"
-CONF
-  if [ "$LIMIT" = redis ]; then
-    printf '[redis]\nurl = "redis://127.0.0.1:%s/"\ntimeout = "1s"\n' $REDIS_PORT >> "$WORK/gatehouse.toml"
-    redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
-  fi
+  limit_conf "$LIMIT" $REDIS_PORT 1s >> "$WORK/gatehouse.toml"
+  if [ "$LIMIT" = redis ]; then start_redis $REDIS_PORT & pids+=($!); fi
 fi
 
 # Sends N keep-alive requests on one connection, one after another; fails on a non-200.

@@ -72,3 +72,25 @@ public_key_file = "$1/jwt.pub"
 forward_claims = { sub = "x-consumer-id" }
 CONF
 }
+
+# limit_conf BACKEND REDIS_PORT REDIS_TIMEOUT: the [limits.bench] section (a per-client-IP rate
+# high enough never to refuse, so every request pays for a full check) and, for the redis
+# backend, the [redis] section; the caller starts redis-server on REDIS_PORT.
+limit_conf() {
+  cat <<CONF
+[limits.bench]
+rate = 1000000000
+burst = 1000
+key = ["client_ip"]
+backend = "$1"
+CONF
+  if [ "$1" = redis ]; then
+    printf '[redis]\nurl = "redis://127.0.0.1:%s/"\ntimeout = "%s"\n' "$2" "$3"
+  fi
+}
+
+# start_redis PORT: a throwaway redis-server (no persistence); run it with `&` so that $!
+# is the server itself (the function execs it).
+start_redis() {
+  exec redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no >/dev/null
+}

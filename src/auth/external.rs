@@ -7,6 +7,8 @@
 use super::{Identity, Reason};
 use crate::auth::jwks::error_chain;
 use crate::limit::store::ExactCache;
+use crate::proxy::forward::X_FORWARDED_HOST;
+use crate::proxy::request_id;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
@@ -14,8 +16,6 @@ use std::time::Duration;
 
 static FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 static FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
-static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static REQUEST_ID: HeaderName = HeaderName::from_static(crate::proxy::request_id::HEADER);
 
 /// A compiled `type = "external"` authorizer.
 pub struct External {
@@ -153,8 +153,8 @@ impl External {
             .get(&self.url)
             .timeout(self.timeout)
             .header(&FORWARDED_METHOD, call.req.method.as_str())
-            .header(&FORWARDED_HOST, call.host)
-            .header(&REQUEST_ID, call.request_id.clone());
+            .header(&X_FORWARDED_HOST, call.host)
+            .header(&request_id::HEADER, call.request_id.clone());
         if let Some(pq) = call.req.uri.path_and_query() {
             request = request.header(&FORWARDED_URI, pq.as_str());
         }

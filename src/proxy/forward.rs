@@ -94,10 +94,10 @@ pub struct ForwardInfo<'a> {
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Also sent to external authorizers, with the host the client asked for.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static REQUEST_ID: HeaderName = HeaderName::from_static(super::request_id::HEADER);
 
 /// Identity headers on the upstream request: every header any authorizer sets is removed from
 /// what the client sent (on every route, so no upstream can be fooled by a spoofed one), the
@@ -317,7 +317,7 @@ pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
         let _ = write!(fwd, ";proto={}", info.proto);
         set(headers, &header::FORWARDED, fwd);
     }
-    headers.set(&REQUEST_ID, info.request_id.clone());
+    headers.set(&super::request_id::HEADER, info.request_id.clone());
 }
 
 /// The existing values of a list header joined with `, `, followed by `, ` when non-empty, in a

@@ -42,8 +42,6 @@ use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-static REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
-
 /// The gateway service.
 pub struct Gateway {
     store: Arc<SnapshotStore>,
@@ -164,7 +162,7 @@ fn edit_response(
 ) {
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     forward::remove_hop_by_hop(headers, switching);
-    headers.set(&REQUEST_ID, ctx.request_id.clone());
+    headers.set(&request_id::HEADER, ctx.request_id.clone());
     if let Some(hsts) = &ctx.hsts {
         headers.set(&header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -201,7 +199,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
         let req = session.req_header();
-        ctx.request_id = request_id::for_request(req.headers.get(&REQUEST_ID));
+        ctx.request_id = request_id::for_request(req.headers.get(&request_id::HEADER));
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -8,8 +8,6 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
-static REQUEST_ID: HeaderName = HeaderName::from_static(super::request_id::HEADER);
-
 /// Write `{"error": message, "request_id": id}` with `status`.
 pub async fn send_error(
     session: &mut Session,
@@ -23,7 +21,7 @@ pub async fn send_error(
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(REQUEST_ID.clone(), request_id.clone())?;
+    resp.insert_header(super::request_id::HEADER.clone(), request_id.clone())?;
     for (name, value) in extra {
         resp.insert_header(name.clone(), value.clone())?;
     }
@@ -55,7 +53,7 @@ pub async fn send_fixed(
         resp.append_header(name.clone(), value.clone())?;
     }
     resp.insert_header(header::CONTENT_LENGTH, fixed.body.len())?;
-    resp.insert_header(REQUEST_ID.clone(), request_id.clone())?;
+    resp.insert_header(super::request_id::HEADER.clone(), request_id.clone())?;
     let head_only = session.req_header().method == http::Method::HEAD || fixed.body.is_empty();
     session
         .write_response_header(Box::new(resp), head_only)

@@ -197,7 +197,7 @@ impl AdminApp {
 
     fn upstreams(&self) -> Response<Vec<u8>> {
         let snapshot = self.reloader.store.load();
-        let now = crate::upstream::health::now_millis();
+        let now = crate::clock::now_millis();
         let pools: Vec<Value> = snapshot
             .pools
             .iter()

@@ -4,17 +4,22 @@
 //! (Pingora phases) → per-concern modules ([`routing`], [`upstream`], [`observe`]).
 
 pub mod admin;
-pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod hash;
+pub mod headers;
+pub mod host;
 pub mod limit;
 pub mod observe;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod services;
 pub mod snapshot;
 pub mod text;
 pub mod tls;
 pub mod upstream;
+pub mod urlpath;

@@ -4,9 +4,11 @@ use crate::admin::AdminApp;
 use crate::config::{self, Config};
 use crate::observe::access_log::AccessLog;
 use crate::proxy::Gateway;
-use crate::reload::{ReloadTriggers, Reloader, ShutdownSignals};
+use crate::reload::Reloader;
+use crate::services::health_checks::HealthChecker;
+use crate::services::key_refresh::KeyRefresher;
+use crate::services::signals::{ReloadTriggers, ShutdownSignals};
 use crate::snapshot::{self, Registries, SnapshotStore};
-use crate::upstream::health::HealthChecker;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -112,10 +114,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         "health checks",
         HealthChecker::new(store.clone()),
     ));
-    server.add_service(background_service(
-        "key refresh",
-        crate::auth::KeyRefresher::new(store),
-    ));
+    server.add_service(background_service("key refresh", KeyRefresher::new(store)));
     server.add_service(background_service(
         "config reload",
         ReloadTriggers {

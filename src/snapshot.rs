@@ -7,7 +7,7 @@
 use crate::auth::{AuthRegistry, Authorizer, RouteAuth};
 use crate::config::{self, Config, ConfigError, ConfigErrors, RouteConfig};
 use crate::limit::{LimitRegistry, Policy};
-use crate::observe::metrics::{Metrics, RouteMetrics};
+use crate::observe::metrics::{Metrics, RouteMetrics, Series};
 use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
 use crate::upstream::health::HealthRegistry;
 use crate::upstream::Pool;
@@ -128,6 +128,41 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The labelled metric series this snapshot owns, by name.
+    pub fn series(&self) -> Series {
+        Series {
+            routes: self
+                .routes
+                .iter()
+                .map(|r| {
+                    let authorizer = r.auth.as_ref().map(|a| a.authorizer.name.clone());
+                    (r.name.clone(), authorizer)
+                })
+                .collect(),
+            key_sets: self
+                .authorizers
+                .iter()
+                .filter(|a| a.remote_keys().is_some())
+                .map(|a| a.name.clone())
+                .collect(),
+            certificates: self
+                .certificates
+                .entries()
+                .map(|c| c.name.clone())
+                .collect(),
+            pools: self
+                .pools
+                .iter()
+                .map(|p| {
+                    let targets = p.targets.iter().map(|t| t.label.clone()).collect();
+                    (p.name.clone(), targets)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Certificates closer to expiry than this are reported by `check`, at startup and on reload.
 pub const CERT_EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
 
@@ -137,21 +172,6 @@ impl Snapshot {
         let now = crate::clock::unix_secs() as i64;
         crate::tls::expiring(&self.certificates, now, CERT_EXPIRY_WARNING_SECS)
     }
-}
-
-/// Hash of the content of `files` (unreadable files count as empty), to notice replaced
-/// certificates.
-pub fn files_hash(files: &[std::path::PathBuf]) -> u64 {
-    files.iter().fold(0, |h, f| {
-        fold_hash(h, &std::fs::read(f).unwrap_or_default())
-    })
-}
-
-/// Bytes folded into a running content hash (order matters). Fixed seeds: the value is
-/// compared within one process only (file watch, JWKS changes, connection pool keys).
-pub fn fold_hash(h: u64, content: &[u8]) -> u64 {
-    let state = ahash::RandomState::with_seeds(7, 8, 9, 10);
-    h.rotate_left(5) ^ state.hash_one(content)
 }
 
 /// Content hash used as the config version.
@@ -273,8 +293,8 @@ pub fn compile(
         .iter()
         .flat_map(|a| a.sets.iter().cloned())
         .chain([
-            crate::proxy::forward::CLIENT_CERT_SUBJECT.clone(),
-            crate::proxy::forward::CLIENT_CERT_FINGERPRINT.clone(),
+            crate::headers::CLIENT_CERT_SUBJECT.clone(),
+            crate::headers::CLIENT_CERT_FINGERPRINT.clone(),
         ])
         .collect();
     identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -444,6 +464,16 @@ impl SnapshotStore {
 
     pub fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
+    }
+}
+
+impl crate::tls::accept::CertificateSource for SnapshotStore {
+    fn certificate(
+        &self,
+        sni: Option<&str>,
+        default: Option<&str>,
+    ) -> Option<Arc<crate::tls::CertEntry>> {
+        self.current.load().certificates.pick(sni, default).cloned()
     }
 }
 

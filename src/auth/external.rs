@@ -6,9 +6,8 @@
 
 use super::{Identity, Reason};
 use crate::auth::jwks::error_chain;
-use crate::limit::store::ExactCache;
-use crate::proxy::forward::X_FORWARDED_HOST;
-use crate::proxy::request_id;
+use crate::cache::ExactCache;
+use crate::headers::{REQUEST_ID, X_FORWARDED_HOST};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
@@ -154,7 +153,7 @@ impl External {
             .timeout(self.timeout)
             .header(&FORWARDED_METHOD, call.req.method.as_str())
             .header(&X_FORWARDED_HOST, call.host)
-            .header(&request_id::HEADER, call.request_id.clone());
+            .header(&REQUEST_ID, call.request_id.clone());
         if let Some(pq) = call.req.uri.path_and_query() {
             request = request.header(&FORWARDED_URI, pq.as_str());
         }

@@ -7,10 +7,10 @@
 //! per `min_refresh_interval`, so a flood of made-up kids cannot hammer the identity provider.
 
 use super::http_client;
+pub use crate::observe::metrics::KeySetMetrics;
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use prometheus::{Gauge, IntCounter, IntGauge};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -108,7 +108,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<Keys, String> {
         .and_then(|k| k.as_array())
         .ok_or("JWKS has no `keys` array")?;
     let mut keys = Keys {
-        content: crate::snapshot::fold_hash(0, body),
+        content: crate::hash::fold_hash(0, body),
         ..Keys::default()
     };
     for item in list {
@@ -188,15 +188,6 @@ impl RemoteSource {
             && self.jwks_url == other.jwks_url
             && self.allow_http == other.allow_http
     }
-}
-
-/// Metric handles of one key set.
-pub struct KeySetMetrics {
-    pub refresh_ok: IntCounter,
-    pub refresh_error: IntCounter,
-    pub keys: IntGauge,
-    pub last_success: Gauge,
-    pub stale: IntGauge,
 }
 
 /// Keys that may change at run time.

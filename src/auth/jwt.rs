@@ -6,7 +6,7 @@
 use super::jwks::{family, KeySet};
 use super::source::{self, Source};
 use super::{Identity, Reason};
-use crate::limit::store::ExactCache;
+use crate::cache::ExactCache;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};

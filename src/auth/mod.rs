@@ -6,8 +6,8 @@
 //! do not pass never reach the upstream, whatever their method or `Upgrade` header, because
 //! the check runs in `request_filter` before anything else is done with the request.
 //!
-//! Remote key sets outlive reloads in [`AuthRegistry`]; the [`KeyRefresher`] background
-//! service keeps them fresh.
+//! Remote key sets outlive reloads in [`AuthRegistry`]; the key refresh background
+//! service (`services::key_refresh`) keeps them fresh.
 
 pub mod api_key;
 pub mod external;
@@ -21,14 +21,10 @@ use crate::config::{
     RouteAuthConfig, ScopesMode,
 };
 use crate::observe::metrics::Metrics;
-use crate::snapshot::SnapshotStore;
-use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use jwks::{Family, KeySet, Keys, RemoteSource};
 use pingora::http::RequestHeader;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use prometheus::{IntCounter, IntCounterVec};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -766,43 +762,6 @@ pub fn compile_route(
         rules,
         metrics: AuthMetrics::new(metrics.auth_decisions(), route, &c.authorizer),
     })
-}
-
-/// Background service: refreshes every remote key set of the current config when due.
-pub struct KeyRefresher {
-    store: Arc<SnapshotStore>,
-}
-
-impl KeyRefresher {
-    pub fn new(store: Arc<SnapshotStore>) -> Self {
-        Self { store }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for KeyRefresher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let now = crate::clock::unix_secs();
-            let due: Vec<Arc<KeySet>> = self
-                .store
-                .load()
-                .authorizers
-                .iter()
-                .filter_map(|a| a.remote_keys())
-                .filter(|k| k.due(now))
-                .cloned()
-                .collect();
-            for keys in due {
-                tokio::spawn(async move { keys.refresh_scheduled().await });
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 
 mod types;
 mod validate;
+mod values;
 
 pub use types::*;
+pub use values::{HashKey, KeyPart, Window};
 
 use serde::de::DeserializeOwned;
 use std::fmt;

@@ -1,6 +1,7 @@
 //! Serde types for the TOML file format. These mirror the file one to one; nothing here is
 //! read on the request path (see `snapshot.rs` for what the proxy runs on).
 
+use super::values::{HashKey, KeyPart, Window};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -288,7 +289,7 @@ pub struct UpstreamConfig {
     pub balance: Balance,
     /// What consistent hashing hashes: `client_ip`, `path`, or `header:NAME`.
     #[serde(default)]
-    pub hash_key: Option<String>,
+    pub hash_key: Option<HashKey>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(default = "default_io_timeout", with = "humantime_serde")]
@@ -457,14 +458,14 @@ pub struct LimitConfig {
     #[serde(default)]
     pub quota: Option<u64>,
     #[serde(default)]
-    pub window: Option<crate::limit::Window>,
+    pub window: Option<Window>,
     /// Requests in flight at once.
     #[serde(default)]
     pub concurrency: Option<u64>,
     /// What is counted separately: any of `route`, `client_ip`, `consumer`, `header:NAME`,
     /// combined.
     #[serde(default = "default_limit_key")]
-    pub key: Vec<String>,
+    pub key: Vec<KeyPart>,
     /// Count and log would-be rejections without rejecting.
     #[serde(default)]
     pub dry_run: bool,
@@ -824,8 +825,8 @@ fn default_redis_prefix() -> String {
 fn default_limit_period() -> Duration {
     Duration::from_secs(1)
 }
-fn default_limit_key() -> Vec<String> {
-    vec!["client_ip".to_string()]
+fn default_limit_key() -> Vec<KeyPart> {
+    vec![KeyPart::ClientIp]
 }
 fn default_max_keys() -> usize {
     100_000

@@ -2,7 +2,7 @@
 //! background refill. A key may send `rate` requests per `period` on average and up to
 //! `burst` more at once.
 
-use super::store::Expiring;
+use crate::cache::Expiring;
 
 /// Parameters of one rate policy, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

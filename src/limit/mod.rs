@@ -2,53 +2,25 @@
 //!
 //! Policies are compiled from `[limits.NAME]` and attached to routes. Their counters live in
 //! [`LimitRegistry`], keyed by policy name, so a reload keeps them. Storage is local to the
-//! process, sharded and bounded ([`store`]).
+//! process, sharded and bounded ([`crate::cache`]).
 
 mod gcra;
 mod quota;
 pub mod redis;
-pub mod store;
 
 pub use gcra::{Gcra, RateDecision, Tat};
-pub use quota::{QuotaDecision, Usage, Window};
+pub use quota::{QuotaDecision, Usage};
 
 use self::redis::RedisLimiter;
+use crate::cache::{Expiring, ShardedStore};
 use crate::config::{FailMode, LimitBackend, LimitConfig};
+pub use crate::config::{KeyPart, Window};
+pub use crate::observe::metrics::PolicyMetrics;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use store::{Expiring, ShardedStore};
-
-/// One part of a limit key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPart {
-    Route,
-    ClientIp,
-    /// The consumer named by the route's authorizer (empty for anonymous requests).
-    Consumer,
-    Header(HeaderName),
-}
-
-impl KeyPart {
-    /// Parse `route`, `client_ip` or `header:NAME`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "route" => Ok(Self::Route),
-            "client_ip" => Ok(Self::ClientIp),
-            "consumer" => Ok(Self::Consumer),
-            _ => s
-                .strip_prefix("header:")
-                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
-                .map(Self::Header)
-                .ok_or_else(|| {
-                    format!("{s:?} is not one of `route`, `client_ip`, `consumer`, `header:NAME`")
-                }),
-        }
-    }
-}
 
 /// What a request offers to key on.
 pub struct LimitInput<'a> {
@@ -195,15 +167,6 @@ enum Kind {
     SharedQuota(u64, Window, Arc<RedisLimiter>),
 }
 
-/// Decision counters of one policy.
-pub struct PolicyMetrics {
-    pub allowed: IntCounter,
-    pub rejected: IntCounter,
-    pub dry_run_rejected: IntCounter,
-    /// Checks Redis could not answer (then decided by `on_redis_error`).
-    pub backend_errors: IntCounter,
-}
-
 /// A compiled `[limits.NAME]`.
 pub struct Policy {
     pub name: String,
@@ -226,11 +189,7 @@ impl Policy {
         redis: Option<&Arc<RedisLimiter>>,
         metrics: PolicyMetrics,
     ) -> Result<Self, String> {
-        let key = config
-            .key
-            .iter()
-            .map(|k| KeyPart::parse(k))
-            .collect::<Result<Vec<_>, _>>()?;
+        let key = config.key.clone();
         let mut counters = registry.counters.lock().unwrap_or_else(|e| e.into_inner());
         let mut counters_for = |kind: u8, make: &dyn Fn() -> Counters| {
             counters

@@ -1,18 +1,8 @@
 //! Quotas: a fixed number of requests per calendar window in UTC (minute, hour, day, month),
 //! as in a cloud gateway's usage plans. The count resets at the window boundary.
 
-use super::store::Expiring;
-use serde::Deserialize;
-
-/// Calendar window of a quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Window {
-    Minute,
-    Hour,
-    Day,
-    Month,
-}
+use crate::cache::Expiring;
+use crate::config::Window;
 
 const NANOS: u64 = 1_000_000_000;
 

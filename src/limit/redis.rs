@@ -50,7 +50,7 @@ return {1, n}
 ";
 
 fn now_ms() -> u64 {
-    crate::upstream::health::now_millis()
+    crate::clock::now_millis()
 }
 
 /// Why a Redis check gave no answer.

@@ -167,7 +167,7 @@ fn held_concurrency_slots_are_never_evicted() {
     let reg = LimitRegistry::default();
     // One entry per shard: every new key in a shard competes with the held one.
     let p = [policy(
-        &format!("concurrency = 1\nmax_keys = {}", store::SHARDS),
+        &format!("concurrency = 1\nmax_keys = {}", crate::cache::SHARDS),
         &reg,
     )];
     let h = HeaderMap::new();

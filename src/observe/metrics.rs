@@ -5,8 +5,9 @@
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +21,36 @@ const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
 ];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// The labelled series a snapshot owns, by name: what [`Metrics::forget_removed`] compares.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// Route names, each with the name of its authorizer.
+    pub routes: Vec<(String, Option<String>)>,
+    /// Authorizers whose keys are fetched (they have JWKS series).
+    pub key_sets: Vec<String>,
+    pub certificates: Vec<String>,
+    /// Pool names, each with its target labels.
+    pub pools: Vec<(String, Vec<String>)>,
+}
+
+/// Decision counters of one throttling policy.
+pub struct PolicyMetrics {
+    pub allowed: IntCounter,
+    pub rejected: IntCounter,
+    pub dry_run_rejected: IntCounter,
+    /// Checks Redis could not answer (then decided by `on_redis_error`).
+    pub backend_errors: IntCounter,
+}
+
+/// Metric handles of one key set.
+pub struct KeySetMetrics {
+    pub refresh_ok: IntCounter,
+    pub refresh_error: IntCounter,
+    pub keys: IntGauge,
+    pub last_success: Gauge,
+    pub stale: IntGauge,
+}
 
 /// All metric families of the process.
 pub struct Metrics {
@@ -215,9 +246,9 @@ impl Metrics {
     }
 
     /// Decision counters of one throttling policy.
-    pub fn policy(&self, name: &str) -> crate::limit::PolicyMetrics {
+    pub fn policy(&self, name: &str) -> PolicyMetrics {
         let c = |result: &str| self.ratelimit_decisions.with_label_values(&[name, result]);
-        crate::limit::PolicyMetrics {
+        PolicyMetrics {
             allowed: c("allowed"),
             rejected: c("rejected"),
             dry_run_rejected: c("dry_run_rejected"),
@@ -231,9 +262,9 @@ impl Metrics {
     }
 
     /// Handles for one remote key set.
-    pub fn key_set(&self, authorizer: &str) -> crate::auth::jwks::KeySetMetrics {
+    pub fn key_set(&self, authorizer: &str) -> KeySetMetrics {
         let l = &[authorizer];
-        crate::auth::jwks::KeySetMetrics {
+        KeySetMetrics {
             refresh_ok: self
                 .jwks_refresh
                 .with_label_values(&[authorizer, "success"]),
@@ -260,17 +291,16 @@ impl Metrics {
         }
     }
 
-    /// Drop the series of routes, pools and targets that `new` no longer has, so dashboards and
-    /// alerts do not keep reporting what was removed.
-    pub fn forget_removed(&self, old: &crate::snapshot::Snapshot, new: &crate::snapshot::Snapshot) {
-        let routes: std::collections::HashSet<&str> =
-            new.routes.iter().map(|r| r.name.as_str()).collect();
-        for route in old
+    /// Drop the series of routes, authorizers, certificates, pools and targets that `new` no
+    /// longer has, so dashboards and alerts do not keep reporting what was removed.
+    /// `auth_results` are the result labels an authorizer can record.
+    pub fn forget_removed(&self, old: &Series, new: &Series, auth_results: &[&str]) {
+        let routes: HashSet<&str> = new.routes.iter().map(|(r, _)| r.as_str()).collect();
+        for (name, authorizer) in old
             .routes
             .iter()
-            .filter(|r| !routes.contains(r.name.as_str()))
+            .filter(|(r, _)| !routes.contains(r.as_str()))
         {
-            let name = route.name.as_str();
             for method in METHODS {
                 for status in STATUS_CLASSES {
                     let _ = self.requests.remove_label_values(&[name, method, status]);
@@ -278,51 +308,43 @@ impl Metrics {
             }
             let _ = self.request_duration.remove_label_values(&[name]);
             let _ = self.route_last_request.remove_label_values(&[name]);
-            if let Some(auth) = &route.auth {
-                for reason in crate::auth::Reason::ALL {
-                    let labels = [name, auth.authorizer.name.as_str(), reason.label()];
-                    let _ = self.auth_decisions.remove_label_values(&labels);
+            if let Some(authorizer) = authorizer {
+                for result in auth_results {
+                    let _ = self.auth_decisions.remove_label_values(&[
+                        name.as_str(),
+                        authorizer.as_str(),
+                        result,
+                    ]);
                 }
             }
         }
-        let authorizers: std::collections::HashSet<&str> =
-            new.authorizers.iter().map(|a| a.name.as_str()).collect();
-        for gone in old
-            .authorizers
-            .iter()
-            .filter(|a| a.remote_keys().is_some() && !authorizers.contains(a.name.as_str()))
-        {
-            let l = [gone.name.as_str()];
+        for gone in old.key_sets.iter().filter(|a| !new.key_sets.contains(a)) {
             for result in ["success", "error"] {
-                let _ = self.jwks_refresh.remove_label_values(&[l[0], result]);
+                let _ = self.jwks_refresh.remove_label_values(&[gone, result]);
             }
-            let _ = self.jwks_keys.remove_label_values(&l);
-            let _ = self.jwks_last_success.remove_label_values(&l);
-            let _ = self.jwks_stale.remove_label_values(&l);
+            let _ = self.jwks_keys.remove_label_values(&[gone]);
+            let _ = self.jwks_last_success.remove_label_values(&[gone]);
+            let _ = self.jwks_stale.remove_label_values(&[gone]);
         }
-        for cert in old.certificates.entries() {
-            if new.certificates.get(&cert.name).is_none() {
-                let _ = self.certificate_expiry.remove_label_values(&[&cert.name]);
-            }
+        for cert in old
+            .certificates
+            .iter()
+            .filter(|c| !new.certificates.contains(c))
+        {
+            let _ = self.certificate_expiry.remove_label_values(&[cert]);
         }
-        let targets: std::collections::HashSet<(&str, &str)> = new
+        let targets: HashSet<(&str, &str)> = new
             .pools
             .iter()
-            .flat_map(|p| {
-                p.targets
-                    .iter()
-                    .map(move |t| (p.name.as_str(), t.label.as_str()))
-            })
+            .flat_map(|(p, ts)| ts.iter().map(move |t| (p.as_str(), t.as_str())))
             .collect();
-        for pool in &old.pools {
-            if !new.pools.iter().any(|p| p.name == pool.name) {
-                let _ = self.upstream_duration.remove_label_values(&[&pool.name]);
+        for (pool, pool_targets) in &old.pools {
+            if !new.pools.iter().any(|(p, _)| p == pool) {
+                let _ = self.upstream_duration.remove_label_values(&[pool]);
             }
-            for t in &pool.targets {
-                if !targets.contains(&(pool.name.as_str(), t.label.as_str())) {
-                    let _ = self
-                        .upstream_healthy
-                        .remove_label_values(&[&pool.name, &t.label]);
+            for t in pool_targets {
+                if !targets.contains(&(pool.as_str(), t.as_str())) {
+                    let _ = self.upstream_healthy.remove_label_values(&[pool, t]);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Headers on the way to the upstream and back: hop-by-hop removal, `X-Forwarded-*`,
 //! `Forwarded`, request id.
 
+use crate::headers::{CLIENT_CERT_FINGERPRINT, CLIENT_CERT_SUBJECT, X_FORWARDED_HOST};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -94,8 +95,6 @@ pub struct ForwardInfo<'a> {
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-/// Also sent to external authorizers, with the host the client asked for.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -167,11 +166,6 @@ pub fn strip_query_params(path_and_query: &str, names: &[String]) -> Option<Stri
         format!("{path}?{}", kept.join("&"))
     })
 }
-
-/// Headers carrying the verified client certificate upstream. They are among the snapshot's
-/// `identity_headers`, so `set_identity` removes client-sent ones on every request.
-pub static CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
-pub static CLIENT_CERT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 
 /// The verified client certificate, for upstreams. Client-sent copies of these headers are
 /// already gone (`set_identity`), so only the gateway sets them.

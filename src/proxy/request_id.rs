@@ -1,11 +1,11 @@
 //! Request ids: kept when the client sent a well-formed one, otherwise generated.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 
 /// Header carrying the id to the upstream and back to the client.
-pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::headers::REQUEST_ID as HEADER;
 
 /// Accept client ids of 1 to 128 characters from `[A-Za-z0-9._:-]`; anything else could be
 /// used to inject into logs, so it is replaced.

@@ -12,53 +12,15 @@
 //! union of the allowed methods. A lookup costs one hash probe per path segment and host label,
 //! independent of the number of routes.
 
-mod path;
-
-pub use path::{normalize_path, trim_prefix};
+pub use crate::host::{host_key, valid_host, wildcard_lookup, HostPattern};
+pub use crate::urlpath::{normalize_path, trim_prefix};
 
 use http::Method;
-use std::borrow::Cow;
 
 /// Route tables are built once per config and probed on every request; ahash is several times
 /// faster than SipHash for these short keys, and its keys are randomised per process, so
 /// client-chosen paths cannot be used to force collisions.
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
-
-/// A host a route is bound to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
-    Exact(String),
-    /// `*.example.com`, stored as `example.com`; matches any name below it, not the name itself.
-    Wildcard(String),
-}
-
-impl HostPattern {
-    /// Parse a configured host name (case-insensitive, no port).
-    pub fn parse(host: &str) -> Result<Self, String> {
-        let lower = host.to_ascii_lowercase();
-        let (wildcard, name) = match lower.strip_prefix("*.") {
-            Some(rest) => (true, rest.to_string()),
-            None => (false, lower),
-        };
-        let valid = !name.is_empty()
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !valid {
-            return Err(format!(
-                "{host:?} is not a host name (`api.example.com` or `*.example.com`, no port)"
-            ));
-        }
-        Ok(if wildcard {
-            Self::Wildcard(name)
-        } else {
-            Self::Exact(name)
-        })
-    }
-}
 
 /// How a route matches paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,74 +232,6 @@ impl<T> Router<T> {
     /// The most specific wildcard table covering `host`.
     fn wildcard_for(&self, host: &str) -> Option<&PathTable<T>> {
         wildcard_lookup(&self.wildcard_hosts, host)
-    }
-}
-
-/// The entry of the longest wildcard suffix covering `host` (`*.example.com` covers any depth
-/// below example.com), as routes match; host policies use the same rule.
-pub fn wildcard_lookup<'a, V, S: std::hash::BuildHasher>(
-    table: &'a std::collections::HashMap<String, V, S>,
-    host: &str,
-) -> Option<&'a V> {
-    let mut rest = host;
-    while let Some((_, parent)) = rest.split_once('.') {
-        if let Some(v) = table.get(parent) {
-            return Some(v);
-        }
-        rest = parent;
-    }
-    None
-}
-
-/// Whether a Host header or authority is a plain name or IP literal with an optional numeric
-/// port. Everything that matches hosts (routes, certificates, host policies) relies on this,
-/// so `a.example.com:abc` or `evil%2ecom` cannot be read as one host here and another there.
-pub fn valid_host(host: &str) -> bool {
-    let (name, port) = match host.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((v6, after)) => {
-                if v6.is_empty()
-                    || !v6
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-                {
-                    return false;
-                }
-                (None, after)
-            }
-            None => return false,
-        },
-        None => match host.split_once(':') {
-            Some((name, _)) => (Some(name), &host[name.len()..]),
-            None => (Some(host), ""),
-        },
-    };
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|p| {
-            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
-        });
-    let name_ok = name.is_none_or(|n| {
-        !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-    });
-    port_ok && name_ok
-}
-
-/// Lowercase host without port or trailing dot; borrowed unless it had uppercase letters.
-pub fn host_key(host: &str) -> Cow<'_, str> {
-    let host = if host.starts_with('[') {
-        host.split_once(']')
-            .map_or(host, |(h, _)| h)
-            .trim_start_matches('[')
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
     }
 }
 

@@ -247,6 +247,7 @@ fn host_syntax_is_names_or_ip_literals_with_numeric_ports() {
         "[::1]:443",
         "[2001:db8::1]",
         "svc_a.internal",
+        "x:65535",
     ] {
         assert!(super::valid_host(good), "{good}");
     }
@@ -260,6 +261,10 @@ fn host_syntax_is_names_or_ip_literals_with_numeric_ports() {
         "[zz]:1",
         "a:1:2",
         "host:123456",
+        "x:99999",
+        "x:65536",
+        "x:0",
+        "x:+80",
     ] {
         assert!(!super::valid_host(bad), "{bad}");
     }

@@ -2,7 +2,7 @@
 //! current snapshot (so a reload serves new certificates to new handshakes at once), and
 //! record the SNI and the verified client certificate for the HTTP layer.
 
-use crate::snapshot::SnapshotStore;
+use super::CertEntry;
 use async_trait::async_trait;
 use openssl::hash::MessageDigest;
 use openssl::ssl::NameType;
@@ -29,9 +29,16 @@ pub struct TlsInfo {
     pub client_cert: Option<ClientCert>,
 }
 
+/// Where handshakes find certificates. The server passes the snapshot store, so a reload
+/// serves new certificates to new handshakes at once; this module does not know snapshots.
+pub trait CertificateSource: Send + Sync + 'static {
+    /// The certificate for `sni` (exact, then wildcard), else the one named `default`.
+    fn certificate(&self, sni: Option<&str>, default: Option<&str>) -> Option<Arc<CertEntry>>;
+}
+
 /// Handshake hooks of one TLS listener.
-pub struct SniCallbacks {
-    pub store: Arc<SnapshotStore>,
+pub struct SniCallbacks<S> {
+    pub source: Arc<S>,
     /// `[certificates]` name served when the SNI matches nothing (or is absent).
     pub default_certificate: Option<String>,
 }
@@ -77,19 +84,14 @@ fn subject_of(cert: &openssl::x509::X509Ref) -> String {
 }
 
 #[async_trait]
-impl TlsAccept for SniCallbacks {
+impl<S: CertificateSource> TlsAccept for SniCallbacks<S> {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        let snapshot = self.store.load();
         let sni = ssl.servername(NameType::HOST_NAME);
-        let entry = sni
-            .and_then(|name| snapshot.certificates.lookup(name))
-            .or_else(|| {
-                self.default_certificate
-                    .as_deref()
-                    .and_then(|n| snapshot.certificates.get(n))
-            });
+        let entry = self
+            .source
+            .certificate(sni, self.default_certificate.as_deref());
         // Without a certificate the handshake fails: the configured refusal for unknown names.
-        let Some(entry) = entry.cloned() else {
+        let Some(entry) = entry else {
             tracing::debug!(sni = ?sni, "no certificate for this name; refusing the handshake");
             return;
         };

@@ -2,9 +2,8 @@
 //! "intermediate" profile: ECDHE with AES-GCM or ChaCha20 for TLS 1.2, the TLS 1.3 suites),
 //! ALPN with HTTP/2, session resumption, client certificate verification.
 
-use super::accept::SniCallbacks;
+use super::accept::{CertificateSource, SniCallbacks};
 use crate::config::{ClientAuth, ListenerTlsConfig};
-use crate::snapshot::SnapshotStore;
 use openssl::ssl::{SslSessionCacheMode, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use pingora::listeners::tls::TlsSettings;
@@ -20,14 +19,14 @@ pub fn min_version(v: &str) -> Option<SslVersion> {
 }
 
 /// Build a listener's TLS settings. Errors name the key under `listeners[i].tls`.
-pub fn settings(
+pub fn settings<S: CertificateSource>(
     c: &ListenerTlsConfig,
-    store: Arc<SnapshotStore>,
+    certificates: Arc<S>,
     handshake_threads: usize,
 ) -> Result<TlsSettings, (String, String)> {
     let bad = |key: &str, e: &dyn std::fmt::Display| (key.to_string(), e.to_string());
     let callbacks = SniCallbacks {
-        store,
+        source: certificates,
         default_certificate: c.default_certificate.clone(),
     };
     let mut s = TlsSettings::with_callbacks(Box::new(callbacks)).map_err(|e| bad("", &e))?;

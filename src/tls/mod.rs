@@ -48,7 +48,7 @@ pub struct CertStore {
     /// Every certificate and key file read, for the file watch.
     pub files: Vec<PathBuf>,
     /// Hash of exactly the bytes these certificates were built from (see
-    /// `snapshot::fold_hash`): the watch compares the files' current content with it.
+    /// `hash::fold_hash`): the watch compares the files' current content with it.
     pub content_hash: u64,
 }
 
@@ -57,7 +57,7 @@ impl CertStore {
     /// label (RFC 6125: `*.example.com` covers `a.example.com`, not `a.b.example.com`).
     pub fn lookup(&self, sni: &str) -> Option<&Arc<CertEntry>> {
         // The same normalization as route hosts (case, trailing dot).
-        let sni = crate::routing::host_key(sni);
+        let sni = crate::host::host_key(sni);
         self.exact.get(sni.as_ref()).or_else(|| {
             let (_, parent) = sni.split_once('.')?;
             self.wildcard.get(parent)
@@ -66,6 +66,12 @@ impl CertStore {
 
     pub fn get(&self, name: &str) -> Option<&Arc<CertEntry>> {
         self.by_name.get(name)
+    }
+
+    /// The certificate a handshake gets: the one for `sni`, else the one named `default`.
+    pub fn pick(&self, sni: Option<&str>, default: Option<&str>) -> Option<&Arc<CertEntry>> {
+        sni.and_then(|name| self.lookup(name))
+            .or_else(|| default.and_then(|n| self.get(n)))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Arc<CertEntry>> {
@@ -233,8 +239,8 @@ pub fn compile(
         // Hash what is parsed, not a second read: a file replaced in between would otherwise
         // look loaded while the old certificate serves.
         let loaded = read_pair(&cert, &key_file).and_then(|(c, k)| {
-            store.content_hash = crate::snapshot::fold_hash(store.content_hash, &c);
-            store.content_hash = crate::snapshot::fold_hash(store.content_hash, &k);
+            store.content_hash = crate::hash::fold_hash(store.content_hash, &c);
+            store.content_hash = crate::hash::fold_hash(store.content_hash, &k);
             parse_pair(&name, &cert, &key_file, &c, &k)
         });
         let mut entry = match loaded {

@@ -24,7 +24,7 @@ pub struct HostPolicies {
     wildcard: HashMap<String, HostPolicy>,
 }
 
-use crate::routing::{host_key, wildcard_lookup, HostPattern};
+use crate::host::{host_key, wildcard_lookup, HostPattern};
 
 impl HostPolicies {
     /// Compile `[hosts]`. Errors are (key, message).

@@ -96,7 +96,7 @@ impl UpstreamTls {
             .flatten()
             .chain(client.iter().map(|c| c.leaf()))
             .filter_map(|c| c.to_der().ok())
-            .fold(1u64, |h, der| crate::snapshot::fold_hash(h, &der));
+            .fold(1u64, |h, der| crate::hash::fold_hash(h, &der));
         Ok(Self {
             sni,
             verify: c.verify,

@@ -3,24 +3,14 @@
 //! outlives config snapshots, so a reload neither forgets a dead target nor resets a live one.
 
 use super::Pool;
+use crate::clock::now_millis;
 use crate::config::{HealthCheckConfig, PassiveHealthConfig};
-use crate::snapshot::SnapshotStore;
-use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Milliseconds since the first call; a cheap monotonic clock for ejection deadlines.
-pub fn now_millis() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
 
 /// Health of one target. All fields are atomics: the request path only loads them.
 #[derive(Debug)]
@@ -125,51 +115,8 @@ impl HealthRegistry {
     }
 }
 
-/// Background service running the active checks of the current snapshot's pools.
-pub struct HealthChecker {
-    store: Arc<SnapshotStore>,
-}
-
-impl HealthChecker {
-    pub fn new(store: Arc<SnapshotStore>) -> Self {
-        Self { store }
-    }
-}
-
-/// Resolution of the check scheduler; intervals shorter than this are rounded up to it.
-const TICK: Duration = Duration::from_millis(50);
-
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut next_due: HashMap<String, Instant> = HashMap::new();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let snapshot = self.store.load();
-            let now = Instant::now();
-            for pool in &snapshot.pools {
-                let Some(hc) = &pool.health_check else {
-                    continue;
-                };
-                let due = next_due.entry(pool.name.clone()).or_insert(now);
-                if *due > now {
-                    continue;
-                }
-                *due = now + hc.interval;
-                for index in 0..pool.targets.len() {
-                    tokio::spawn(run_check(pool.clone(), index));
-                }
-            }
-        }
-    }
-}
-
-async fn run_check(pool: Arc<Pool>, index: usize) {
+/// Run one active check of `pool.targets[index]` and record the result.
+pub async fn run_check(pool: Arc<Pool>, index: usize) {
     let Some(hc) = &pool.health_check else {
         return;
     };
@@ -242,6 +189,7 @@ fn parse_status(head: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn hc() -> HealthCheckConfig {
         HealthCheckConfig {

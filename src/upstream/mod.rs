@@ -3,6 +3,7 @@
 
 pub mod health;
 
+pub use crate::config::HashKey;
 use crate::config::{Balance, PassiveHealthConfig, UpstreamConfig};
 use crate::observe::metrics::UpstreamMetrics;
 use health::{HealthRegistry, TargetState};
@@ -15,29 +16,6 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What consistent hashing hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    ClientIp,
-    Path,
-    Header(http::HeaderName),
-}
-
-impl HashKey {
-    /// Parse `client_ip`, `path` or `header:NAME`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "client_ip" => Ok(Self::ClientIp),
-            "path" => Ok(Self::Path),
-            _ => s
-                .strip_prefix("header:")
-                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
-                .map(Self::Header)
-                .ok_or_else(|| format!("{s:?} is not one of `client_ip`, `path`, `header:NAME`")),
-        }
-    }
-}
 
 /// One upstream server of a pool.
 #[derive(Debug)]
@@ -137,10 +115,7 @@ impl Pool {
         let selector = match config.balance {
             Balance::RoundRobin => Selector::RoundRobin(Arc::new(RoundRobin::build(&backends))),
             Balance::ConsistentHash => {
-                let key = match &config.hash_key {
-                    Some(k) => HashKey::parse(k).map_err(|e| ("hash_key".to_string(), e))?,
-                    None => HashKey::ClientIp,
-                };
+                let key = config.hash_key.clone().unwrap_or(HashKey::ClientIp);
                 Selector::Hash(Arc::new(KetamaHashing::build(&backends)), key)
             }
         };
@@ -180,7 +155,7 @@ impl Pool {
     /// already failed for this request) while another one is available. Returns the index into
     /// `targets`, or `None` when no target is healthy.
     pub fn select(&self, input: &SelectInput<'_>, exclude: u64) -> Option<usize> {
-        let now = health::now_millis();
+        let now = crate::clock::now_millis();
         let excluded = |i: usize| exclude & 1u64.checked_shl(i as u32).unwrap_or(0) != 0;
         let available = |i: usize| self.targets[i].state.is_available(now);
         let usable = |i: usize| !excluded(i) && available(i);

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod health;
 mod idp;
+mod layers;
 mod limits;
 mod observe;
 mod ops;

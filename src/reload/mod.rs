@@ -1,20 +1,17 @@
 //! Applying configs while serving: the [`Reloader`] (parse → validate → compile → swap, with
-//! audit and a record of the last attempt), the triggers that call it (SIGHUP, a file watch; the
-//! admin API calls it directly) and the shutdown signal handling that turns `/-/ready` false
-//! before the listeners close.
+//! [`audit`] and a record of the last attempt). The triggers that call it (SIGHUP, a file
+//! watch) are in `services::signals`; the admin API calls it directly.
 
-use crate::audit::{self, AuditEntry, AuditLog, Changes};
+pub mod audit;
+
 use crate::config::{self, Config, ConfigErrors};
 use crate::snapshot::{self, Registries, SnapshotStore};
-use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use pingora::services::background::BackgroundService;
+use audit::{AuditEntry, AuditLog, Changes};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
-use tokio::signal::unix::{signal, SignalKind};
+use std::time::SystemTime;
 
 /// What asked for a config load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -220,7 +217,9 @@ impl Reloader {
                 metrics.config_loaded(true, Some(&version));
                 let old = self.store.load_full();
                 self.store.store(snapshot);
-                metrics.forget_removed(&old, &self.store.load());
+                let results: Vec<&str> =
+                    crate::auth::Reason::ALL.iter().map(|r| r.label()).collect();
+                metrics.forget_removed(&old.series(), &self.store.load().series(), &results);
                 self.write_audit(&version, Some(&previous), source, &changes);
                 state.config = config;
                 state.applied_by = source;
@@ -257,7 +256,7 @@ impl Reloader {
 
     /// Reload when the file's content differs from both the config in use and the last
     /// attempt (so a broken file is reported once, not every interval).
-    fn reload_if_changed(&self, config: bool, certificates: bool) {
+    pub fn reload_if_changed(&self, config: bool, certificates: bool) {
         if config {
             let Ok(text) = std::fs::read_to_string(&self.path) else {
                 return;
@@ -274,7 +273,7 @@ impl Reloader {
         }
         if certificates {
             let current = self.store.load();
-            let hash = snapshot::files_hash(&current.certificates.files);
+            let hash = crate::hash::files_hash(&current.certificates.files);
             if hash == current.certificate_files_hash || self.lock().rejected_files == Some(hash) {
                 return;
             }
@@ -307,81 +306,9 @@ impl Reloader {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
-}
 
-/// Background service: reload on SIGHUP and, when configured, on file changes.
-pub struct ReloadTriggers {
-    pub reloader: Arc<Reloader>,
-    /// How often the watch looks; `None` turns it off.
-    pub watch: Option<Duration>,
-    /// Reload when the config file's content changes.
-    pub watch_config: bool,
-    /// Reload when a certificate or key file's content changes.
-    pub watch_certificates: bool,
-}
-
-#[async_trait]
-impl BackgroundService for ReloadTriggers {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload by signal is off");
-                None
-            }
-        };
-        let mut tick = tokio::time::interval(self.watch.unwrap_or(Duration::from_secs(3600)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let hangup = async {
-                match hangups.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = hangup => {
-                    // Errors are logged, counted and recorded inside `reload`.
-                    let _ = self.reloader.reload(Source::Signal);
-                }
-                _ = tick.tick(), if self.watch.is_some() => self
-                    .reloader
-                    .reload_if_changed(self.watch_config, self.watch_certificates),
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-}
-
-/// Pingora's signal handling with one addition: SIGTERM first turns `/-/ready` false and keeps
-/// serving for `delay`, so load balancers stop sending before the listeners close.
-pub struct ShutdownSignals {
-    pub reloader: Arc<Reloader>,
-    pub delay: Duration,
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for ShutdownSignals {
-    async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::quit()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stopping");
-            return ShutdownSignal::FastShutdown;
-        };
-        tokio::select! {
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-            _ = int.recv() => ShutdownSignal::FastShutdown,
-            _ = term.recv() => {
-                self.reloader.ready.store(false, Ordering::Relaxed);
-                tracing::info!(delay = ?self.delay, "SIGTERM: reporting not ready, then draining");
-                tokio::select! {
-                    _ = tokio::time::sleep(self.delay) => ShutdownSignal::GracefulTerminate,
-                    _ = int.recv() => ShutdownSignal::FastShutdown,
-                }
-            }
-        }
+    /// Report not ready from now on (`/-/ready` answers 503): shutdown has begun.
+    pub fn set_draining(&self) {
+        self.ready.store(false, Ordering::Relaxed);
     }
 }

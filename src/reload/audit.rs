@@ -92,7 +92,7 @@ pub struct AuditEntry<'a> {
     pub time: String,
     pub version: &'a str,
     pub previous_version: Option<&'a str>,
-    pub source: crate::reload::Source,
+    pub source: super::Source,
     pub file: &'a Path,
     pub changes: &'a Changes,
 }

@@ -1,4 +1,5 @@
-//! A sharded, bounded map from key hash to limiter state. Each shard is a short-held mutex (no
+//! Bounded caches: a sharded map from key hash to state (limiter counters), and an exact-key
+//! expiring cache on top of it (verified tokens, authorizer decisions). Each shard is a short-held mutex (no
 //! `.await` inside), so contention is spread over [`SHARDS`] locks. Memory is bounded: a full
 //! shard drops, from a small sample of its entries, those that no longer matter (`is_idle`), or
 //! else the one that expires first: an O(1) approximation of "least useful".

@@ -1,0 +1,7 @@
+//! Background work that reads the current snapshot: key refresh, active health checks, and the
+//! signals and watches that reload the config. Concern modules hold no snapshot store; what
+//! needs one lives here.
+
+pub mod health_checks;
+pub mod key_refresh;
+pub mod signals;

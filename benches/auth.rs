@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use gatehouse::auth::{self, AuthRegistry, AuthorizerKind};
-use gatehouse::config::AuthorizerConfig;
+use gatehouse::config::{AuthorizerConfig, KeyPath};
 use gatehouse::observe::metrics::Metrics;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use openssl::bn::{BigNum, BigNumContext};
@@ -88,6 +88,7 @@ fn authorizer(
     let metrics = Metrics::new().unwrap();
     auth::compile(
         "bench",
+        &KeyPath::top("authorizers").key("bench"),
         &AuthorizerConfig::Jwt(Box::new(config)),
         &AuthRegistry::default(),
         &metrics,
@@ -137,6 +138,7 @@ fn bench(c: &mut Criterion) {
     let metrics = Metrics::new().unwrap();
     let keys_auth = auth::compile(
         "keys",
+        &KeyPath::top("authorizers").key("keys"),
         &AuthorizerConfig::ApiKey(key_config),
         &AuthRegistry::default(),
         &metrics,

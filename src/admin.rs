@@ -5,7 +5,7 @@
 //! | `GET /-/health` | open | the process is up |
 //! | `GET /-/ready` | open | 200 while serving, 503 once SIGTERM was received |
 //! | `GET /metrics` | read | Prometheus text format |
-//! | `GET /-/config` | read | version, load time and source, last reload attempt |
+//! | `GET /-/config` | read | version, load time and source, last reload attempt, settings pending a restart |
 //! | `GET /-/routes` | read | compiled routes with their last request time |
 //! | `GET /-/upstreams` | read | pools and the health of each target |
 //! | `POST /-/reload` | admin | reload the config file now |
@@ -144,6 +144,8 @@ impl AdminApp {
                 "source": applied_by,
                 "file": self.reloader.path,
                 "last_reload": last,
+                // Settings of the applied file that the process reads only at startup.
+                "pending_restart": self.reloader.pending_restart(),
             }),
         )
     }

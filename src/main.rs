@@ -1,7 +1,7 @@
 //! The `gatehouse` command line.
 
 use clap::{Parser, Subcommand};
-use gatehouse::{config, server, snapshot};
+use gatehouse::{server, snapshot};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,8 +94,8 @@ fn check(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match snapshot::load_file(&path, &registries) {
-        Ok(snapshot) => {
+    match snapshot::load(&path, &registries) {
+        Ok(snapshot::Loaded { snapshot, .. }) => {
             println!("{}: ok, {}", path.display(), snapshot.summary());
             for warning in snapshot.certificate_warnings() {
                 eprintln!("{}: warning: {warning}", path.display());
@@ -103,8 +103,7 @@ fn check(path: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let e: config::ConfigErrors = e;
-            eprint!("{e}");
+            eprint!("{}", e.errors);
             ExitCode::FAILURE
         }
     }

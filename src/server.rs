@@ -1,14 +1,14 @@
 //! Assembles the Pingora server: proxy service, admin service, background services.
 
 use crate::admin::AdminApp;
-use crate::config::{self, Config};
+use crate::config::{self, Config, KeyPath};
 use crate::observe::access_log::AccessLog;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::services::health_checks::HealthChecker;
 use crate::services::key_refresh::KeyRefresher;
 use crate::services::signals::{ReloadTriggers, ShutdownSignals};
-use crate::snapshot::{self, Registries, SnapshotStore};
+use crate::snapshot::{self, Loaded, Registries, SnapshotStore};
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -28,15 +28,9 @@ pub struct RunOptions {
 /// Load the config and serve until shutdown. Returns only on a startup error.
 pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let registries = Arc::new(Registries::new()?);
-    let (config, text) = config::load(&opts.config_path)?;
-    let snapshot =
-        snapshot::compile(&config, &text, &registries).map_err(|errors| config::ConfigErrors {
-            file: opts.config_path.clone(),
-            errors,
-        })?;
-    registries
-        .metrics
-        .config_loaded(true, Some(&snapshot.version));
+    let Loaded {
+        config, snapshot, ..
+    } = snapshot::load(&opts.config_path, &registries)?;
     if !opts.upgrade {
         check_listeners_free(&config, &opts.config_path)?;
     }
@@ -44,7 +38,10 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     for warning in snapshot.certificate_warnings() {
         tracing::warn!("{warning}");
     }
-    let store = Arc::new(SnapshotStore::new(snapshot));
+    registries
+        .metrics
+        .config_loaded(true, Some(&snapshot.version));
+    let store = Arc::new(SnapshotStore::activated(snapshot, &registries));
     let access_log = AccessLog::start(
         config.access_log.path.as_deref(),
         registries.metrics.access_log_dropped.clone(),
@@ -86,16 +83,13 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     for (i, (address, tls)) in listeners.iter().enumerate() {
         match tls {
             Some(tls) => {
+                let path = KeyPath::top("listeners").index(i).key("tls");
                 let settings =
-                    crate::tls::listener::settings(tls, store.clone(), handshake_threads).map_err(
-                        |(key, message)| config::ConfigErrors {
+                    crate::tls::listener::settings(tls, &path, store.clone(), handshake_threads)
+                        .map_err(|e| config::ConfigErrors {
                             file: reloader.path.clone(),
-                            errors: vec![config::ConfigError::new(
-                                format!("listeners[{i}].tls{key}"),
-                                message,
-                            )],
-                        },
-                    )?;
+                            errors: vec![e],
+                        })?;
                 proxy.add_tls_with_settings(address, None, settings);
             }
             None => proxy.add_tcp(address),

@@ -3,9 +3,16 @@
 //! `compile` turns a validated [`Config`] into a [`Snapshot`]: the route index, pools with
 //! resolved targets, metric handles. State that must survive a reload (target health, metric
 //! families) comes from [`Registries`], keyed by stable names.
+//!
+//! Compiling changes nothing that the running config sees, because its result may still be
+//! refused (an error in another section, a check of settings that need a restart). What a new
+//! snapshot implies for shared state (targets whose checks were dropped are healthy again,
+//! gauges, the Redis client to reuse) is applied by [`Snapshot::activate`], which
+//! [`SnapshotStore::swap`] runs once the snapshot is in use. [`load`] is the one way from a file
+//! to a snapshot: `check`, startup and every reload use it.
 
 use crate::auth::{AuthRegistry, Authorizer, RouteAuth};
-use crate::config::{self, Config, ConfigError, ConfigErrors, RouteConfig};
+use crate::config::{self, Config, ConfigError, ConfigErrors, KeyPath, RouteConfig};
 use crate::limit::{LimitRegistry, Policy};
 use crate::observe::metrics::{Metrics, RouteMetrics, Series};
 use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
@@ -112,6 +119,9 @@ pub struct Snapshot {
     /// Metrics of requests that matched no route.
     pub unrouted: RouteMetrics,
     pub access_log: bool,
+    /// The Redis settings and client this snapshot's policies use, remembered at activation
+    /// for the next reload to reuse.
+    redis: Option<(config::RedisConfig, Arc<crate::limit::redis::RedisLimiter>)>,
 }
 
 impl Snapshot {
@@ -174,14 +184,38 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Apply to the long-lived registries what this snapshot implies, once it is the one in
+    /// use (`previous` is the one it replaced): the series of what it removed are dropped,
+    /// targets of pools that no longer run active checks are healthy again, target health and
+    /// certificate expiry gauges are set, and its Redis client is kept for later reloads.
+    pub fn activate(&self, reg: &Registries, previous: Option<&Snapshot>) {
+        if let Some(old) = previous {
+            let results: Vec<&str> = crate::auth::Reason::ALL.iter().map(|r| r.label()).collect();
+            reg.metrics
+                .forget_removed(&old.series(), &self.series(), &results);
+        }
+        for pool in &self.pools {
+            pool.activate();
+        }
+        for cert in self.certificates.entries() {
+            reg.metrics.certificate_expiry(&cert.name, cert.not_after);
+        }
+        if let Some((config, limiter)) = &self.redis {
+            reg.limits.keep_redis(config, limiter);
+        }
+    }
+}
+
 /// Content hash used as the config version.
 pub fn version_of(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Build a snapshot from a validated config. Fails on what only shows when building, such as a
-/// target name that does not resolve.
+/// Build a snapshot from a validated config. Only what files and name resolution reveal can
+/// fail here (a target name that does not resolve, an unreadable certificate), each reported
+/// once: an entry that failed is left out quietly where others refer to it.
 pub fn compile(
     config: &Config,
     text: &str,
@@ -190,20 +224,20 @@ pub fn compile(
     let mut errors = Vec::new();
     let mut pools: HashMap<&str, Arc<Pool>> = HashMap::new();
     for (name, pool_config) in &config.upstreams {
-        match Pool::compile(name, pool_config, &reg.health, reg.metrics.upstream(name)) {
+        let path = KeyPath::top("upstreams").key(name);
+        let metrics = reg.metrics.upstream(name);
+        match Pool::compile(name, &path, pool_config, &reg.health, metrics) {
             Ok(pool) => {
                 pools.insert(name, Arc::new(pool));
             }
-            Err((key, message)) => {
-                errors.push(ConfigError::new(format!("upstreams.{name}.{key}"), message))
-            }
+            Err(e) => errors.push(e),
         }
     }
     let redis = match &config.redis {
         Some(rc) => match reg.limits.redis(rc) {
             Ok(r) => Some(r),
             Err(e) => {
-                errors.push(ConfigError::new("redis.url", e));
+                errors.push(ConfigError::new(KeyPath::top("redis").key("url"), e));
                 None
             }
         },
@@ -211,75 +245,64 @@ pub fn compile(
     };
     let mut policies: HashMap<&str, Arc<Policy>> = HashMap::new();
     for (name, lc) in &config.limits {
-        match Policy::compile(
-            name,
-            lc,
-            &reg.limits,
-            redis.as_ref(),
-            reg.metrics.policy(name),
-        ) {
+        let metrics = reg.metrics.policy(name);
+        match Policy::compile(name, lc, &reg.limits, redis.as_ref(), metrics) {
             Ok(p) => {
                 policies.insert(name, Arc::new(p));
             }
-            Err(message) => errors.push(ConfigError::new(format!("limits.{name}"), message)),
+            // Only a `[redis]` that could not be set up gets here; it is reported above.
+            Err(_) if config.redis.is_some() && redis.is_none() => {}
+            Err(message) => {
+                errors.push(ConfigError::new(KeyPath::top("limits").key(name), message))
+            }
         }
     }
     let mut authorizers: HashMap<String, Arc<Authorizer>> = HashMap::new();
     for (name, ac) in &config.authorizers {
-        match crate::auth::compile(name, ac, &reg.auth, &reg.metrics) {
+        let path = KeyPath::top("authorizers").key(name);
+        match crate::auth::compile(name, &path, ac, &reg.auth, &reg.metrics) {
             Ok(a) => {
                 authorizers.insert(name.clone(), Arc::new(a));
             }
-            Err((key, message)) => errors.push(ConfigError::new(
-                format!("authorizers.{name}{key}"),
-                message,
-            )),
+            Err(e) => errors.push(e),
         }
     }
     let (certificates, certificates_ok) =
         match crate::tls::compile(&config.certificates, &config.tls) {
             Ok(store) => (store, true),
             Err(errs) => {
-                errors.extend(errs.into_iter().map(|(k, m)| ConfigError::new(k, m)));
+                errors.extend(errs);
                 (crate::tls::CertStore::default(), false)
             }
         };
+    // Only names from `[tls] certificate_dir` are unknown before the directory is read.
     for (i, l) in config.listeners.iter().enumerate() {
-        if let Some(Err((key, message))) = l.tls.as_ref().map(crate::tls::listener::check) {
-            errors.push(ConfigError::new(
-                format!("listeners[{i}].tls{key}"),
-                message,
-            ));
-        }
         let default = l.tls.as_ref().and_then(|t| t.default_certificate.as_ref());
         if let Some(name) = default {
             if certificates.get(name).is_none() && certificates_ok {
                 errors.push(ConfigError::new(
-                    format!("listeners[{i}].tls.default_certificate"),
+                    KeyPath::top("listeners")
+                        .index(i)
+                        .key("tls")
+                        .key("default_certificate"),
                     format!("unknown certificate {name:?}"),
                 ));
             }
         }
     }
-    let hosts = match crate::tls::policy::HostPolicies::compile(&config.hosts) {
-        Ok(h) => h,
-        Err((k, m)) => {
-            errors.push(ConfigError::new(k, m));
-            Default::default()
-        }
-    };
+    let hosts = crate::tls::policy::HostPolicies::compile(&config.hosts);
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
         match compile_route(rc, &pools, &policies, &authorizers, reg) {
-            Ok((spec, route)) => {
+            Some(Ok((spec, route))) => {
                 let route = Arc::new(route);
                 router.insert(&spec, route.clone());
                 routes.push(route);
             }
-            Err((key, message)) => {
-                errors.push(ConfigError::new(format!("routes[{i}]{key}"), message))
-            }
+            Some(Err(e)) => errors.push(e.under(&KeyPath::top("routes").index(i))),
+            // Refers to something that failed above and was reported there.
+            None => {}
         }
     }
     if !errors.is_empty() {
@@ -299,9 +322,6 @@ pub fn compile(
         .collect();
     identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     identity_headers.dedup();
-    for cert in certificates.entries() {
-        reg.metrics.certificate_expiry(&cert.name, cert.not_after);
-    }
     let certificate_files_hash = certificates.content_hash;
     Ok(Snapshot {
         version: version_of(text),
@@ -316,52 +336,50 @@ pub fn compile(
         identity_headers,
         unrouted: reg.metrics.route("-"),
         access_log: config.access_log.enabled,
+        redis: config.redis.clone().zip(redis),
     })
 }
 
-type CompileError = (String, String);
+/// A route problem relative to its `routes[i]`.
+struct RouteError(&'static str, String);
 
+impl RouteError {
+    fn under(self, route: &KeyPath) -> ConfigError {
+        ConfigError::new(route.key(self.0), self.1)
+    }
+}
+
+/// Compile one route; `None` when it refers to a pool, policy or authorizer that failed to
+/// compile (already reported).
 fn compile_route(
     rc: &RouteConfig,
     pools: &HashMap<&str, Arc<Pool>>,
     policies: &HashMap<&str, Arc<Policy>>,
     authorizers: &HashMap<String, Arc<Authorizer>>,
     reg: &Registries,
-) -> Result<(RouteSpec, Route), CompileError> {
+) -> Option<Result<(RouteSpec, Route), RouteError>> {
     let limits = rc
         .limits
         .iter()
-        .map(|name| {
-            policies
-                .get(name.as_str())
-                .cloned()
-                .ok_or_else(|| (".limits".to_string(), format!("unknown limit {name:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let auth = rc
-        .auth
-        .as_ref()
-        .map(|a| crate::auth::compile_route(&rc.name, a, authorizers, &reg.metrics))
-        .transpose()?;
-    if let Some(p) = limits
-        .iter()
-        .find(|p| p.keyed_by_consumer() && auth.is_none())
-    {
-        return Err((
-            ".limits".to_string(),
-            format!(
-                "limit {:?} counts per consumer, but the route has no `auth` to name one",
-                p.name
-            ),
-        ));
-    }
+        .map(|name| policies.get(name.as_str()).cloned())
+        .collect::<Option<Vec<_>>>()?;
+    let auth = match &rc.auth {
+        Some(a) => Some(crate::auth::compile_route(
+            &rc.name,
+            a,
+            authorizers,
+            &reg.metrics,
+        )?),
+        None => None,
+    };
     let (limits, limits_before_auth): (Vec<_>, Vec<_>) =
         limits.into_iter().partition(|p| p.keyed_by_consumer());
+    // Validation checked hosts and methods; anything else would be a bug, not a config error.
     let hosts = rc
         .hosts
         .iter()
-        .map(|h| HostPattern::parse(h).map_err(|e| (".hosts".to_string(), e)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|h| HostPattern::parse(h).ok())
+        .collect();
     let path = match (&rc.path, &rc.path_prefix) {
         (Some(p), _) => PathPattern::Exact(p.clone()),
         (None, Some(p)) => PathPattern::Prefix(trim_prefix(p).to_string()),
@@ -370,19 +388,11 @@ fn compile_route(
     let methods = rc
         .methods
         .iter()
-        .map(|m| {
-            Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                .map_err(|_| (".methods".to_string(), format!("invalid method {m:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+        .collect();
     let action = match (&rc.upstream, &rc.respond) {
         (Some(name), _) => {
-            let pool = pools.get(name.as_str()).ok_or_else(|| {
-                (
-                    ".upstream".to_string(),
-                    format!("unknown upstream {name:?}"),
-                )
-            })?;
+            let pool = pools.get(name.as_str())?;
             let rewrite = match (&rc.prefix_rewrite, rc.strip_prefix) {
                 (Some(r), _) => PathRewrite::ReplacePrefix(r.clone()),
                 (None, true) => PathRewrite::StripPrefix,
@@ -393,12 +403,15 @@ fn compile_route(
                 rewrite,
             }
         }
-        (None, Some(r)) => RouteAction::Respond(compile_response(r)?),
+        (None, Some(r)) => match compile_response(r) {
+            Ok(fixed) => RouteAction::Respond(fixed),
+            Err(e) => return Some(Err(e)),
+        },
         (None, None) => {
-            return Err((
-                String::new(),
+            return Some(Err(RouteError(
+                "upstream",
                 "a route needs `upstream` or `respond`".into(),
-            ))
+            )))
         }
     };
     let spec = RouteSpec {
@@ -415,22 +428,16 @@ fn compile_route(
         auth,
         metrics: reg.metrics.route(&rc.name),
     };
-    Ok((spec, route))
+    Some(Ok((spec, route)))
 }
 
-fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, CompileError> {
-    let status = StatusCode::from_u16(r.status)
-        .map_err(|_| (".respond.status".to_string(), "invalid status".to_string()))?;
+fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, RouteError> {
+    let invalid = || RouteError("respond", "invalid status or header".into());
+    let status = StatusCode::from_u16(r.status).map_err(|_| invalid())?;
     let mut headers = Vec::with_capacity(r.headers.len());
     for (name, value) in &r.headers {
-        let bad = || {
-            (
-                format!(".respond.headers.{name}"),
-                "invalid header".to_string(),
-            )
-        };
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
         headers.push((name, value));
     }
     Ok(FixedResponse {
@@ -446,10 +453,13 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    pub fn new(snapshot: Snapshot) -> Self {
-        Self {
+    /// A store holding the process's first snapshot, activated.
+    pub fn activated(snapshot: Snapshot, reg: &Registries) -> Self {
+        let store = Self {
             current: ArcSwap::from_pointee(snapshot),
-        }
+        };
+        store.current.load().activate(reg, None);
+        store
     }
 
     /// A cheap, short-lived view (background tasks).
@@ -462,8 +472,13 @@ impl SnapshotStore {
         self.current.load_full()
     }
 
-    pub fn store(&self, snapshot: Snapshot) {
-        self.current.store(Arc::new(snapshot));
+    /// Put `snapshot` in use, then activate it; returns the snapshot it replaced. The only way
+    /// to change the snapshot, so that no snapshot serves without its activation having run.
+    pub fn swap(&self, snapshot: Snapshot, reg: &Registries) -> Arc<Snapshot> {
+        let new = Arc::new(snapshot);
+        let old = self.current.swap(new.clone());
+        new.activate(reg, Some(&old));
+        old
     }
 }
 
@@ -477,11 +492,181 @@ impl crate::tls::accept::CertificateSource for SnapshotStore {
     }
 }
 
-/// Load, validate and compile the file at `path`.
-pub fn load_file(path: &Path, reg: &Registries) -> Result<Snapshot, ConfigErrors> {
-    let (config, text) = config::load(path)?;
-    compile(&config, &text, reg).map_err(|errors| ConfigErrors {
-        file: path.to_path_buf(),
-        errors,
+/// A file read, validated and compiled by [`load`], not yet in use.
+pub struct Loaded {
+    pub config: Config,
+    pub text: String,
+    /// [`version_of`] the text.
+    pub version: String,
+    pub snapshot: Snapshot,
+}
+
+/// Why [`load`] gave no snapshot.
+#[derive(Debug)]
+pub struct LoadError {
+    pub errors: ConfigErrors,
+    /// Version of the text that was read, when the file could be read.
+    pub version: Option<String>,
+    /// The text itself is wrong (syntax, validation), so the same text always fails the same
+    /// way. Otherwise (an unreadable file, a name that did not resolve, a certificate file) a
+    /// later try may pass.
+    pub invalid_text: bool,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.errors, f)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl From<LoadError> for ConfigErrors {
+    fn from(e: LoadError) -> Self {
+        e.errors
+    }
+}
+
+/// Read, validate and compile the file at `path`: what `check`, startup and every reload do.
+/// Nothing is activated (see [`SnapshotStore::swap`]).
+pub fn load(path: &Path, reg: &Registries) -> Result<Loaded, LoadError> {
+    let file = || path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        errors: ConfigErrors::whole_file(file(), format!("cannot read file: {e}")),
+        version: None,
+        invalid_text: false,
+    })?;
+    // The version of exactly the text that was parsed, so a file caught half-written is not
+    // remembered as rejected under the version of its finished content.
+    let version = version_of(&text);
+    let fail = |errors, invalid_text| LoadError {
+        errors: ConfigErrors {
+            file: file(),
+            errors,
+        },
+        version: Some(version.clone()),
+        invalid_text,
+    };
+    let config = match config::check(&text) {
+        (Some(config), errors) if errors.is_empty() => config,
+        (partial, mut errors) => {
+            // Also what the files and names of the entries without problems hold, so one run
+            // shows everything (a certificate that does not match its key next to a typo).
+            if let Some(config) = partial {
+                errors.extend(resource_problems(&config, &errors));
+            }
+            return Err(fail(errors, true));
+        }
+    };
+    let snapshot = compile(&config, &text, reg).map_err(|errors| fail(errors, false))?;
+    Ok(Loaded {
+        config,
+        text,
+        version,
+        snapshot,
     })
+}
+
+/// What compiling the entries free of `known` problems reports: unreadable or mismatched
+/// files, names that do not resolve. Built on scratch registries and thrown away, so nothing
+/// shared changes; routes and limits are left out (they only refer to other entries).
+fn resource_problems(config: &Config, known: &[ConfigError]) -> Vec<ConfigError> {
+    let Ok(scratch) = Registries::new() else {
+        return Vec::new();
+    };
+    let clean = |path: &KeyPath| !known.iter().any(|e| e.path.is_under(path.as_str()));
+    let mut out = Vec::new();
+    for (name, pool) in &config.upstreams {
+        let path = KeyPath::top("upstreams").key(name);
+        if clean(&path) {
+            let metrics = scratch.metrics.upstream(name);
+            if let Err(e) = Pool::compile(name, &path, pool, &scratch.health, metrics) {
+                out.push(e);
+            }
+        }
+    }
+    for (name, authorizer) in &config.authorizers {
+        let path = KeyPath::top("authorizers").key(name);
+        if clean(&path) {
+            let compiled =
+                crate::auth::compile(name, &path, authorizer, &scratch.auth, &scratch.metrics);
+            if let Err(e) = compiled {
+                out.push(e);
+            }
+        }
+    }
+    if clean(&KeyPath::top("certificates")) && clean(&KeyPath::top("tls")) {
+        if let Err(errors) = crate::tls::compile(&config.certificates, &config.tls) {
+            out.extend(errors);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHECKED: &str = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+        [upstreams.p]\ntargets = [{ address = \"127.0.0.1:2\" }]\n\
+        [upstreams.p.health_check]\npath = \"/h\"\n\
+        [[routes]]\nname = \"r\"\nupstream = \"p\"\n";
+
+    fn compiled(text: &str, reg: &Registries) -> Snapshot {
+        compile(&config::parse(text).unwrap(), text, reg).unwrap()
+    }
+
+    #[test]
+    fn target_health_changes_at_activation_not_at_compile() {
+        let reg = Registries::new().unwrap();
+        let store = SnapshotStore::activated(compiled(CHECKED, &reg), &reg);
+        let state = reg.health.state("p", "127.0.0.1:2".parse().unwrap());
+        let hc = store.load().pools[0].health_check.clone().unwrap();
+        for _ in 0..hc.unhealthy_threshold {
+            state.record_check(false, &hc);
+        }
+        assert!(!state.is_healthy());
+        let unchecked = CHECKED.replace("[upstreams.p.health_check]\npath = \"/h\"\n", "");
+        let next = compiled(&unchecked, &reg);
+        assert!(
+            !state.is_healthy(),
+            "compiling a config changed the running config's target health"
+        );
+        store.swap(next, &reg);
+        assert!(
+            state.is_healthy(),
+            "checks were dropped: nothing would bring it back"
+        );
+        let metrics = String::from_utf8(reg.metrics.render()).unwrap();
+        assert!(
+            metrics.contains(r#"gatehouse_upstream_healthy{target="127.0.0.1:2",upstream="p"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn a_new_redis_client_is_kept_only_once_its_config_is_in_use() {
+        let reg = Registries::new().unwrap();
+        let with = |port: u16| {
+            format!(
+                "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+                 [redis]\nurl = \"redis://127.0.0.1:{port}/\"\n"
+            )
+        };
+        let client = |s: &Snapshot| s.redis.as_ref().map(|(_, r)| r.clone()).unwrap();
+        let store = SnapshotStore::activated(compiled(&with(1), &reg), &reg);
+        let running = client(&store.load());
+        // Compiled and never applied (a refused reload).
+        let refused = compiled(&with(2), &reg);
+        assert!(!Arc::ptr_eq(&running, &client(&refused)));
+        drop(refused);
+        let again = compiled(&with(1), &reg);
+        assert!(
+            Arc::ptr_eq(&running, &client(&again)),
+            "a refused config replaced the client that the running one keeps"
+        );
+        store.swap(compiled(&with(2), &reg), &reg);
+        let applied = client(&store.load());
+        assert!(Arc::ptr_eq(&applied, &client(&compiled(&with(2), &reg))));
+    }
 }

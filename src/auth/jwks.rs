@@ -20,24 +20,7 @@ use std::time::Duration;
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT: usize = 1 << 20;
 
-/// Key families; an algorithm only ever verifies with a key of its family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Hmac,
-    Rsa,
-    Ec,
-    Ed,
-}
-
-pub fn family(alg: Algorithm) -> Family {
-    use Algorithm::*;
-    match alg {
-        HS256 | HS384 | HS512 => Family::Hmac,
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Family::Rsa,
-        ES256 | ES384 => Family::Ec,
-        EdDSA => Family::Ed,
-    }
-}
+pub use crate::config::{family, Family};
 
 /// One verification key.
 pub struct KeyEntry {
@@ -98,15 +81,46 @@ impl Keys {
     }
 }
 
+/// Why keys could not be read or fetched. Messages name the URL; none quotes a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("JWKS is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("JWKS has no `keys` array")]
+    NoKeysArray,
+    #[error("JWKS has no usable signing key")]
+    NoUsableKey,
+    #[error("a PEM key cannot verify HS algorithms")]
+    PemForHmac,
+    #[error("not a PEM public key for these algorithms: {0}")]
+    NotPem(jsonwebtoken::errors::Error),
+    #[error("no JWKS source")]
+    NoSource,
+    #[error("HTTP client: {0}")]
+    Client(String),
+    #[error("{url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{url}: {source}")]
+    Document { url: String, source: Box<KeyError> },
+}
+
+impl KeyError {
+    fn fetch(url: &str, message: impl Into<String>) -> Self {
+        Self::Fetch {
+            url: url.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Parse a JWKS document. Keys that cannot verify signatures (encryption keys, unknown types,
 /// symmetric keys) are skipped; a document without one usable key is an error.
-pub fn parse_jwks(body: &[u8]) -> Result<Keys, String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+pub fn parse_jwks(body: &[u8]) -> Result<Keys, KeyError> {
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(KeyError::NotJson)?;
     let list = doc
         .get("keys")
         .and_then(|k| k.as_array())
-        .ok_or("JWKS has no `keys` array")?;
+        .ok_or(KeyError::NoKeysArray)?;
     let mut keys = Keys {
         content: crate::hash::fold_hash(0, body),
         ..Keys::default()
@@ -147,20 +161,20 @@ pub fn parse_jwks(body: &[u8]) -> Result<Keys, String> {
         }
     }
     if keys.is_empty() {
-        return Err("JWKS has no usable signing key".into());
+        return Err(KeyError::NoUsableKey);
     }
     Ok(keys)
 }
 
 /// Parse a PEM public key of the family of `alg`.
-pub fn parse_pem(pem: &[u8], fam: Family) -> Result<KeyEntry, String> {
+pub fn parse_pem(pem: &[u8], fam: Family) -> Result<KeyEntry, KeyError> {
     let key = match fam {
         Family::Rsa => DecodingKey::from_rsa_pem(pem),
         Family::Ec => DecodingKey::from_ec_pem(pem),
         Family::Ed => DecodingKey::from_ed_pem(pem),
-        Family::Hmac => return Err("a PEM key cannot verify HS algorithms".into()),
+        Family::Hmac => return Err(KeyError::PemForHmac),
     }
-    .map_err(|e| format!("not a PEM public key for these algorithms: {e}"))?;
+    .map_err(KeyError::NotPem)?;
     Ok(KeyEntry {
         key,
         family: fam,
@@ -286,7 +300,7 @@ impl KeySet {
         let _ = self.refresh_locked(&mut discovered).await;
     }
 
-    async fn refresh_locked(&self, discovered: &mut Option<String>) -> Result<(), String> {
+    async fn refresh_locked(&self, discovered: &mut Option<String>) -> Result<(), KeyError> {
         let Some(remote) = &self.remote else {
             return Ok(());
         };
@@ -343,7 +357,7 @@ impl KeySet {
         &self,
         remote: &RemoteSource,
         discovered: &mut Option<String>,
-    ) -> Result<(Keys, Option<Duration>), String> {
+    ) -> Result<(Keys, Option<Duration>), KeyError> {
         let url = match (
             &remote.jwks_url,
             discovered.as_ref(),
@@ -354,53 +368,57 @@ impl KeySet {
             (None, None, Some(issuer)) => {
                 let url = discover(issuer, remote.timeout).await?;
                 // The discovery document must not downgrade the key transport.
-                super::check_url("jwks_uri", &url, remote.allow_http)
-                    .map_err(|(_, e)| format!("discovered jwks_uri {url}: {e}"))?;
+                crate::config::check_url(&url, remote.allow_http)
+                    .map_err(|e| KeyError::fetch(&url, format!("discovered jwks_uri: {e}")))?;
                 *discovered = Some(url.clone());
                 url
             }
-            (None, None, None) => return Err("no JWKS source".into()),
+            (None, None, None) => return Err(KeyError::NoSource),
         };
         let (body, max_age) = get(&url, remote.timeout).await?;
-        let keys = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
+        let keys = parse_jwks(&body).map_err(|e| KeyError::Document {
+            url: url.clone(),
+            source: Box::new(e),
+        })?;
         Ok((keys, max_age))
     }
 }
 
 /// Fetch the OIDC discovery document and return its `jwks_uri`. The document's `issuer` must be
 /// the configured one (OpenID Connect Discovery 1.0, section 4.3).
-async fn discover(issuer: &str, timeout: Duration) -> Result<String, String> {
+async fn discover(issuer: &str, timeout: Duration) -> Result<String, KeyError> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
     let (body, _) = get(&url, timeout).await?;
-    let doc: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| KeyError::fetch(&url, format!("not JSON: {e}")))?;
     let found = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
     if found != issuer {
-        return Err(format!(
-            "{url}: issuer {found:?} does not match the configured {issuer:?}"
+        return Err(KeyError::fetch(
+            &url,
+            format!("issuer {found:?} does not match the configured {issuer:?}"),
         ));
     }
     doc.get("jwks_uri")
         .and_then(|v| v.as_str())
         .map(str::to_string)
-        .ok_or_else(|| format!("{url}: no jwks_uri"))
+        .ok_or_else(|| KeyError::fetch(&url, "no jwks_uri"))
 }
 
 /// GET a small document; returns the body and `Cache-Control: max-age`.
-async fn get(url: &str, timeout: Duration) -> Result<(Vec<u8>, Option<Duration>), String> {
-    let client = http_client().map_err(|e| format!("HTTP client: {e}"))?;
+async fn get(url: &str, timeout: Duration) -> Result<(Vec<u8>, Option<Duration>), KeyError> {
+    let client = http_client().map_err(KeyError::Client)?;
     let mut resp = client
         .get(url)
         .timeout(timeout)
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        .map_err(|e| KeyError::fetch(url, error_chain(&e)))?;
     if !resp.status().is_success() {
-        return Err(format!("{url}: status {}", resp.status()));
+        return Err(KeyError::fetch(url, format!("status {}", resp.status())));
     }
     let max_age = resp
         .headers()
@@ -411,10 +429,13 @@ async fn get(url: &str, timeout: Duration) -> Result<(Vec<u8>, Option<Duration>)
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?
+        .map_err(|e| KeyError::fetch(url, error_chain(&e)))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(format!("{url}: larger than {MAX_DOCUMENT} bytes"));
+            return Err(KeyError::fetch(
+                url,
+                format!("larger than {MAX_DOCUMENT} bytes"),
+            ));
         }
         body.extend_from_slice(&chunk);
     }

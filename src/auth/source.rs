@@ -6,37 +6,10 @@ use http::header::{self, HeaderName};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
 
-/// One place a credential may be carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Bearer,
-    Header(HeaderName),
-    Query(String),
-    Cookie(String),
-}
+/// One place a credential may be carried (parsed with the config).
+pub use crate::config::CredentialSource as Source;
 
 impl Source {
-    /// Parse `bearer`, `header:NAME`, `query:NAME` or `cookie:NAME`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{s:?} is not one of `bearer`, `header:NAME`, `query:NAME`, `cookie:NAME`");
-        if s == "bearer" {
-            return Ok(Self::Bearer);
-        }
-        let (kind, name) = s.split_once(':').ok_or_else(bad)?;
-        if name.is_empty() {
-            return Err(bad());
-        }
-        match kind {
-            "header" => HeaderName::from_bytes(name.as_bytes())
-                .map(Self::Header)
-                .map_err(|_| format!("{name:?} is not a valid header name")),
-            "query" => Ok(Self::Query(name.to_string())),
-            "cookie" => Ok(Self::Cookie(name.to_string())),
-            _ => Err(bad()),
-        }
-    }
-
     /// The request header this source reads, which can be removed before proxying.
     pub fn header(&self) -> Option<HeaderName> {
         match self {

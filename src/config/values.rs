@@ -79,3 +79,128 @@ pub enum Window {
     Day,
     Month,
 }
+
+/// A JWT signature algorithm an authorizer accepts. `none` is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct JwtAlgorithm(pub jsonwebtoken::Algorithm);
+
+impl TryFrom<String> for JwtAlgorithm {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(Self).map_err(|_| {
+            format!(
+                "{s:?} is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, \
+                 EdDSA, HS256, HS384, HS512"
+            )
+        })
+    }
+}
+
+/// Key families; an algorithm only ever verifies with a key of its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Hmac,
+    Rsa,
+    Ec,
+    Ed,
+}
+
+/// The key family of an algorithm.
+pub fn family(alg: jsonwebtoken::Algorithm) -> Family {
+    use jsonwebtoken::Algorithm::*;
+    match alg {
+        HS256 | HS384 | HS512 => Family::Hmac,
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Family::Rsa,
+        ES256 | ES384 => Family::Ec,
+        EdDSA => Family::Ed,
+    }
+}
+
+/// One place a credential may be carried: `bearer`, `header:NAME`, `query:NAME` or
+/// `cookie:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CredentialSource {
+    Bearer,
+    Header(HeaderName),
+    Query(String),
+    Cookie(String),
+}
+
+impl CredentialSource {
+    /// Parse `bearer`, `header:NAME`, `query:NAME` or `cookie:NAME`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?} is not one of `bearer`, `header:NAME`, `query:NAME`, `cookie:NAME`");
+        if s == "bearer" {
+            return Ok(Self::Bearer);
+        }
+        let (kind, name) = s.split_once(':').ok_or_else(bad)?;
+        if name.is_empty() {
+            return Err(bad());
+        }
+        match kind {
+            "header" => HeaderName::from_bytes(name.as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a valid header name")),
+            "query" => Ok(Self::Query(name.to_string())),
+            "cookie" => Ok(Self::Cookie(name.to_string())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl TryFrom<String> for CredentialSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+/// A header name from the config, checked while reading.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Header(pub HeaderName);
+
+impl Header {
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(HeaderName::from_static(name))
+    }
+}
+
+impl TryFrom<String> for Header {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        HeaderName::from_bytes(s.as_bytes())
+            .map(Self)
+            .map_err(|_| format!("{s:?} is not a valid header name"))
+    }
+}
+
+/// Whether the gateway may call `url` for keys or decisions: `https`, or `http` to a loopback
+/// host or with `allow_http`.
+pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if loopback || allow_http {
+                Ok(())
+            } else {
+                Err(
+                    "plain http would let the network forge keys and decisions; use https \
+                     (or set allow_http = true)"
+                        .into(),
+                )
+            }
+        }
+        other => Err(format!("unsupported scheme {other:?}")),
+    }
+}

@@ -125,30 +125,47 @@ enum Counters {
     Concurrency(Arc<ShardedStore<Inflight>>),
 }
 
-/// Long-lived counters by policy name (and kind: changing a policy's kind starts afresh), and
+/// What a policy counts; part of the registry key, so changing a policy's kind starts afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CounterKind {
+    Rate,
+    Quota,
+    Concurrency,
+}
+
+/// Long-lived counters by policy name and kind, and
 /// the Redis connection, kept while its settings stay the same.
 #[derive(Default)]
 pub struct LimitRegistry {
-    counters: Mutex<HashMap<(String, u8), Counters>>,
+    counters: Mutex<HashMap<(String, CounterKind), Counters>>,
     redis: Mutex<Option<(crate::config::RedisConfig, Arc<RedisLimiter>)>>,
 }
 
 impl LimitRegistry {
-    /// The shared Redis client for these settings (reused across reloads).
+    /// The Redis client for these settings: the one the config in use has when the settings
+    /// are the same (its connection outlives reloads), else a new one. A new client is
+    /// remembered only by [`Self::keep_redis`], once its config is applied: compiling a config
+    /// that is then refused must not make the next reload drop the running connection.
     pub fn redis(&self, config: &crate::config::RedisConfig) -> Result<Arc<RedisLimiter>, String> {
-        let mut slot = self.redis.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, r)) = slot.as_ref() {
-            if c == config {
-                return Ok(r.clone());
+        {
+            let slot = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((c, r)) = slot.as_ref() {
+                if c == config {
+                    return Ok(r.clone());
+                }
             }
         }
-        let limiter = Arc::new(RedisLimiter::new(
+        Ok(Arc::new(RedisLimiter::new(
             config.url.expose(),
             config.timeout,
             &config.key_prefix,
-        )?);
+        )?))
+    }
+
+    /// Remember the Redis client of the config now in use, for later reloads to reuse.
+    pub fn keep_redis(&self, config: &crate::config::RedisConfig, limiter: &Arc<RedisLimiter>) {
+        let mut slot = self.redis.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some((config.clone(), limiter.clone()));
-        Ok(limiter)
     }
 }
 
@@ -191,7 +208,7 @@ impl Policy {
     ) -> Result<Self, String> {
         let key = config.key.clone();
         let mut counters = registry.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut counters_for = |kind: u8, make: &dyn Fn() -> Counters| {
+        let mut counters_for = |kind: CounterKind, make: &dyn Fn() -> Counters| {
             counters
                 .entry((name.to_string(), kind))
                 .or_insert_with(make)
@@ -234,21 +251,22 @@ impl Policy {
             }
             (Shape::Rate(gcra), None) => {
                 let make = || Counters::Rate(Arc::new(ShardedStore::new(max)));
-                let Counters::Rate(store) = counters_for(0, &make) else {
+                let Counters::Rate(store) = counters_for(CounterKind::Rate, &make) else {
                     return Err(mismatch());
                 };
                 Kind::Rate(gcra, store)
             }
             (Shape::Quota(limit, window), None) => {
                 let make = || Counters::Quota(Arc::new(ShardedStore::new(max)));
-                let Counters::Quota(store) = counters_for(1, &make) else {
+                let Counters::Quota(store) = counters_for(CounterKind::Quota, &make) else {
                     return Err(mismatch());
                 };
                 Kind::Quota(limit, window, store)
             }
             (Shape::Concurrency(max_inflight), None) => {
                 let make = || Counters::Concurrency(Arc::new(ShardedStore::new(max)));
-                let Counters::Concurrency(store) = counters_for(2, &make) else {
+                let Counters::Concurrency(store) = counters_for(CounterKind::Concurrency, &make)
+                else {
                     return Err(mismatch());
                 };
                 Kind::Concurrency(max_inflight, store)

@@ -1,6 +1,8 @@
 //! The per-request context: filled by the early phases, read by the later ones.
 
-use crate::snapshot::{Route, Snapshot};
+use super::decide::Host;
+use crate::snapshot::{Route, RouteAction, Snapshot};
+use crate::upstream::Pool;
 use http::HeaderValue;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,6 +15,9 @@ pub struct RequestCtx {
     pub started: Instant,
     pub request_id: HeaderValue,
     pub client_ip: Option<IpAddr>,
+    /// The host `request_filter` accepted, for every later phase; `None` before that, when
+    /// it was refused, or for an HTTP/1.0 request without one.
+    pub host: Option<Host>,
     pub route: Option<Arc<Route>>,
     /// Request target to send upstream when it differs from the client's.
     pub upstream_uri: Option<http::Uri>,
@@ -60,12 +65,22 @@ impl RequestCtx {
         )
     }
 
+    /// The pool of the request's route when the route proxies; `None` before routing and
+    /// for fixed-response routes.
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        match &self.route.as_ref()?.action {
+            RouteAction::Proxy { pool, .. } => Some(pool),
+            RouteAction::Respond(_) => None,
+        }
+    }
+
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
         Self {
             snapshot,
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
             client_ip: None,
+            host: None,
             route: None,
             upstream_uri: None,
             upstream: UpstreamInfo::default(),

@@ -4,7 +4,8 @@
 use crate::routing::{normalize_path, RouteMatch};
 use crate::snapshot::{PathRewrite, Route, RouteAction, Snapshot};
 use bytes::Bytes;
-use http::{header, Uri, Version};
+use http::uri::Authority;
+use http::{header, HeaderValue, Uri, Version};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -112,38 +113,54 @@ fn check_framing(req: &RequestHeader) -> Result<(), Rejection> {
 
 const MAX_HOST_LEN: usize = 255 + 8;
 
-/// The host the client asked for, unchecked: the URI authority (HTTP/2, absolute-form) or
-/// the `Host` header. For the phases after `request_host` has accepted the request.
-pub fn host_of(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+/// The host a request is for, as [`request_host`] accepted it. It shares the bytes of the
+/// parsed request header (a reference count, no copy), so the phases after `request_filter`
+/// read it from the context instead of looking it up in the header again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// The URI authority: HTTP/2's `:authority`. (Pingora leaves it out of the URI of an
+    /// absolute-form HTTP/1 target, after checking that it agrees with `Host`.)
+    Authority(Authority),
+    /// The `Host` header.
+    Header(HeaderValue),
+}
+
+impl Host {
+    /// The host as the client sent it, port included.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Authority(a) => a.as_str(),
+            // `request_host` only keeps a value that is visible ASCII, so this never fails.
+            Self::Header(v) => v.to_str().unwrap_or(""),
+        }
+    }
 }
 
 /// The host the request is for, checked: the URI authority (absolute-form, HTTP/2) or the
 /// single `Host` header, a name or IP literal with a numeric port (`routing::valid_host`).
 /// HTTP/1.1 requires one; several are refused, since gateway and upstream might each pick a
 /// different one.
-pub fn request_host(req: &RequestHeader) -> Result<Option<&str>, Rejection> {
+pub fn request_host(req: &RequestHeader) -> Result<Option<Host>, Rejection> {
     let invalid = Rejection::BadRequest("invalid Host header");
     if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
         return Err(Rejection::BadRequest("multiple Host headers"));
     }
-    if req.uri.authority().is_none() {
-        match req.headers.get(header::HOST) {
+    let host = match req.uri.authority() {
+        Some(a) => Host::Authority(a.clone()),
+        None => match req.headers.get(header::HOST) {
             None if req.version == Version::HTTP_11 => {
                 return Err(Rejection::BadRequest("missing Host header"))
             }
             None => return Ok(None),
             // A DNS name is at most 253 bytes; a port and brackets add a few.
             Some(v) if v.len() > MAX_HOST_LEN => return Err(invalid),
-            Some(_) => {}
-        }
-    }
-    match host_of(req) {
-        Some(h) if crate::routing::valid_host(h) => Ok(Some(h)),
-        _ => Err(invalid),
+            Some(v) => Host::Header(v.clone()),
+        },
+    };
+    if crate::routing::valid_host(host.as_str()) {
+        Ok(Some(host))
+    } else {
+        Err(invalid)
     }
 }
 
@@ -229,7 +246,8 @@ mod tests {
     fn routed(uri: &str) -> (String, Option<String>) {
         let s = snapshot();
         let r = req("GET", uri, &[("host", "h")]);
-        let r = route_request(&s, &r, request_host(&r).unwrap()).unwrap();
+        let host = request_host(&r).unwrap();
+        let r = route_request(&s, &r, host.as_ref().map(Host::as_str)).unwrap();
         (r.route.name.clone(), r.upstream_uri.map(|u| u.to_string()))
     }
 
@@ -262,7 +280,7 @@ mod tests {
         let s = snapshot();
         let check = |r: RequestHeader| {
             request_host(&r)
-                .and_then(|h| route_request(&s, &r, h))
+                .and_then(|h| route_request(&s, &r, h.as_ref().map(Host::as_str)))
                 .unwrap_err()
         };
         assert_eq!(
@@ -320,10 +338,31 @@ mod tests {
     }
 
     #[test]
+    fn the_host_is_the_authority_else_the_host_header() {
+        let host = |r: &RequestHeader| request_host(r).unwrap().map(|h| h.as_str().to_owned());
+        // What Pingora builds for HTTP/2: the authority in the URI, no Host header.
+        let (mut parts, ()) = http::Request::get("https://a.test:8443/x")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts.version = Version::HTTP_2;
+        let h2 = RequestHeader::from(parts);
+        assert!(matches!(request_host(&h2), Ok(Some(Host::Authority(_)))));
+        assert_eq!(host(&h2).as_deref(), Some("a.test:8443"));
+        let origin = req("GET", "/x", &[("host", "B.test")]);
+        assert!(matches!(request_host(&origin), Ok(Some(Host::Header(_)))));
+        assert_eq!(host(&origin).as_deref(), Some("B.test"));
+        let mut old = req("GET", "/x", &[]);
+        old.set_version(Version::HTTP_10);
+        assert_eq!(host(&old), None, "HTTP/1.0 may go without a host");
+    }
+
+    #[test]
     fn absolute_form_targets_are_sent_upstream_in_origin_form() {
         let s = snapshot();
         let r = req("GET", "http://h/keep/a?q=1", &[("host", "h")]);
-        let r = route_request(&s, &r, request_host(&r).unwrap()).unwrap();
+        let host = request_host(&r).unwrap();
+        let r = route_request(&s, &r, host.as_ref().map(Host::as_str)).unwrap();
         assert_eq!(r.route.name, "keep");
         assert_eq!(
             r.upstream_uri.map(|u| u.to_string()).as_deref(),

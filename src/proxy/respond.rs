@@ -1,5 +1,6 @@
-//! Responses written by the gateway itself: JSON errors and fixed (mock) responses. Every one
-//! carries the request id.
+//! Responses the gateway writes itself, built and sent: JSON errors and fixed (mock)
+//! responses, each with the request id. Which other headers they carry is decided in
+//! `proxy::refusal`, the only caller.
 
 use crate::snapshot::FixedResponse;
 use bytes::Bytes;
@@ -8,31 +9,25 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
-/// Write `{"error": message, "request_id": id}` with `status`.
-pub async fn send_error(
-    session: &mut Session,
+/// The head and body of `{"error": message, "request_id": id}` with `status`; `headers` are
+/// set after the standard ones and replace any of the same name.
+pub fn error_response(
     status: u16,
     message: &str,
     request_id: &HeaderValue,
-    extra: &[(HeaderName, HeaderValue)],
-) -> pingora::Result<()> {
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
     let body = error_body(message, request_id);
-    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    // The standard four and room for the few a refusal adds (see `proxy::refusal`).
+    let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
     resp.insert_header(super::request_id::HEADER.clone(), request_id.clone())?;
-    for (name, value) in extra {
-        resp.insert_header(name.clone(), value.clone())?;
+    for (name, value) in headers {
+        resp.insert_header(name, value)?;
     }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    Ok((resp, body))
 }
 
 fn error_body(message: &str, request_id: &HeaderValue) -> Bytes {
@@ -41,27 +36,34 @@ fn error_body(message: &str, request_id: &HeaderValue) -> Bytes {
     Bytes::from(value.to_string())
 }
 
-/// Write a route's fixed response.
-pub async fn send_fixed(
-    session: &mut Session,
+/// The head and body of a route's fixed response; `headers` are appended to the configured
+/// ones.
+pub fn fixed_response(
     fixed: &FixedResponse,
     request_id: &HeaderValue,
-    extra: &[(HeaderName, HeaderValue)],
-) -> pingora::Result<()> {
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
     let mut resp = ResponseHeader::build(fixed.status, Some(fixed.headers.len() + 2))?;
-    for (name, value) in fixed.headers.iter().chain(extra) {
-        resp.append_header(name.clone(), value.clone())?;
+    for (name, value) in fixed.headers.iter().cloned().chain(headers) {
+        resp.append_header(name, value)?;
     }
     resp.insert_header(header::CONTENT_LENGTH, fixed.body.len())?;
     resp.insert_header(super::request_id::HEADER.clone(), request_id.clone())?;
-    let head_only = session.req_header().method == http::Method::HEAD || fixed.body.is_empty();
+    Ok((resp, fixed.body.clone()))
+}
+
+/// Write a response the gateway built; no body for `HEAD` or when it is empty.
+pub async fn write(
+    session: &mut Session,
+    head: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
     session
-        .write_response_header(Box::new(resp), head_only)
+        .write_response_header(Box::new(head), head_only)
         .await?;
     if !head_only {
-        session
-            .write_response_body(Some(fixed.body.clone()), true)
-            .await?;
+        session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }

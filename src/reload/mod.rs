@@ -1,12 +1,16 @@
-//! Applying configs while serving: the [`Reloader`] (parse → validate → compile → swap, with
-//! [`audit`] and a record of the last attempt). The triggers that call it (SIGHUP, a file
-//! watch) are in `services::signals`; the admin API calls it directly.
+//! Applying configs while serving: the [`Reloader`] ([`snapshot::load`], the checks of what
+//! a running process cannot change, then swap and activation, with [`audit`] and a record of
+//! the last attempt). Settings read only at startup are reported as [`restart`]-only. The
+//! triggers that call it (SIGHUP, a file watch) are in `services::signals`; the admin API calls
+//! it directly.
 
 pub mod audit;
+pub mod restart;
 
-use crate::config::{self, Config, ConfigErrors};
-use crate::snapshot::{self, Registries, SnapshotStore};
+use crate::config::{self, Config, ConfigErrors, KeyPath};
+use crate::snapshot::{self, LoadError, Loaded, Registries, SnapshotStore};
 use audit::{AuditEntry, AuditLog, Changes};
+use restart::RestartOnly;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +49,8 @@ struct State {
     rejected: Option<String>,
     /// Certificate files' content hash that failed to load: the watch waits for another change.
     rejected_files: Option<u64>,
+    /// Restart-only settings of the applied config that differ from those the process runs.
+    pending_restart: Vec<RestartOnly>,
 }
 
 type AdminTokens = (Option<config::Secret>, Option<config::Secret>);
@@ -62,6 +68,8 @@ pub struct Reloader {
     /// Default certificate of each TLS listener, as started: listeners keep their settings
     /// until a restart, so a reload must keep these certificates.
     listener_defaults: Vec<(usize, String)>,
+    /// The config the process started with: what restart-only settings are compared with.
+    started: Config,
     state: Mutex<State>,
     ready: AtomicBool,
 }
@@ -104,9 +112,11 @@ impl Reloader {
             audit,
             tokens,
             listener_defaults,
+            started: config.clone(),
             state: Mutex::new(State {
                 rejected: None,
                 rejected_files: None,
+                pending_restart: Vec::new(),
                 config: Config::default(),
                 applied_by: Source::Startup,
                 last: LoadRecord {
@@ -152,79 +162,76 @@ impl Reloader {
         }
     }
 
+    /// Refuse what a running process cannot do: listeners keep the settings they started with,
+    /// so the certificate each one serves by default must stay.
+    fn check_running_listeners(&self, loaded: &Loaded) -> Result<(), LoadError> {
+        let missing: Vec<config::ConfigError> = self
+            .listener_defaults
+            .iter()
+            .filter(|(_, name)| loaded.snapshot.certificates.get(name).is_none())
+            .map(|(i, name)| {
+                config::ConfigError::new(
+                    KeyPath::top("listeners")
+                        .index(*i)
+                        .key("tls")
+                        .key("default_certificate"),
+                    format!(
+                        "the running listener serves certificate {name:?} by default; keep it \
+                         (listener settings change with a restart or upgrade)"
+                    ),
+                )
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(LoadError {
+            errors: ConfigErrors {
+                file: self.path.clone(),
+                errors: missing,
+            },
+            version: Some(loaded.version.clone()),
+            // Certificates may come from `[tls] certificate_dir`: a file added there can make
+            // the same text pass.
+            invalid_text: false,
+        })
+    }
+
     /// Load the file and apply it, or keep the current config when it is invalid. Either way
     /// the attempt is logged, counted and recorded for `/-/config`.
     pub fn reload(&self, source: Source) -> Result<String, ConfigErrors> {
         let mut state = self.lock();
-        let fail = |errors| ConfigErrors {
-            file: self.path.clone(),
-            errors,
-        };
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            fail(vec![config::ConfigError::new(
-                "",
-                format!("cannot read file: {e}"),
-            )])
-        });
-        // The version of exactly the text that was parsed, so a file caught half-written is
-        // not remembered as rejected under the version of its finished content.
-        let version = text.as_ref().ok().map(|t| snapshot::version_of(t));
-        let mut rejected = false;
-        let loaded = text.and_then(|text| {
-            let config = config::parse(&text).map_err(|errors| {
-                rejected = true;
-                fail(errors)
-            })?;
-            let snapshot = snapshot::compile(&config, &text, &self.registries).map_err(fail)?;
-            let missing: Vec<config::ConfigError> = self
-                .listener_defaults
-                .iter()
-                .filter(|(_, name)| snapshot.certificates.get(name).is_none())
-                .map(|(i, name)| {
-                    config::ConfigError::new(
-                        format!("listeners[{i}].tls.default_certificate"),
-                        format!(
-                            "the running listener serves certificate {name:?} by default; keep it \
-                             (listener settings change with a restart or upgrade)"
-                        ),
-                    )
-                })
-                .collect();
-            if !missing.is_empty() {
-                return Err(fail(missing));
-            }
-            Ok((config, snapshot))
+        let loaded = snapshot::load(&self.path, &self.registries).and_then(|loaded| {
+            self.check_running_listeners(&loaded)?;
+            Ok(loaded)
         });
         let metrics = &self.registries.metrics;
         match loaded {
-            Ok((config, snapshot)) => {
+            Ok(Loaded {
+                config,
+                version,
+                snapshot,
+                ..
+            }) => {
                 let summary = snapshot.summary();
-                let version = snapshot.version.clone();
                 let previous = self.store.load().version.clone();
                 let changes = audit::diff(&state.config, &config);
-                let restart_only: Vec<&str> = changes
-                    .sections
-                    .iter()
-                    .copied()
-                    .filter(|s| matches!(*s, "listeners" | "admin" | "server"))
-                    .collect();
-                if !restart_only.is_empty() {
+                let pending = restart::pending(&self.started, &config);
+                if !pending.is_empty() {
                     tracing::warn!(
-                        sections = ?restart_only,
-                        "listener, admin and server settings apply on the next upgrade or restart"
+                        pending_restart = %restart::list(&pending),
+                        "settings changed that apply on the next upgrade or restart; the \
+                         running process keeps the values it started with"
                     );
                 }
+                self.store.swap(snapshot, &self.registries);
                 metrics.config_loaded(true, Some(&version));
-                let old = self.store.load_full();
-                self.store.store(snapshot);
-                let results: Vec<&str> =
-                    crate::auth::Reason::ALL.iter().map(|r| r.label()).collect();
-                metrics.forget_removed(&old.series(), &self.store.load().series(), &results);
                 self.write_audit(&version, Some(&previous), source, &changes);
                 state.config = config;
                 state.applied_by = source;
                 state.rejected = None;
                 state.rejected_files = None;
+                state.pending_restart = pending;
                 state.last = LoadRecord {
                     time: now_rfc3339(),
                     source,
@@ -240,16 +247,20 @@ impl Reloader {
             }
             Err(e) => {
                 metrics.config_loaded(false, None);
-                state.rejected = if rejected { version.clone() } else { None };
+                state.rejected = if e.invalid_text {
+                    e.version.clone()
+                } else {
+                    None
+                };
                 state.last = LoadRecord {
                     time: now_rfc3339(),
                     source,
                     ok: false,
-                    version,
-                    error: Some(e.to_string()),
+                    version: e.version,
+                    error: Some(e.errors.to_string()),
                 };
-                tracing::error!(error = %e, ?source, "config reload failed, keeping the current config");
-                Err(e)
+                tracing::error!(error = %e.errors, ?source, "config reload failed, keeping the current config");
+                Err(e.errors)
             }
         }
     }
@@ -284,7 +295,7 @@ impl Reloader {
                 let certificate_error = e
                     .errors
                     .iter()
-                    .any(|x| x.path.starts_with("certificates") || x.path.starts_with("tls"));
+                    .any(|x| x.path.is_under("certificates") || x.path.is_under("tls"));
                 if certificate_error {
                     self.lock().rejected_files = Some(hash);
                 }
@@ -296,6 +307,12 @@ impl Reloader {
     pub fn last(&self) -> (LoadRecord, Source) {
         let state = self.lock();
         (state.last.clone(), state.applied_by)
+    }
+
+    /// Restart-only settings that the applied config changed: they take effect on the next
+    /// upgrade or restart.
+    pub fn pending_restart(&self) -> Vec<RestartOnly> {
+        self.lock().pending_restart.clone()
     }
 
     /// Admin tokens, as loaded at startup.

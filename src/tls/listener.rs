@@ -3,7 +3,7 @@
 //! ALPN with HTTP/2, session resumption, client certificate verification.
 
 use super::accept::{CertificateSource, SniCallbacks};
-use crate::config::{ClientAuth, ListenerTlsConfig};
+use crate::config::{ClientAuth, ConfigError, KeyPath, ListenerTlsConfig};
 use openssl::ssl::{SslSessionCacheMode, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use pingora::listeners::tls::TlsSettings;
@@ -18,22 +18,23 @@ pub fn min_version(v: &str) -> Option<SslVersion> {
     }
 }
 
-/// Build a listener's TLS settings. Errors name the key under `listeners[i].tls`.
+/// Build a listener's TLS settings; problems (an unreadable CA bundle) are reported under
+/// `path`, the listener's `listeners[i].tls`.
 pub fn settings<S: CertificateSource>(
     c: &ListenerTlsConfig,
+    path: &KeyPath,
     certificates: Arc<S>,
     handshake_threads: usize,
-) -> Result<TlsSettings, (String, String)> {
-    let bad = |key: &str, e: &dyn std::fmt::Display| (key.to_string(), e.to_string());
+) -> Result<TlsSettings, ConfigError> {
+    let bad = |e: &dyn std::fmt::Display| ConfigError::new(path.clone(), e.to_string());
     let callbacks = SniCallbacks {
         source: certificates,
         default_certificate: c.default_certificate.clone(),
     };
-    let mut s = TlsSettings::with_callbacks(Box::new(callbacks)).map_err(|e| bad("", &e))?;
-    let floor = min_version(&c.min_version)
-        .ok_or_else(|| bad(".min_version", &"expected \"1.2\" or \"1.3\""))?;
-    s.set_min_proto_version(Some(floor))
-        .map_err(|e| bad(".min_version", &e))?;
+    let mut s = TlsSettings::with_callbacks(Box::new(callbacks)).map_err(|e| bad(&e))?;
+    // Validation accepted only "1.2" and "1.3".
+    let floor = min_version(&c.min_version).unwrap_or(SslVersion::TLS1_2);
+    s.set_min_proto_version(Some(floor)).map_err(|e| bad(&e))?;
     // Resumption: the server-side session cache and TLS 1.3 tickets. The context id is needed
     // for resumed sessions once client certificates are verified.
     s.set_session_cache_mode(SslSessionCacheMode::SERVER);
@@ -41,7 +42,7 @@ pub fn settings<S: CertificateSource>(
     // choosing, and would change the peer after the facts were recorded.
     s.set_options(openssl::ssl::SslOptions::NO_RENEGOTIATION);
     s.set_session_id_context(b"gatehouse")
-        .map_err(|e| bad("", &e))?;
+        .map_err(|e| bad(&e))?;
     if handshake_threads > 0 {
         s.set_offload_threadpool(1, handshake_threads);
     }
@@ -50,47 +51,28 @@ pub fn settings<S: CertificateSource>(
     } else {
         s.set_alpn(pingora::protocols::ALPN::H1);
     }
-    if let Some((cas, verify)) = client_cas(c)? {
-        let mut names = openssl::stack::Stack::new().map_err(|e| bad("", &e))?;
+    let verify = match c.client_auth {
+        ClientAuth::None => None,
+        ClientAuth::Optional => Some(SslVerifyMode::PEER),
+        ClientAuth::Required => Some(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT),
+    };
+    // Validation made `client_ca` present whenever client certificates are asked for.
+    if let (Some(verify), Some(ca_file)) = (verify, &c.client_ca) {
+        let ca_key = path.key("client_ca");
+        let cas: Vec<X509> = super::read_certificates(ca_file)
+            .map_err(|e| ConfigError::new(ca_key.clone(), e.to_string()))?;
+        let mut names = openssl::stack::Stack::new().map_err(|e| bad(&e))?;
         for ca in &cas {
             names
-                .push(ca.subject_name().to_owned().map_err(|e| bad("", &e))?)
-                .map_err(|e| bad("", &e))?;
+                .push(ca.subject_name().to_owned().map_err(|e| bad(&e))?)
+                .map_err(|e| bad(&e))?;
         }
-        let trust = super::trust_store(&cas).map_err(|e| bad(".client_ca", &e))?;
+        let trust = super::trust_store(&cas)
+            .map_err(|e| ConfigError::new(ca_key.clone(), e.to_string()))?;
         s.set_verify_cert_store(trust)
-            .map_err(|e| bad(".client_ca", &e))?;
+            .map_err(|e| ConfigError::new(ca_key, e.to_string()))?;
         s.set_client_ca_list(names);
         s.set_verify(verify);
     }
     Ok(s)
-}
-
-/// The client CA bundle and verify mode, when the listener asks for client certificates.
-type ClientCas = Option<(Vec<X509>, SslVerifyMode)>;
-
-fn client_cas(c: &ListenerTlsConfig) -> Result<ClientCas, (String, String)> {
-    match (c.client_auth, &c.client_ca) {
-        (ClientAuth::None, _) => Ok(None),
-        (_, None) => Err((
-            ".client_ca".into(),
-            "client certificates need the CA bundle they must chain to".into(),
-        )),
-        (mode, Some(path)) => {
-            let cas = super::read_certificates(".client_ca", path)?;
-            let verify = match mode {
-                ClientAuth::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-                _ => SslVerifyMode::PEER,
-            };
-            Ok(Some((cas, verify)))
-        }
-    }
-}
-
-/// Check what `settings` would refuse, for `gatehouse check` and reloads.
-pub fn check(c: &ListenerTlsConfig) -> Result<(), (String, String)> {
-    if min_version(&c.min_version).is_none() {
-        return Err((".min_version".into(), "expected \"1.2\" or \"1.3\"".into()));
-    }
-    client_cas(c).map(|_| ())
 }

@@ -8,7 +8,7 @@ pub mod listener;
 pub mod policy;
 pub mod upstream;
 
-use crate::config::{CertificateConfig, TlsConfig};
+use crate::config::{CertificateConfig, ConfigError, KeyPath, TlsConfig};
 use openssl::asn1::Asn1Time;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
@@ -80,16 +80,41 @@ impl CertStore {
 }
 
 /// A PEM bundle of certificates (CAs to trust). Errors are (`key`, message).
-pub fn read_certificates(key: &str, path: &Path) -> Result<Vec<X509>, (String, String)> {
-    let bad = |m: String| (key.to_string(), m);
-    let pem =
-        std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    let certs = X509::stack_from_pem(&pem)
-        .map_err(|_| bad(format!("{}: not PEM certificates", path.display())))?;
+pub fn read_certificates(path: &Path) -> Result<Vec<X509>, CertError> {
+    let pem = read(path)?;
+    let certs = X509::stack_from_pem(&pem).map_err(|_| CertError::NotPem(path.into()))?;
     if certs.is_empty() {
-        return Err(bad(format!("{}: no certificate", path.display())));
+        return Err(CertError::Empty(path.into()));
     }
     Ok(certs)
+}
+
+/// Why a certificate, key or CA file could not be used. Messages name the file; none quotes
+/// file content (a key's parse error could).
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a PEM certificate chain", .0.display())]
+    NotPem(PathBuf),
+    #[error("{}: no certificate in the file", .0.display())]
+    Empty(PathBuf),
+    #[error("{}: not a PEM private key", .0.display())]
+    NotPemKey(PathBuf),
+    #[error("{} does not belong to the certificate {}", key.display(), cert.display())]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{}: unreadable validity dates", .0.display())]
+    Dates(PathBuf),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+    std::fs::read(path).map_err(|source| CertError::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 /// A verification store trusting exactly `certs`.
@@ -104,10 +129,9 @@ pub fn trust_store(
 }
 
 /// Seconds since the Unix epoch of an ASN.1 time.
-fn unix_of(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, String> {
-    let epoch = Asn1Time::from_unix(0).map_err(|e| e.to_string())?;
-    let d = epoch.diff(t).map_err(|e| e.to_string())?;
-    Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
+fn unix_of(t: &openssl::asn1::Asn1TimeRef) -> Option<i64> {
+    let d = Asn1Time::from_unix(0).ok()?.diff(t).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }
 
 /// The DNS names of a certificate (SAN, else the subject CN), lowercase.
@@ -131,16 +155,13 @@ fn dns_names(cert: &X509) -> Vec<String> {
 }
 
 /// Read a PEM chain and its key, and check that they belong together.
-pub fn load_pair(name: &str, cert: &Path, key: &Path) -> Result<CertEntry, String> {
+pub fn load_pair(name: &str, cert: &Path, key: &Path) -> Result<CertEntry, CertError> {
     let (cert_pem, key_pem) = read_pair(cert, key)?;
     parse_pair(name, cert, key, &cert_pem, &key_pem)
 }
 
-fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let cert_pem =
-        std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-    let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-    Ok((cert_pem, key_pem))
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
+    Ok((read(cert)?, read(key)?))
 }
 
 fn parse_pair(
@@ -149,29 +170,25 @@ fn parse_pair(
     key: &Path,
     cert_pem: &[u8],
     key_pem: &[u8],
-) -> Result<CertEntry, String> {
-    let chain = X509::stack_from_pem(cert_pem)
-        .map_err(|_| format!("{}: not a PEM certificate chain", cert.display()))?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| format!("{}: no certificate in the file", cert.display()))?;
+) -> Result<CertEntry, CertError> {
+    let chain = X509::stack_from_pem(cert_pem).map_err(|_| CertError::NotPem(cert.into()))?;
+    let leaf = chain.first().ok_or_else(|| CertError::Empty(cert.into()))?;
     // The parse error is not shown: it could quote key material.
-    let key_parsed = PKey::private_key_from_pem(key_pem)
-        .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
+    let key_parsed =
+        PKey::private_key_from_pem(key_pem).map_err(|_| CertError::NotPemKey(key.into()))?;
     let matches = leaf
         .public_key()
         .map(|p| p.public_eq(&key_parsed))
         .unwrap_or(false);
     if !matches {
-        return Err(format!(
-            "{} does not belong to the certificate {}",
-            key.display(),
-            cert.display()
-        ));
+        return Err(CertError::KeyMismatch {
+            cert: cert.into(),
+            key: key.into(),
+        });
     }
     Ok(CertEntry {
         name: name.to_string(),
-        not_after: unix_of(leaf.not_after())?,
+        not_after: unix_of(leaf.not_after()).ok_or_else(|| CertError::Dates(cert.into()))?,
         hosts: dns_names(leaf),
         chain,
         key: key_parsed,
@@ -179,9 +196,11 @@ fn parse_pair(
 }
 
 /// Pairs `NAME.crt` + `NAME.key` found in a directory.
-fn dir_pairs(dir: &Path) -> Result<BTreeMap<String, (PathBuf, PathBuf)>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+fn dir_pairs(dir: &Path) -> Result<BTreeMap<String, (PathBuf, PathBuf)>, CertError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CertError::Read {
+        path: dir.into(),
+        source,
+    })?;
     let mut out = BTreeMap::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -196,17 +215,18 @@ fn dir_pairs(dir: &Path) -> Result<BTreeMap<String, (PathBuf, PathBuf)>, String>
     Ok(out)
 }
 
-/// Load every certificate of the config. Errors are (key path, message).
+/// Load every certificate of the config, reporting each file's problem under its key.
 pub fn compile(
     certificates: &BTreeMap<String, CertificateConfig>,
     tls: &TlsConfig,
-) -> Result<CertStore, Vec<(String, String)>> {
+) -> Result<CertStore, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut store = CertStore::default();
-    let mut sources: Vec<(String, String, PathBuf, PathBuf, Vec<String>)> = certificates
+    let dir_key = KeyPath::top("tls").key("certificate_dir");
+    let mut sources: Vec<(KeyPath, String, PathBuf, PathBuf, Vec<String>)> = certificates
         .iter()
         .map(|(name, c)| {
-            let key = format!("certificates.{name}");
+            let key = KeyPath::top("certificates").key(name);
             (
                 key,
                 name.clone(),
@@ -221,16 +241,16 @@ pub fn compile(
             Ok(pairs) => {
                 for (name, (cert, key)) in pairs {
                     if certificates.contains_key(&name) {
-                        errors.push((
-                            "tls.certificate_dir".to_string(),
+                        errors.push(ConfigError::new(
+                            dir_key.clone(),
                             format!("{name}.crt: certificate {name:?} is also in [certificates]"),
                         ));
                         continue;
                     }
-                    sources.push(("tls.certificate_dir".into(), name, cert, key, Vec::new()));
+                    sources.push((dir_key.clone(), name, cert, key, Vec::new()));
                 }
             }
-            Err(e) => errors.push(("tls.certificate_dir".into(), e)),
+            Err(e) => errors.push(ConfigError::new(dir_key.clone(), e.to_string())),
         }
     }
     for (key, name, cert, key_file, hosts) in sources {
@@ -246,7 +266,7 @@ pub fn compile(
         let mut entry = match loaded {
             Ok(e) => e,
             Err(e) => {
-                errors.push((key, e));
+                errors.push(ConfigError::new(key, e.to_string()));
                 continue;
             }
         };
@@ -254,7 +274,10 @@ pub fn compile(
             entry.hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
         }
         if entry.hosts.is_empty() {
-            errors.push((key, "the certificate names no DNS host; set `hosts`".into()));
+            errors.push(ConfigError::new(
+                key,
+                "the certificate names no DNS host; set `hosts`",
+            ));
             continue;
         }
         let entry = Arc::new(entry);
@@ -264,7 +287,7 @@ pub fn compile(
                 None => (&mut store.exact, host.clone()),
             };
             if let Some(other) = table.insert(k, entry.clone()) {
-                errors.push((
+                errors.push(ConfigError::new(
                     key.clone(),
                     format!("{host} is also served by certificate {:?}", other.name),
                 ));
@@ -352,7 +375,7 @@ mod tests {
         };
         let errors = compile(&BTreeMap::new(), &tls).err().unwrap();
         assert!(
-            errors[0].1.contains("is also served by certificate"),
+            errors[0].message.contains("is also served by certificate"),
             "{errors:?}"
         );
     }

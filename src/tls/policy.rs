@@ -27,33 +27,23 @@ pub struct HostPolicies {
 use crate::host::{host_key, wildcard_lookup, HostPattern};
 
 impl HostPolicies {
-    /// Compile `[hosts]`. Errors are (key, message).
-    pub fn compile(hosts: &BTreeMap<String, HostConfig>) -> Result<Self, (String, String)> {
+    /// Compile `[hosts]`; names and HSTS settings were checked by config validation.
+    pub fn compile(hosts: &BTreeMap<String, HostConfig>) -> Self {
         let mut out = Self::default();
         for (name, c) in hosts {
-            let key = format!("hosts.\"{name}\"");
-            // The same rules as route hosts, so a policy cannot be written that never matches.
-            let pattern = HostPattern::parse(name).map_err(|e| (key.clone(), e))?;
-            let hsts = match &c.hsts {
-                Some(h) => {
-                    let mut v = format!("max-age={}", h.max_age.as_secs());
-                    if h.include_subdomains {
-                        v.push_str("; includeSubDomains");
-                    }
-                    if h.preload {
-                        if !h.include_subdomains || h.max_age.as_secs() < 31_536_000 {
-                            return Err((
-                                format!("{key}.hsts.preload"),
-                                "preload needs include_subdomains and a max_age of a year or more"
-                                    .into(),
-                            ));
-                        }
-                        v.push_str("; preload");
-                    }
-                    Some(HeaderValue::from_str(&v).map_err(|e| (key.clone(), e.to_string()))?)
-                }
-                None => None,
+            let Ok(pattern) = HostPattern::parse(name) else {
+                continue;
             };
+            let hsts = c.hsts.as_ref().and_then(|h| {
+                let mut v = format!("max-age={}", h.max_age.as_secs());
+                if h.include_subdomains {
+                    v.push_str("; includeSubDomains");
+                }
+                if h.preload {
+                    v.push_str("; preload");
+                }
+                HeaderValue::from_str(&v).ok()
+            });
             let policy = HostPolicy {
                 redirect_port: c.https_redirect.then_some(c.https_port),
                 hsts,
@@ -65,7 +55,7 @@ impl HostPolicies {
                 HostPattern::Exact(host) => out.exact.insert(host, policy),
             };
         }
-        Ok(out)
+        out
     }
 
     pub fn is_empty(&self) -> bool {
@@ -180,7 +170,7 @@ mod tests {
                 ..HostConfig::default()
             },
         );
-        HostPolicies::compile(&hosts).unwrap()
+        HostPolicies::compile(&hosts)
     }
 
     #[test]
@@ -274,18 +264,12 @@ mod tests {
 
     #[test]
     fn preload_needs_the_preload_list_requirements() {
-        let mut hosts = BTreeMap::new();
-        hosts.insert(
-            "a.com".to_string(),
-            HostConfig {
-                hsts: Some(HstsConfig {
-                    max_age: Duration::from_secs(600),
-                    include_subdomains: true,
-                    preload: true,
-                }),
-                ..HostConfig::default()
-            },
-        );
-        assert!(HostPolicies::compile(&hosts).is_err());
+        let errors = crate::config::parse(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[hosts.\"a.com\"]\n\
+             hsts = { max_age = \"10m\", include_subdomains = true, preload = true }\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path.as_str(), "hosts.\"a.com\".hsts.preload");
     }
 }

@@ -2,7 +2,7 @@
 //! bundle), SNI, an optional client certificate. The same settings serve proxied requests
 //! (through Pingora's connector) and active health checks (through `tokio-openssl`).
 
-use crate::config::UpstreamTlsConfig;
+use crate::config::{ConfigError, KeyPath, UpstreamTlsConfig};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 use pingora::upstreams::peer::HttpPeer;
@@ -28,51 +28,38 @@ pub struct UpstreamTls {
 impl UpstreamTls {
     /// `first_target` is the first target's configured address: its host is the default SNI
     /// when it is a name.
-    pub fn compile(c: &UpstreamTlsConfig, first_target: &str) -> Result<Self, (String, String)> {
+    pub fn compile(
+        c: &UpstreamTlsConfig,
+        first_target: &str,
+        path: &KeyPath,
+    ) -> Result<Self, ConfigError> {
         let host = first_target
             .rsplit_once(':')
             .map_or(first_target, |(h, _)| h)
             .trim_start_matches('[')
             .trim_end_matches(']');
+        // Validation refused an empty SNI with verification and IP targets without `sni`.
         let sni = match &c.sni {
-            // Pingora turns verification off for an empty SNI.
-            Some(s) if s.is_empty() && c.verify => {
-                return Err((
-                    "tls.sni".into(),
-                    "an empty SNI turns certificate verification off; name the host (or set \
-                     verify = false)"
-                        .into(),
-                ))
-            }
             Some(s) => s.clone(),
             None if host.parse::<IpAddr>().is_err() => host.to_string(),
-            None if c.verify => {
-                return Err((
-                    "tls.sni".into(),
-                    "targets are IP addresses: set the name their certificate is for".into(),
-                ))
-            }
             None => String::new(),
         };
         let ca =
             c.ca.as_ref()
-                .map(|p| super::read_certificates("tls.ca", p))
+                .map(|p| {
+                    super::read_certificates(p)
+                        .map_err(|e| ConfigError::new(path.key("ca"), e.to_string()))
+                })
                 .transpose()?;
         let client = match (&c.client_cert, &c.client_key) {
             (Some(cert), Some(key)) => {
                 let entry = super::load_pair("upstream", cert, key)
-                    .map_err(|e| ("tls.client_cert".to_string(), e))?;
+                    .map_err(|e| ConfigError::new(path.key("client_cert"), e.to_string()))?;
                 Some(Arc::new(CertKey::new(entry.chain, entry.key)))
             }
-            (None, None) => None,
-            _ => {
-                return Err((
-                    "tls.client_cert".into(),
-                    "`client_cert` and `client_key` go together".into(),
-                ))
-            }
+            _ => None,
         };
-        let bad = |e: openssl::error::ErrorStack| ("tls".to_string(), e.to_string());
+        let bad = |e: openssl::error::ErrorStack| ConfigError::new(path.clone(), e.to_string());
         let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(bad)?;
         if let Some(ca) = &ca {
             builder.set_cert_store(super::trust_store(ca).map_err(bad)?);

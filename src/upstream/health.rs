@@ -22,6 +22,9 @@ pub struct TargetState {
     connect_failures: AtomicU32,
     /// Passive ejection deadline in [`now_millis`] time; 0 when not ejected.
     ejected_until: AtomicU64,
+    /// Bumped when active results are forgotten, so a check that was already under way then
+    /// cannot record its verdict afterwards, when no later check would ever undo it.
+    active_epoch: AtomicU64,
 }
 
 impl Default for TargetState {
@@ -32,6 +35,7 @@ impl Default for TargetState {
             check_failures: AtomicU32::new(0),
             connect_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            active_epoch: AtomicU64::new(0),
         }
     }
 }
@@ -72,9 +76,15 @@ impl TargetState {
 
     /// Forget active check results: the pool no longer runs checks.
     pub fn reset_active(&self) {
+        self.active_epoch.fetch_add(1, Relaxed);
         self.healthy.store(true, Relaxed);
         self.check_passes.store(0, Relaxed);
         self.check_failures.store(0, Relaxed);
+    }
+
+    /// Changes each time active results are forgotten ([`Self::reset_active`]).
+    pub fn active_epoch(&self) -> u64 {
+        self.active_epoch.load(Relaxed)
     }
 
     /// Apply one active check result; returns the new verdict when it changed.
@@ -121,7 +131,12 @@ pub async fn run_check(pool: Arc<Pool>, index: usize) {
         return;
     };
     let target = &pool.targets[index];
+    let epoch = target.state.active_epoch();
     let result = tokio::time::timeout(hc.timeout, probe(target.addr, hc, pool.tls.as_ref())).await;
+    if target.state.active_epoch() != epoch {
+        // A reload took the checks away while this one ran.
+        return;
+    }
     let passed = matches!(result, Ok(Ok(status)) if (200..400).contains(&status));
     if let Some(healthy) = target.state.record_check(passed, hc) {
         pool.metrics.set_healthy(&target.label, healthy);
@@ -219,6 +234,25 @@ mod tests {
         assert_eq!(s.record_check(true, &hc), None);
         assert_eq!(s.record_check(true, &hc), Some(true));
         assert!(s.is_available(now_millis()));
+    }
+
+    #[test]
+    fn forgetting_active_results_changes_the_epoch() {
+        let s = TargetState::default();
+        let hc = hc();
+        for _ in 0..3 {
+            s.record_check(false, &hc);
+        }
+        assert!(!s.is_healthy());
+        let before = s.active_epoch();
+        s.reset_active();
+        assert!(s.is_healthy());
+        assert_ne!(s.active_epoch(), before);
+        assert_eq!(
+            s.record_check(false, &hc),
+            None,
+            "the failure streak starts over"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 pub mod health;
 
 pub use crate::config::HashKey;
-use crate::config::{Balance, PassiveHealthConfig, UpstreamConfig};
+use crate::config::{Balance, ConfigError, KeyPath, PassiveHealthConfig, UpstreamConfig};
 use crate::observe::metrics::UpstreamMetrics;
 use health::{HealthRegistry, TargetState};
 use pingora::lb::selection::consistent::KetamaHashing;
@@ -70,13 +70,18 @@ pub struct SelectInput<'a> {
 }
 
 impl Pool {
-    /// Build a pool; target names are resolved here, once, never per request.
+    /// Build a pool; target names are resolved here, once, never per request. Shares the
+    /// targets' health state but changes nothing in it (see [`Pool::activate`]).
+    /// Errors (a name that does not resolve, two names for one address, unreadable TLS
+    /// files) are reported under `path`, the pool's `upstreams.NAME`.
     pub fn compile(
         name: &str,
+        path: &KeyPath,
         config: &UpstreamConfig,
         health: &HealthRegistry,
         metrics: UpstreamMetrics,
-    ) -> Result<Self, (String, String)> {
+    ) -> Result<Self, ConfigError> {
+        let at = |i: usize| path.key("targets").index(i).key("address");
         let mut targets = Vec::with_capacity(config.targets.len());
         let mut backends = BTreeSet::new();
         for (i, t) in config.targets.iter().enumerate() {
@@ -86,16 +91,10 @@ impl Pool {
                 .ok()
                 .and_then(|mut addrs| addrs.next())
                 .ok_or_else(|| {
-                    (
-                        format!("targets[{i}].address"),
-                        format!("cannot resolve {:?}", t.address),
-                    )
+                    ConfigError::new(at(i), format!("cannot resolve {:?}", t.address))
                 })?;
             if targets.iter().any(|x: &Target| x.addr == addr) {
-                return Err((
-                    format!("targets[{i}].address"),
-                    format!("{addr} is listed twice"),
-                ));
+                return Err(ConfigError::new(at(i), format!("{addr} is listed twice")));
             }
             let mut backend = Backend {
                 addr: PeerAddr::Inet(addr),
@@ -123,16 +122,8 @@ impl Pool {
         let tls = config
             .tls
             .as_ref()
-            .map(|t| crate::tls::upstream::UpstreamTls::compile(t, first))
+            .map(|t| crate::tls::upstream::UpstreamTls::compile(t, first, &path.key("tls")))
             .transpose()?;
-        for t in &targets {
-            if config.health_check.is_none() {
-                // Nothing would ever bring back a target that failed checks a previous
-                // config ran.
-                t.state.reset_active();
-            }
-            metrics.set_healthy(&t.label, t.state.is_healthy());
-        }
         Ok(Self {
             name: name.to_string(),
             targets,
@@ -149,6 +140,20 @@ impl Pool {
             preserve_header_case: config.preserve_header_case,
             metrics,
         })
+    }
+
+    /// Bring the shared health state and gauges in line with this pool. Runs only once the
+    /// pool's snapshot is the one in use: compiling a config that is then refused must leave
+    /// the running config's targets as they are.
+    pub fn activate(&self) {
+        for t in &self.targets {
+            if self.health_check.is_none() {
+                // Nothing would ever bring back a target that failed checks a previous
+                // config ran.
+                t.state.reset_active();
+            }
+            self.metrics.set_healthy(&t.label, t.state.is_healthy());
+        }
     }
 
     /// Pick an available target, skipping those in `exclude` (a bit per target index that

@@ -1,6 +1,6 @@
 // Unit tests of the parent module, compiled only under #[cfg(test)] (see `mod tests;`).
 use super::*;
-use crate::config::{TargetConfig, UpstreamConfig};
+use crate::config::{KeyPath, TargetConfig, UpstreamConfig};
 use crate::observe::metrics::Metrics;
 
 fn pool_config(balance: Balance, weights: &[u32]) -> UpstreamConfig {
@@ -26,6 +26,7 @@ fn pool(balance: Balance, weights: &[u32]) -> Pool {
     let metrics = Metrics::new().unwrap();
     Pool::compile(
         "p",
+        &KeyPath::top("upstreams").key("p"),
         &pool_config(balance, weights),
         &HealthRegistry::default(),
         metrics.upstream("p"),
@@ -122,10 +123,11 @@ fn unresolvable_target_is_a_config_error() {
     let metrics = Metrics::new().unwrap();
     let err = Pool::compile(
         "p",
+        &KeyPath::top("upstreams").key("p"),
         &config,
         &HealthRegistry::default(),
         metrics.upstream("p"),
     )
     .unwrap_err();
-    assert_eq!(err.0, "targets[1].address");
+    assert_eq!(err.path.as_str(), "upstreams.p.targets[1].address");
 }

@@ -350,6 +350,10 @@ auth = { authorizer = "idp", claims = { tenant = "acme" } }
     let (status, headers, body) = call(gw.url("/admin"), Some(&reader)).await;
     assert_eq!(status, 403);
     assert_eq!(body["error"], "insufficient scope");
+    assert_eq!(
+        body["request_id"],
+        headers["x-request-id"].to_str().unwrap()
+    );
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(
         challenge.contains("error=\"insufficient_scope\""),
@@ -657,7 +661,7 @@ fn auth_config_errors_name_the_key() {
         ),
         (
             "[authorizers.a]\ntype = \"jwt\"\nalgorithms = [\"none\"]\njwks_url = \"https://x/jwks\"\n",
-            "authorizers.a.algorithms: \"none\" is not one of",
+            "authorizers.a.algorithms[0]: \"none\" is not one of",
         ),
         (
             "[authorizers.a]\ntype = \"jwt\"\nalgorithms = [\"RS256\"]\njwks_url = \"http://idp.example.com/jwks\"\n",
@@ -665,7 +669,7 @@ fn auth_config_errors_name_the_key() {
         ),
         (
             "[authorizers.\"bad name\"]\ntype = \"api_key\"\nkeys = [{ consumer = \"a\", key = \"0123456789abcdefgh\" }]\n",
-            "authorizers.bad name: authorizer names may only use letters, digits",
+            "authorizers.\"bad name\": authorizer names may only use letters, digits",
         ),
         (
             "[authorizers.a]\ntype = \"oauth\"\n",

@@ -5,6 +5,7 @@
 mod auth;
 mod cli;
 mod common;
+mod config_props;
 mod health;
 mod idp;
 mod layers;
@@ -13,5 +14,6 @@ mod observe;
 mod ops;
 mod pki;
 mod proxy;
+mod reload;
 mod shared_limits;
 mod tls;

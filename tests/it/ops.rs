@@ -152,16 +152,23 @@ async fn watched_config_file_reloads_by_itself() {
         client().get(gw.url("/b")).send().await.unwrap().status(),
         404
     );
+    // Each file is replaced in one step (a rename): the watch must not catch one truncated but
+    // not yet written, which would be another, broken file.
+    let replace = |text: &str| {
+        let next = gw.dir.path().join("next.toml");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &gw.config_path).unwrap();
+    };
     let text = std::fs::read_to_string(&gw.config_path).unwrap()
         + "[[routes]]\nname = \"b\"\npath = \"/b\"\nrespond = { body = \"b\" }\n";
-    std::fs::write(&gw.config_path, text).unwrap();
+    replace(&text);
     let reloaded = eventually(Duration::from_secs(5), || async {
         client().get(gw.url("/b")).send().await.unwrap().status() == 200
     })
     .await;
     assert!(reloaded, "file change was not picked up: {}", gw.stderr());
     // A broken file is reported once and changes nothing.
-    std::fs::write(&gw.config_path, "[[routes]\n").unwrap();
+    replace("[[routes]\n");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         client().get(gw.url("/b")).send().await.unwrap().status(),

@@ -82,8 +82,10 @@ async fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
     let resp = client().delete(gw.url("/items/3")).send().await.unwrap();
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, HEAD, POST");
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "method not allowed on this route");
+    assert_eq!(body["request_id"], id.as_str());
 
     let resp = client().head(gw.url("/items/3")).send().await.unwrap();
     assert_eq!(resp.status(), 200, "GET implies HEAD");

@@ -79,8 +79,10 @@ async fn redis_outage_falls_back_per_policy_and_recovers() {
     assert_eq!(ok, 5, "fail_open lets requests through while Redis is away");
     let resp = client().get(closed.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 503, "fail_closed refuses");
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "rate limiter unavailable");
+    assert_eq!(body["request_id"], id.as_str());
     let metrics = open.metrics().await;
     assert!(
         metrics.contains(

@@ -316,6 +316,11 @@ async fn https_redirect_hsts_and_host_sni_agreement() {
         resp.headers()["location"],
         format!("https://a.test:{tls}/orders?id=7")
     );
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert!(
+        !resp.headers().contains_key("strict-transport-security"),
+        "never HSTS over plain HTTP (RFC 6797 7.2)"
+    );
     let other = c
         .get(gw.url("/"))
         .header("host", "b.test")
@@ -359,6 +364,74 @@ async fn https_redirect_hsts_and_host_sni_agreement() {
         assert!(!head
             .to_ascii_lowercase()
             .contains("strict-transport-security"));
+    });
+}
+
+/// Refusals of a host's policy over TLS are answered like every other refusal: with the host's
+/// HSTS, the request id and a JSON body. A refusal before the policy is known (a bad Host)
+/// has no HSTS.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_policy_refusals_over_tls_carry_hsts_and_the_request_id() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .server(&["a.test", "b.test", "api.secure.test"], 30)
+        .write(dir.path(), "s");
+    let upstream = Upstream::echo().await;
+    let tls = free_port();
+    let _gw = Gateway::start(&format!(
+        "{}{}{}{ECHO_ROUTE}\
+         [hosts.\"a.test\"]\nstrict_sni = true\nhsts = {{ max_age = \"60s\" }}\n\
+         [hosts.\"*.secure.test\"]\nclient_cert = \"required\"\n\
+         hsts = {{ max_age = \"120s\" }}\n",
+        tls_listener(tls, ""),
+        certificates(&[("s", &cert, &key)]),
+        single_pool_only(&upstream),
+    ));
+    blocking(move || {
+        let ask = |sni: &str, host: &str| {
+            let o = ClientOpts {
+                sni: Some(sni),
+                ..Default::default()
+            };
+            let mut s = connect(tls, &o).unwrap();
+            let (status, head, body) =
+                request(&mut s, host, "/", "x-request-id: refused-1\r\n").unwrap();
+            (status, head.to_ascii_lowercase(), body)
+        };
+        for (sni, host, status, error, hsts) in [
+            (
+                "b.test",
+                "a.test",
+                421,
+                "host does not match the TLS server name",
+                "max-age=60",
+            ),
+            (
+                "api.secure.test",
+                "api.secure.test",
+                403,
+                "client certificate required",
+                "max-age=120",
+            ),
+        ] {
+            let (got, head, body) = ask(sni, host);
+            assert_eq!(got, status, "{head}\n{body}");
+            let has = |line: &str| head.lines().any(|l| l == line);
+            assert!(has(&format!("strict-transport-security: {hsts}")), "{head}");
+            assert!(has("x-request-id: refused-1"), "{head}");
+            assert!(has("content-type: application/json"), "{head}");
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], error);
+            assert_eq!(body["request_id"], "refused-1");
+        }
+        let (status, head, body) = ask("a.test", "a.test:abc");
+        assert_eq!(status, 400, "{head}\n{body}");
+        assert!(!head.contains("strict-transport-security"), "{head}");
+        assert!(
+            head.lines().any(|l| l == "x-request-id: refused-1"),
+            "{head}"
+        );
     });
 }
 

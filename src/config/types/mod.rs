@@ -1,0 +1,44 @@
+//! Serde types for the TOML file format, one file per section. These mirror the file one to
+//! one; nothing here is read on the request path (see `snapshot` for what the proxy runs on).
+
+mod auth;
+mod defaults;
+mod limits;
+mod routes;
+mod server;
+mod tls;
+mod upstreams;
+
+pub use auth::*;
+pub use limits::*;
+pub use routes::*;
+pub use server::*;
+pub use tls::*;
+pub use upstreams::*;
+
+use std::collections::BTreeMap;
+
+/// The whole configuration file after parsing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: AdminConfig,
+    pub access_log: AccessLogConfig,
+    /// Upstream pools by name, sorted so that compiled output is deterministic.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Throttling policies by name, attached to routes with `limits = [...]`.
+    pub limits: BTreeMap<String, LimitConfig>,
+    /// The Redis that `backend = "redis"` policies share counters through.
+    pub redis: Option<RedisConfig>,
+    /// Authorizers by name, attached to routes with `auth = "NAME"`.
+    pub authorizers: BTreeMap<String, AuthorizerConfig>,
+    /// TLS certificates by name, chosen by SNI on TLS listeners.
+    pub certificates: BTreeMap<String, CertificateConfig>,
+    /// `[tls]`: settings shared by every TLS listener's certificates.
+    pub tls: TlsConfig,
+    /// Per-domain policies (`[hosts."api.example.com"]`): HTTPS redirect, HSTS, SNI agreement,
+    /// client certificates.
+    pub hosts: BTreeMap<String, HostConfig>,
+    pub routes: Vec<RouteConfig>,
+}

@@ -1,0 +1,114 @@
+//! `[[routes]]` and what a route asks of authorization.
+
+use super::defaults::*;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `[[routes]]`: which requests go where.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in metrics and logs.
+    pub name: String,
+    /// Exact (`api.example.com`) or wildcard (`*.example.com`) hosts; any host when empty.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Exact path match.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Segment-wise prefix match: `/api` matches `/api` and `/api/x`, not `/apix`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Allowed methods; any method when empty. `GET` implies `HEAD`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Upstream pool to proxy to.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Fixed response instead of an upstream.
+    #[serde(default)]
+    pub respond: Option<RespondConfig>,
+    /// Remove the matched `path_prefix` before proxying.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace the matched `path_prefix` with this before proxying.
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    /// Names of `[limits.NAME]` policies checked for every request of this route, in order.
+    #[serde(default)]
+    pub limits: Vec<String>,
+    /// Requests must pass this authorizer (`auth = "NAME"` or a table with requirements).
+    #[serde(default, deserialize_with = "route_auth")]
+    pub auth: Option<RouteAuthConfig>,
+}
+
+/// A fixed response for mock routes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondConfig {
+    #[serde(default = "default_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// A route's `auth`: the authorizer and what the identity must have.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthConfig {
+    pub authorizer: String,
+    /// Scopes the token must carry (`scope` string or `scp` array).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub scopes_mode: ScopesMode,
+    /// Claims (dotted paths) that must equal the value, or contain it when the claim is an
+    /// array.
+    #[serde(default)]
+    pub claims: BTreeMap<String, ClaimValue>,
+}
+
+/// `auth = "NAME"` is short for `auth = { authorizer = "NAME" }`.
+pub(super) fn route_auth<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RouteAuthConfig>, D::Error> {
+    struct NameOrTable;
+    impl<'de> serde::de::Visitor<'de> for NameOrTable {
+        type Value = RouteAuthConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an authorizer name or a table with `authorizer`")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(RouteAuthConfig {
+                authorizer: v.to_string(),
+                scopes: Vec::new(),
+                scopes_mode: ScopesMode::All,
+                claims: BTreeMap::new(),
+            })
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            RouteAuthConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(NameOrTable).map(Some)
+}
+
+/// Whether all listed scopes are needed or any one.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopesMode {
+    #[default]
+    All,
+    Any,
+}
+
+/// An expected claim value.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValue {
+    String(String),
+    Integer(i64),
+    Bool(bool),
+}

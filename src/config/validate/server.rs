@@ -1,0 +1,110 @@
+//! `[server]`, `[[listeners]]`, `[admin]` and `[redis]`.
+
+use super::{duration_in, Config, KeyPath, Present, Problems, HOUR, MINUTE, MS};
+use std::collections::HashSet;
+use std::time::Duration;
+
+pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
+    listeners(config, present, p);
+    admin(config, present, p);
+    server(config, p);
+    if let Some(redis) = &config.redis {
+        duration_in(
+            p,
+            KeyPath::top("redis").key("timeout"),
+            redis.timeout,
+            MS,
+            MINUTE,
+        );
+        // The parse error is not shown: it could echo the password in the url.
+        if redis::Client::open(redis.url.expose()).is_err() {
+            p.at(KeyPath::top("redis").key("url"), "not a valid redis:// url");
+        }
+    }
+}
+
+fn listeners(config: &Config, present: &Present, p: &mut Problems) {
+    let path = KeyPath::top("listeners");
+    if present.listeners == 0 && !present.is_broken(&path) {
+        p.at(
+            path.clone(),
+            "at least one `[[listeners]]` entry is required",
+        );
+    }
+    let admin_ok = !present.is_broken(&KeyPath::top("admin"));
+    let mut seen = HashSet::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let at = path.index(i).key("address");
+        if !seen.insert(l.address) {
+            p.at(at.clone(), format!("{} is listed twice", l.address));
+        }
+        if admin_ok && config.admin.enabled && l.address == config.admin.address {
+            p.at(at, format!("{} is also the admin address", l.address));
+        }
+    }
+}
+
+fn admin(config: &Config, present: &Present, p: &mut Problems) {
+    let admin = &config.admin;
+    let path = KeyPath::top("admin");
+    if present.is_broken(&path) {
+        return;
+    }
+    let tokens = [
+        ("read_token", &admin.read_token),
+        ("admin_token", &admin.admin_token),
+    ];
+    if admin.enabled && !admin.address.ip().is_loopback() {
+        for (key, token) in tokens {
+            if token.is_none() {
+                p.at(
+                    path.key(key),
+                    format!(
+                        "required when the admin listener ({}) is not on loopback",
+                        admin.address
+                    ),
+                );
+            }
+        }
+    }
+    for (key, token) in tokens {
+        if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            p.at(path.key(key), "a token needs at least 16 characters");
+        }
+    }
+    if let (Some(read), Some(write)) = (&admin.read_token, &admin.admin_token) {
+        if read == write {
+            p.at(path.key("read_token"), "must differ from admin.admin_token");
+        }
+    }
+}
+
+fn server(config: &Config, p: &mut Problems) {
+    let s = &config.server;
+    let path = KeyPath::top("server");
+    if s.watch_config {
+        duration_in(
+            p,
+            path.key("watch_interval"),
+            s.watch_interval,
+            Duration::from_millis(100),
+            HOUR,
+        );
+    }
+    for (key, value) in [
+        ("shutdown_delay", s.shutdown_delay),
+        ("grace_period", s.grace_period),
+        ("graceful_shutdown_timeout", s.graceful_shutdown_timeout),
+    ] {
+        duration_in(p, path.key(key), value, Duration::ZERO, HOUR);
+    }
+    if s.threads > 1024 {
+        p.at(
+            path.key("threads"),
+            "must be between 0 (one per core) and 1024",
+        );
+    }
+    if s.tls_handshake_threads > 1024 {
+        p.at(path.key("tls_handshake_threads"), "must be at most 1024");
+    }
+}

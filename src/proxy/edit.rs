@@ -1,0 +1,91 @@
+//! The gateway's edits of a proxied request on its way upstream and of the upstream's response
+//! on its way back. The header work itself is `forward`'s; this module decides what applies
+//! to the request from its context.
+
+use super::{forward, request_id, RequestCtx};
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+
+/// Everything the upstream request gets from the gateway: headers (see [`request_headers`]),
+/// the route's target, and the authorizer's credential query parameters removed.
+pub fn upstream_request(upstream_request: &mut RequestHeader, ctx: &RequestCtx) {
+    let pool = ctx.pool();
+    let forwarded = pool.is_some_and(|p| p.forwarded_header);
+    if pool.is_some_and(|p| p.preserve_header_case) {
+        request_headers(upstream_request, ctx, forwarded);
+    } else {
+        forward::edit_request_without_case(upstream_request, |h| {
+            request_headers(h, ctx, forwarded)
+        });
+    }
+    // Cloned, not taken: Pingora calls this filter again when it retries the request.
+    if let Some(uri) = &ctx.upstream_uri {
+        upstream_request.set_uri(uri.clone());
+    }
+    let strip_query = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
+    let names = strip_query.map(|a| &a.authorizer.strip_query[..]);
+    if let Some(names) = names.filter(|n| !n.is_empty()) {
+        let stripped = upstream_request
+            .uri
+            .path_and_query()
+            .and_then(|pq| forward::strip_query_params(pq.as_str(), names));
+        if let Some(uri) = stripped.and_then(|s| http::Uri::try_from(s).ok()) {
+            upstream_request.set_uri(uri);
+        }
+    }
+}
+
+/// The upstream request's headers: hop-by-hop headers out, forwarding headers in, identity
+/// headers replaced.
+fn request_headers(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, forwarded: bool) {
+    let upgrade = forward::is_upgrade(headers.map());
+    forward::remove_hop_by_hop(headers, upgrade);
+    let info = forward::ForwardInfo {
+        client_ip: ctx.client_ip,
+        proto: if ctx.ssl.is_some() { "https" } else { "http" },
+        host: ctx.host.as_ref().map(|h| h.as_str()),
+        request_id: &ctx.request_id,
+        forwarded,
+    };
+    forward::add_forwarding(headers, &info);
+    let strip = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
+    let strip = strip.map_or(&[][..], |a| &a.authorizer.strip[..]);
+    forward::set_identity(
+        headers,
+        &ctx.snapshot.identity_headers,
+        strip,
+        ctx.identity.as_deref(),
+    );
+    forward::set_client_cert(headers, ctx.tls().and_then(|t| t.client_cert.as_ref()));
+}
+
+/// The upstream response's edits: hop-by-hop headers out; request id, HSTS and `RateLimit`
+/// headers in, as on the gateway's own answers (`refusal::response`).
+pub fn upstream_response(upstream_response: &mut ResponseHeader, ctx: &RequestCtx) {
+    let status = upstream_response.status;
+    if ctx.pool().is_some_and(|p| p.preserve_header_case) {
+        response_headers(upstream_response, ctx, status);
+    } else {
+        forward::edit_response_without_case(upstream_response, |h| {
+            response_headers(h, ctx, status)
+        });
+    }
+}
+
+fn response_headers(
+    headers: &mut impl forward::EditHeaders,
+    ctx: &RequestCtx,
+    status: http::StatusCode,
+) {
+    let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
+    forward::remove_hop_by_hop(headers, switching);
+    headers.set(&request_id::HEADER, ctx.request_id.clone());
+    if let Some(hsts) = &ctx.hsts {
+        headers.set(&header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let Some(report) = &ctx.limit.report {
+        for (name, value) in report.headers() {
+            headers.set(&name, value);
+        }
+    }
+}

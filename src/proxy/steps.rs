@@ -1,0 +1,109 @@
+//! The steps of `request_filter`, in the order they run. Each reads the request header and
+//! the context, records what later phases need in the context, and returns the [`Refusal`]
+//! that stops the request, if any; `request_filter` writes it.
+
+use super::decide::{self, Host};
+use super::refusal::Refusal;
+use super::{request_id, RequestCtx};
+use crate::auth::{self, RouteAuth};
+use crate::limit::{self, LimitInput};
+use crate::snapshot::Route;
+use crate::tls::policy;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use std::sync::Arc;
+
+/// The request id, the client address and the connection's TLS facts, which every later step
+/// and the access log read. Cannot refuse: a refusal needs the request id.
+pub fn identify(session: &Session, ctx: &mut RequestCtx) {
+    let req = session.req_header();
+    ctx.request_id = request_id::for_request(req.headers.get(&request_id::HEADER));
+    ctx.client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+}
+
+/// The host, checked once and kept in `ctx.host`: host policies, routes, authorizers,
+/// forwarding headers and the access log all read the same one. Then the host's policy, which
+/// applies even to requests that match no route: HTTPS redirect, Host/SNI agreement, client
+/// certificate. From here on, every answer over TLS carries the policy's HSTS, this step's
+/// own refusals included.
+pub fn check_host(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refusal> {
+    ctx.host = decide::request_host(req)?;
+    let Some(host) = &ctx.host else {
+        return Ok(());
+    };
+    let Some(policy) = ctx.snapshot.hosts.lookup(host.as_str()) else {
+        return Ok(());
+    };
+    // Never over plain HTTP (RFC 6797 7.2), where anyone on the path could add or strip it.
+    if ctx.ssl.is_some() {
+        ctx.hsts.clone_from(&policy.hsts);
+    }
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let verdict = policy::check(policy, ctx.tls(), host.as_str(), target);
+    Refusal::from_verdict(verdict).map_or(Ok(()), Err)
+}
+
+/// The request's framing and target, then its route; records the route and the upstream
+/// target in `ctx` and returns the route for the remaining steps.
+pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Refusal> {
+    let host = ctx.host.as_ref().map(Host::as_str);
+    let routed = decide::route_request(&ctx.snapshot, req, host)?;
+    ctx.upstream_uri = routed.upstream_uri;
+    ctx.route = Some(routed.route.clone());
+    Ok(routed.route)
+}
+
+/// Count the request against `policies`. A refusal's `RateLimit` headers replace those of the
+/// policies that allowed it, so a 429 never reports quota left.
+pub async fn throttle(
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+    policies: &[Arc<limit::Policy>],
+    route: &str,
+) -> Result<(), Refusal> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let input = LimitInput {
+        route,
+        client_ip: ctx.client_ip,
+        consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+        headers: &req.headers,
+    };
+    let now = crate::clock::unix_nanos();
+    let Err(rejected) = limit::check(policies, &input, now, &mut ctx.limit).await else {
+        return Ok(());
+    };
+    let refusal = Refusal::from(&*rejected);
+    ctx.limit.report = rejected.report;
+    Err(refusal)
+}
+
+/// Run the route's authorizer; records the identity (and the decision for the access log).
+pub async fn authenticate(
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+    auth: &RouteAuth,
+    route: &str,
+) -> Result<(), Refusal> {
+    let info = auth::RequestInfo {
+        route,
+        host: ctx.host.as_ref().map_or("", Host::as_str),
+        request_id: &ctx.request_id,
+    };
+    match auth::authenticate(auth, req, &info).await {
+        Ok(identity) => {
+            ctx.auth = Some(auth::Reason::Allowed.label());
+            ctx.identity = Some(identity);
+            Ok(())
+        }
+        Err(rejected) => {
+            ctx.auth = Some(rejected.reason.label());
+            Err(Refusal::from(rejected))
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Settings the process reads once, when it starts: sockets, worker threads, the admin API,
+//! the access log file, the watches. A reload applies the rest of the file and reports these
+//! as pending until the next upgrade or restart.
+
+use crate::config::{AccessLogConfig, AdminConfig, Config, ServerConfig, TlsConfig};
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// One setting that only a restart (or a graceful upgrade) applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RestartOnly {
+    /// Addresses and TLS settings of `[[listeners]]` (sockets are bound at startup).
+    Listeners,
+    ServerThreads,
+    ServerWorkStealing,
+    ServerUpstreamKeepalivePoolSize,
+    ServerShutdownDelay,
+    ServerGracePeriod,
+    ServerGracefulShutdownTimeout,
+    ServerWatchConfig,
+    ServerWatchInterval,
+    ServerTlsHandshakeThreads,
+    ServerPidFile,
+    ServerUpgradeSock,
+    AdminEnabled,
+    AdminAddress,
+    AdminReadToken,
+    AdminAdminToken,
+    AdminAuditLog,
+    AccessLogPath,
+    TlsWatch,
+}
+
+impl RestartOnly {
+    /// The key as written in the file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Listeners => "listeners",
+            Self::ServerThreads => "server.threads",
+            Self::ServerWorkStealing => "server.work_stealing",
+            Self::ServerUpstreamKeepalivePoolSize => "server.upstream_keepalive_pool_size",
+            Self::ServerShutdownDelay => "server.shutdown_delay",
+            Self::ServerGracePeriod => "server.grace_period",
+            Self::ServerGracefulShutdownTimeout => "server.graceful_shutdown_timeout",
+            Self::ServerWatchConfig => "server.watch_config",
+            Self::ServerWatchInterval => "server.watch_interval",
+            Self::ServerTlsHandshakeThreads => "server.tls_handshake_threads",
+            Self::ServerPidFile => "server.pid_file",
+            Self::ServerUpgradeSock => "server.upgrade_sock",
+            Self::AdminEnabled => "admin.enabled",
+            Self::AdminAddress => "admin.address",
+            Self::AdminReadToken => "admin.read_token",
+            Self::AdminAdminToken => "admin.admin_token",
+            Self::AdminAuditLog => "admin.audit_log",
+            Self::AccessLogPath => "access_log.path",
+            Self::TlsWatch => "tls.watch",
+        }
+    }
+}
+
+impl fmt::Display for RestartOnly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl Serialize for RestartOnly {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key())
+    }
+}
+
+/// The restart-only settings whose value in `new` differs from the one the process runs with
+/// (`started`, the config it started on), in a stable order.
+pub fn pending(started: &Config, new: &Config) -> Vec<RestartOnly> {
+    use RestartOnly as R;
+    // Destructured without `..`: a field added to one of these sections does not compile until
+    // it is listed here as restart-only or marked reloadable.
+    let ServerConfig {
+        threads,
+        work_stealing,
+        upstream_keepalive_pool_size,
+        shutdown_delay,
+        grace_period,
+        graceful_shutdown_timeout,
+        watch_config,
+        watch_interval,
+        tls_handshake_threads,
+        pid_file,
+        upgrade_sock,
+    } = &started.server;
+    let AdminConfig {
+        enabled: admin_enabled,
+        address,
+        read_token,
+        admin_token,
+        audit_log,
+    } = &started.admin;
+    let AccessLogConfig {
+        // Reloadable: each snapshot says whether its requests are logged.
+        enabled: _,
+        path: access_log_path,
+    } = &started.access_log;
+    let TlsConfig {
+        // Reloadable: certificates are read by every load.
+        certificate_dir: _,
+        watch: tls_watch,
+    } = &started.tls;
+    let (s, a) = (&new.server, &new.admin);
+    // In declaration order, which is the order of the file's sections.
+    [
+        (R::Listeners, started.listeners != new.listeners),
+        (R::ServerThreads, *threads != s.threads),
+        (R::ServerWorkStealing, *work_stealing != s.work_stealing),
+        (
+            R::ServerUpstreamKeepalivePoolSize,
+            *upstream_keepalive_pool_size != s.upstream_keepalive_pool_size,
+        ),
+        (R::ServerShutdownDelay, *shutdown_delay != s.shutdown_delay),
+        (R::ServerGracePeriod, *grace_period != s.grace_period),
+        (
+            R::ServerGracefulShutdownTimeout,
+            *graceful_shutdown_timeout != s.graceful_shutdown_timeout,
+        ),
+        (R::ServerWatchConfig, *watch_config != s.watch_config),
+        (R::ServerWatchInterval, *watch_interval != s.watch_interval),
+        (
+            R::ServerTlsHandshakeThreads,
+            *tls_handshake_threads != s.tls_handshake_threads,
+        ),
+        (R::ServerPidFile, *pid_file != s.pid_file),
+        (R::ServerUpgradeSock, *upgrade_sock != s.upgrade_sock),
+        (R::AdminEnabled, *admin_enabled != a.enabled),
+        (R::AdminAddress, *address != a.address),
+        (R::AdminReadToken, *read_token != a.read_token),
+        (R::AdminAdminToken, *admin_token != a.admin_token),
+        (R::AdminAuditLog, *audit_log != a.audit_log),
+        (R::AccessLogPath, *access_log_path != new.access_log.path),
+        (R::TlsWatch, *tls_watch != new.tls.watch),
+    ]
+    .into_iter()
+    .filter_map(|(setting, changed)| changed.then_some(setting))
+    .collect()
+}
+
+/// `a, b, c`, for log lines.
+pub fn list(settings: &[RestartOnly]) -> String {
+    settings
+        .iter()
+        .map(|s| s.key())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(&format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{text}")).unwrap()
+    }
+
+    #[test]
+    fn names_exactly_the_settings_read_at_startup() {
+        let old = config("[access_log]\npath = \"/tmp/a.log\"\n");
+        let new = config(
+            "[access_log]\npath = \"/tmp/b.log\"\nenabled = false\n\
+             [server]\nthreads = 3\n\
+             [admin]\naudit_log = \"/tmp/audit.log\"\n\
+             [[routes]]\nname = \"r\"\nrespond = {}\n",
+        );
+        let pending = pending(&old, &new);
+        assert_eq!(
+            pending,
+            [
+                RestartOnly::ServerThreads,
+                RestartOnly::AdminAuditLog,
+                RestartOnly::AccessLogPath
+            ]
+        );
+        assert_eq!(
+            list(&pending),
+            "server.threads, admin.audit_log, access_log.path"
+        );
+        assert_eq!(
+            serde_json::to_value(&pending).unwrap(),
+            serde_json::json!(["server.threads", "admin.audit_log", "access_log.path"])
+        );
+        assert!(super::pending(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn listener_changes_are_restart_only() {
+        let old = config("");
+        let new = crate::config::parse(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[[listeners]]\naddress = \"127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        assert_eq!(pending(&old, &new), [RestartOnly::Listeners]);
+    }
+}

@@ -106,6 +106,8 @@ pub struct Snapshot {
     pub routes: Vec<Arc<Route>>,
     pub pools: Vec<Arc<Pool>>,
     pub authorizers: Vec<Arc<Authorizer>>,
+    /// Every `[limits]` policy, also those no route uses yet, so their counters carry over.
+    pub policies: Vec<Arc<Policy>>,
     /// TLS certificates by SNI name, read from their files by this load.
     pub certificates: crate::tls::CertStore,
     /// Hash of the certificate and key files' content, for the file watch.
@@ -204,6 +206,14 @@ impl Snapshot {
         if let Some((config, limiter)) = &self.redis {
             reg.limits.keep_redis(config, limiter);
         }
+        // What the next compile starts from: this snapshot's health, counters and key sets.
+        reg.health.adopt(self.pools.iter().flat_map(|p| {
+            p.targets
+                .iter()
+                .map(move |t| (p.name.as_str(), t.addr, &t.state))
+        }));
+        reg.limits.adopt(self.policies.iter().map(|p| &**p));
+        reg.auth.adopt(self.authorizers.iter().map(|a| &**a));
     }
 }
 
@@ -312,6 +322,8 @@ pub fn compile(
     pools.sort_by(|a, b| a.name.cmp(&b.name));
     let mut authorizers: Vec<Arc<Authorizer>> = authorizers.into_values().collect();
     authorizers.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut policies: Vec<Arc<Policy>> = policies.into_values().collect();
+    policies.sort_by(|a, b| a.name.cmp(&b.name));
     let mut identity_headers: Vec<HeaderName> = authorizers
         .iter()
         .flat_map(|a| a.sets.iter().cloned())
@@ -330,6 +342,7 @@ pub fn compile(
         routes,
         pools,
         authorizers,
+        policies,
         certificates,
         certificate_files_hash,
         hosts,
@@ -614,6 +627,56 @@ mod tests {
 
     fn compiled(text: &str, reg: &Registries) -> Snapshot {
         compile(&config::parse(text).unwrap(), text, reg).unwrap()
+    }
+
+    #[test]
+    fn compiling_leaves_health_counters_and_key_sets_to_the_snapshot_in_use() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+            [upstreams.p]\ntargets = [{ address = \"127.0.0.1:2\" }]\n\
+            [limits.l]\nrate = 1\nburst = 0\nkey = [\"route\"]\n\
+            [authorizers.j]\ntype = \"jwt\"\nalgorithms = [\"RS256\"]\n\
+            jwks_url = \"http://127.0.0.1:9/jwks\"\n\
+            [[routes]]\nname = \"r\"\nupstream = \"p\"\nlimits = [\"l\"]\nauth = \"j\"\n";
+        let reg = Registries::new().unwrap();
+        let first = compiled(text, &reg);
+        let second = compiled(text, &reg);
+        let target = |s: &Snapshot| s.pools[0].targets[0].state.clone();
+        let keys = |s: &Snapshot| s.authorizers[0].remote_keys().cloned().unwrap();
+        // Neither is in use: each has its own state, and the registries hold none of it.
+        assert!(!Arc::ptr_eq(&target(&first), &target(&second)));
+        assert!(!Arc::ptr_eq(&keys(&first), &keys(&second)));
+        let addr = "127.0.0.1:2".parse().unwrap();
+        assert!(!Arc::ptr_eq(&reg.health.state("p", addr), &target(&first)));
+        let limited = |s: &Snapshot| {
+            let input = crate::limit::LimitInput {
+                route: "r",
+                client_ip: None,
+                consumer: None,
+                headers: &http::HeaderMap::new(),
+            };
+            let mut state = crate::limit::LimitState::default();
+            let now = crate::clock::unix_nanos();
+            futures_lite(crate::limit::check(&s.policies, &input, now, &mut state)).is_err()
+        };
+        assert!(!limited(&first), "the first request passes");
+        assert!(!limited(&second), "an unused compile shares no counters");
+        // Once one is in use, the next compile starts from its state.
+        let store = SnapshotStore::activated(first, &reg);
+        let third = compiled(text, &reg);
+        assert!(Arc::ptr_eq(&target(&store.load()), &target(&third)));
+        assert!(Arc::ptr_eq(&keys(&store.load()), &keys(&third)));
+        assert!(limited(&third), "counters carried over");
+    }
+
+    /// Runs a future that never waits (local limits only).
+    fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a local limit check waited"),
+        }
     }
 
     #[test]

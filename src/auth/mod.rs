@@ -307,8 +307,9 @@ pub fn http_client() -> Result<&'static reqwest::Client, String> {
         .map_err(Clone::clone)
 }
 
-/// Remote key sets by (authorizer name, source), held weakly: a set lives as long as a
-/// snapshot uses it, and a reload that keeps the source keeps the keys.
+/// The remote key sets of the config in use, by (authorizer name, source), held weakly: a
+/// reload that keeps the source keeps the keys. Compiling only reads it; `adopt` remembers
+/// the sets of a snapshot once it is in use.
 #[derive(Default)]
 pub struct AuthRegistry {
     key_sets: Mutex<HashMap<(String, RemoteSource), Weak<KeySet>>>,
@@ -316,8 +317,7 @@ pub struct AuthRegistry {
 
 impl AuthRegistry {
     fn key_set(&self, name: &str, source: RemoteSource, metrics: &Metrics) -> Arc<KeySet> {
-        let mut sets = self.key_sets.lock().unwrap_or_else(|e| e.into_inner());
-        sets.retain(|_, w| w.strong_count() > 0);
+        let sets = self.key_sets.lock().unwrap_or_else(|e| e.into_inner());
         let key = (name.to_string(), source);
         if let Some(set) = sets.get(&key).and_then(Weak::upgrade) {
             return set;
@@ -333,9 +333,20 @@ impl AuthRegistry {
         if let Some(keys) = held {
             set.seed(keys);
         }
-        let set = Arc::new(set);
-        sets.insert(key, Arc::downgrade(&set));
-        set
+        Arc::new(set)
+    }
+
+    /// Remember the remote key sets of the authorizers just put in use; the next compile
+    /// reuses them.
+    pub fn adopt<'a>(&self, authorizers: impl Iterator<Item = &'a Authorizer>) {
+        let next = authorizers
+            .filter_map(|a| a.remote_keys())
+            .filter_map(|set| {
+                let source = set.source()?.clone();
+                Some(((set.authorizer.clone(), source), Arc::downgrade(set)))
+            })
+            .collect();
+        *self.key_sets.lock().unwrap_or_else(|e| e.into_inner()) = next;
     }
 }
 

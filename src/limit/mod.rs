@@ -142,6 +142,15 @@ pub struct LimitRegistry {
 }
 
 impl LimitRegistry {
+    /// Make the counters of the policies just put in use the ones the next compile starts
+    /// from; policies the config no longer has are forgotten.
+    pub fn adopt<'a>(&self, policies: impl Iterator<Item = &'a Policy>) {
+        let next = policies
+            .filter_map(|p| Some(((p.name.clone(), p.counter_kind()?), p.counters()?)))
+            .collect();
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
     /// The Redis client for these settings: the one the config in use has when the settings
     /// are the same (its connection outlives reloads), else a new one. A new client is
     /// remembered only by [`Self::keep_redis`], once its config is applied: compiling a config
@@ -198,6 +207,27 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// What kind of local counters the policy has; `None` when they are in Redis.
+    fn counter_kind(&self) -> Option<CounterKind> {
+        match &self.kind {
+            Kind::Rate(..) => Some(CounterKind::Rate),
+            Kind::Quota(..) => Some(CounterKind::Quota),
+            Kind::Concurrency(..) => Some(CounterKind::Concurrency),
+            Kind::SharedRate(..) | Kind::SharedQuota(..) => None,
+        }
+    }
+
+    fn counters(&self) -> Option<Counters> {
+        match &self.kind {
+            Kind::Rate(_, store) => Some(Counters::Rate(store.clone())),
+            Kind::Quota(_, _, store) => Some(Counters::Quota(store.clone())),
+            Kind::Concurrency(_, store) => Some(Counters::Concurrency(store.clone())),
+            Kind::SharedRate(..) | Kind::SharedQuota(..) => None,
+        }
+    }
+}
+
+impl Policy {
     /// Compile a policy, reusing the counters a previous config had under the same name.
     pub fn compile(
         name: &str,
@@ -207,12 +237,13 @@ impl Policy {
         metrics: PolicyMetrics,
     ) -> Result<Self, String> {
         let key = config.key.clone();
-        let mut counters = registry.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut counters_for = |kind: CounterKind, make: &dyn Fn() -> Counters| {
+        // Only read: the counters are remembered once the config is in use (`adopt`).
+        let counters = registry.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let counters_for = |kind: CounterKind, make: &dyn Fn() -> Counters| {
             counters
-                .entry((name.to_string(), kind))
-                .or_insert_with(make)
-                .clone()
+                .get(&(name.to_string(), kind))
+                .cloned()
+                .unwrap_or_else(make)
         };
         let max = config.max_keys;
         let shared = match config.backend {

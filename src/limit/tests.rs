@@ -89,12 +89,16 @@ fn concurrency_slots_are_released_when_the_request_ends() {
 }
 
 #[test]
-fn counters_survive_recompilation_under_the_same_name() {
+fn counters_survive_recompilation_under_the_same_name_once_adopted() {
     let reg = LimitRegistry::default();
     let h = HeaderMap::new();
     let mut st = LimitState::default();
     let p = [policy("rate = 1", &reg)];
     assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_ok());
+    // Compiled but never put in use: the registry does not remember it.
+    let unused = [policy("rate = 1\nburst = 0", &reg)];
+    assert!(check(&unused, &input("10.0.0.1", &h), SEC, &mut st).is_ok());
+    reg.adopt(p.iter().map(|p| &**p));
     let p = [policy("rate = 1\nburst = 0", &reg)];
     assert!(check(&p, &input("10.0.0.1", &h), SEC, &mut st).is_err());
 }

@@ -110,18 +110,35 @@ impl TargetState {
     }
 }
 
-/// Long-lived health state by pool name and target address.
+/// Health state by pool name and target address, of the snapshot in use: what the next
+/// compiled config starts from, so a reload keeps every target's health.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
     states: Mutex<HashMap<(String, SocketAddr), Arc<TargetState>>>,
 }
 
 impl HealthRegistry {
-    /// The state for a target, shared with every snapshot that has the same pool and address.
-    /// Called while compiling a config, never per request.
+    /// The state the config in use has for a target, else a fresh one. Only reads: a compiled
+    /// snapshot that is never used leaves nothing here. Called while compiling, never per
+    /// request.
     pub fn state(&self, pool: &str, addr: SocketAddr) -> Arc<TargetState> {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states.entry((pool.to_string(), addr)).or_default().clone()
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states
+            .get(&(pool.to_string(), addr))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Make the targets of the snapshot just put in use the ones the next compile starts from;
+    /// targets it no longer has are forgotten.
+    pub fn adopt<'a>(
+        &self,
+        targets: impl Iterator<Item = (&'a str, SocketAddr, &'a Arc<TargetState>)>,
+    ) {
+        let next = targets
+            .map(|(pool, addr, state)| ((pool.to_string(), addr), state.clone()))
+            .collect();
+        *self.states.lock().unwrap_or_else(|e| e.into_inner()) = next;
     }
 }
 
@@ -292,10 +309,16 @@ mod tests {
     }
 
     #[test]
-    fn registry_shares_state_by_pool_and_address() {
+    fn registry_shares_adopted_state_by_pool_and_address() {
         let r = HealthRegistry::default();
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert!(Arc::ptr_eq(&r.state("a", addr), &r.state("a", addr)));
-        assert!(!Arc::ptr_eq(&r.state("a", addr), &r.state("b", addr)));
+        let a = r.state("a", addr);
+        // Looking up leaves nothing behind; only adopting remembers.
+        assert!(!Arc::ptr_eq(&a, &r.state("a", addr)));
+        r.adopt([("a", addr, &a)].into_iter());
+        assert!(Arc::ptr_eq(&a, &r.state("a", addr)));
+        assert!(!Arc::ptr_eq(&a, &r.state("b", addr)));
+        r.adopt(std::iter::empty());
+        assert!(!Arc::ptr_eq(&a, &r.state("a", addr)));
     }
 }

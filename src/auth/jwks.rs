@@ -5,8 +5,10 @@
 //! source, so a reload keeps the keys. A failed refresh keeps the last good keys and is visible
 //! in `gatehouse_jwks_stale` and the log. An unknown `kid` may trigger a fetch, at most once
 //! per `min_refresh_interval`, so a flood of made-up kids cannot hammer the identity provider.
+//! The requests themselves (discovery, the bounded GET) are in [`super::fetch`].
 
-use super::http_client;
+use super::fetch;
+pub use super::fetch::{error_chain, max_age, FetchError, RemoteSource};
 pub use crate::observe::metrics::KeySetMetrics;
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
@@ -16,9 +18,6 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Largest JWKS or discovery document accepted.
-const MAX_DOCUMENT: usize = 1 << 20;
 
 pub use crate::config::{family, Family};
 
@@ -94,23 +93,11 @@ pub enum KeyError {
     PemForHmac,
     #[error("not a PEM public key for these algorithms: {0}")]
     NotPem(jsonwebtoken::errors::Error),
-    #[error("no JWKS source")]
-    NoSource,
-    #[error("HTTP client: {0}")]
-    Client(String),
-    #[error("{url}: {message}")]
-    Fetch { url: String, message: String },
+    /// The document could not be fetched.
+    #[error(transparent)]
+    Remote(#[from] FetchError),
     #[error("{url}: {source}")]
     Document { url: String, source: Box<KeyError> },
-}
-
-impl KeyError {
-    fn fetch(url: &str, message: impl Into<String>) -> Self {
-        Self::Fetch {
-            url: url.to_string(),
-            message: message.into(),
-        }
-    }
 }
 
 /// Parse a JWKS document. Keys that cannot verify signatures (encryption keys, unknown types,
@@ -180,28 +167,6 @@ pub fn parse_pem(pem: &[u8], fam: Family) -> Result<KeyEntry, KeyError> {
         family: fam,
         alg: None,
     })
-}
-
-/// Where a remote key set comes from and how often it is fetched.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RemoteSource {
-    /// OIDC issuer whose discovery document names the JWKS.
-    pub discovery_issuer: Option<String>,
-    pub jwks_url: Option<String>,
-    pub allow_http: bool,
-    pub refresh: Duration,
-    pub min_refresh: Duration,
-    pub max_refresh: Duration,
-    pub timeout: Duration,
-}
-
-impl RemoteSource {
-    /// Whether both fetch from the same place (timings aside).
-    pub fn same_origin(&self, other: &Self) -> bool {
-        self.discovery_issuer == other.discovery_issuer
-            && self.jwks_url == other.jwks_url
-            && self.allow_http == other.allow_http
-    }
 }
 
 /// Keys that may change at run time.
@@ -363,117 +328,11 @@ impl KeySet {
         remote: &RemoteSource,
         discovered: &mut Option<String>,
     ) -> Result<(Keys, Option<Duration>), KeyError> {
-        let url = match (
-            &remote.jwks_url,
-            discovered.as_ref(),
-            &remote.discovery_issuer,
-        ) {
-            (Some(url), _, _) => url.clone(),
-            (None, Some(url), _) => url.clone(),
-            (None, None, Some(issuer)) => {
-                let url = discover(issuer, remote.timeout).await?;
-                // The discovery document must not downgrade the key transport.
-                crate::config::check_url(&url, remote.allow_http)
-                    .map_err(|e| KeyError::fetch(&url, format!("discovered jwks_uri: {e}")))?;
-                *discovered = Some(url.clone());
-                url
-            }
-            (None, None, None) => return Err(KeyError::NoSource),
-        };
-        let (body, max_age) = get(&url, remote.timeout).await?;
+        let (url, body, max_age) = fetch::jwks_document(remote, discovered).await?;
         let keys = parse_jwks(&body).map_err(|e| KeyError::Document {
-            url: url.clone(),
+            url,
             source: Box::new(e),
         })?;
         Ok((keys, max_age))
     }
-}
-
-/// Fetch the OIDC discovery document and return its `jwks_uri`. The document's `issuer` must be
-/// the configured one (OpenID Connect Discovery 1.0, section 4.3).
-async fn discover(issuer: &str, timeout: Duration) -> Result<String, KeyError> {
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let (body, _) = get(&url, timeout).await?;
-    let doc: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| KeyError::fetch(&url, format!("not JSON: {e}")))?;
-    let found = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
-    if found != issuer {
-        return Err(KeyError::fetch(
-            &url,
-            format!("issuer {found:?} does not match the configured {issuer:?}"),
-        ));
-    }
-    doc.get("jwks_uri")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| KeyError::fetch(&url, "no jwks_uri"))
-}
-
-/// GET a small document; returns the body and `Cache-Control: max-age`.
-async fn get(url: &str, timeout: Duration) -> Result<(Vec<u8>, Option<Duration>), KeyError> {
-    let client = http_client().map_err(KeyError::Client)?;
-    let mut resp = client
-        .get(url)
-        .timeout(timeout)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| KeyError::fetch(url, error_chain(&e)))?;
-    if !resp.status().is_success() {
-        return Err(KeyError::fetch(url, format!("status {}", resp.status())));
-    }
-    let max_age = resp
-        .headers()
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| KeyError::fetch(url, error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(KeyError::fetch(
-                url,
-                format!("larger than {MAX_DOCUMENT} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((body, max_age))
-}
-
-/// The error and its causes on one line (reqwest's top-level message alone hides the cause).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// `max-age` of a Cache-Control value; `no-cache`/`no-store` count as 0.
-pub fn max_age(value: &str) -> Option<Duration> {
-    let mut out = None;
-    for directive in value.split(',').map(str::trim) {
-        let lower = directive.to_ascii_lowercase();
-        if lower == "no-cache" || lower == "no-store" {
-            return Some(Duration::ZERO);
-        }
-        if let Some(n) = lower.strip_prefix("max-age=") {
-            out = n
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs);
-        }
-    }
-    out
 }

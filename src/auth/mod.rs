@@ -12,6 +12,7 @@
 pub mod api_key;
 mod compile;
 pub mod external;
+pub mod fetch;
 pub mod jwks;
 pub mod jwt;
 pub mod rules;

@@ -1,6 +1,6 @@
-//! Configuration: the TOML file format ([`types`]), typed values parsed while reading
-//! ([`values`]), reading with every problem reported at once ([`read`]), and the one
-//! validation pass ([`validate`]) that holds every check that needs neither the network nor
+//! Configuration: the TOML file format (`types`), typed values parsed while reading
+//! (`values`), reading with every problem reported at once (`read`), and the one
+//! validation pass (`validate`) that holds every check that needs neither the network nor
 //! files other than the config.
 //!
 //! `check`, startup and every reload go through [`check`] (by way of `snapshot::load`): a file

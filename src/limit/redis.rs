@@ -64,6 +64,11 @@ pub enum RedisLimitError {
     Command(#[from] redis::RedisError),
 }
 
+/// A Redis URL the client does not accept.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid redis url: {0}")]
+pub struct InvalidRedisUrl(redis::RedisError);
+
 /// A shared connection to one Redis, used by every Redis-backed policy.
 pub struct RedisLimiter {
     client: redis::Client,
@@ -85,8 +90,8 @@ const RECONNECT_EVERY_MS: u64 = 500;
 const LOG_EVERY_MS: u64 = 10_000;
 
 impl RedisLimiter {
-    pub fn new(url: &str, timeout: Duration, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
+    pub fn new(url: &str, timeout: Duration, prefix: &str) -> Result<Self, InvalidRedisUrl> {
+        let client = redis::Client::open(url).map_err(InvalidRedisUrl)?;
         Ok(Self {
             client,
             conn: ArcSwapOption::empty(),

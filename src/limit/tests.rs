@@ -1,5 +1,6 @@
 // Unit tests of the parent module, compiled only under #[cfg(test)] (see `mod tests;`).
 use super::*;
+use crate::config::LimitConfig;
 use crate::observe::metrics::Metrics;
 use futures_util::FutureExt;
 
@@ -201,4 +202,36 @@ fn a_changed_quota_window_starts_a_fresh_count() {
         quota::check(3, Window::Minute, &mut u, t).allowed,
         "new window size, new count"
     );
+}
+
+#[test]
+fn policies_validation_refuses_do_not_compile_either() {
+    let reg = LimitRegistry::default();
+    let compile = |toml: &str| {
+        let config: LimitConfig = toml::from_str(toml).unwrap();
+        let metrics = Metrics::new().unwrap();
+        Policy::compile("p", &config, &reg, None, metrics.policy("p")).err()
+    };
+    assert_eq!(
+        compile("rate = 1\nbackend = \"redis\""),
+        Some(PolicyError::NoRedis)
+    );
+    assert_eq!(compile("quota = 1"), Some(PolicyError::NotOneKind));
+    assert_eq!(
+        compile("concurrency = 1\nbackend = \"redis\""),
+        Some(PolicyError::NoRedis),
+        "without a client the backend is refused first"
+    );
+    let redis = Arc::new(
+        redis::RedisLimiter::new(
+            "redis://127.0.0.1:1/",
+            std::time::Duration::from_millis(50),
+            "t:",
+        )
+        .unwrap(),
+    );
+    let config: LimitConfig = toml::from_str("concurrency = 1\nbackend = \"redis\"").unwrap();
+    let metrics = Metrics::new().unwrap();
+    let shared = Policy::compile("p", &config, &reg, Some(&redis), metrics.policy("p"));
+    assert_eq!(shared.err(), Some(PolicyError::SharedConcurrency));
 }

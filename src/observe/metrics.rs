@@ -2,55 +2,24 @@
 //! handles once, when a config is compiled, so the request path never looks up a label set.
 //! Labels are bounded: route and upstream names from config, method (known ones, else `OTHER`),
 //! status class. Never a raw path or another client-chosen value.
+//!
+//! This file holds the families and the constructors of the handles, which are in `handles`
+//! and re-exported here.
 
+pub use super::handles::{KeySetMetrics, PolicyMetrics, RouteMetrics, Series, UpstreamMetrics};
+use super::handles::{METHODS, STATUS_CLASSES};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
 
 /// Buckets in seconds, finer than Prometheus' default at the low end: a gateway adds
 /// microseconds, so the interesting part of the distribution is below 10 ms.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-
-const METHODS: [&str; 8] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
-];
-const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
-
-/// The labelled series a snapshot owns, by name: what [`Metrics::forget_removed`] compares.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Series {
-    /// Route names, each with the name of its authorizer.
-    pub routes: Vec<(String, Option<String>)>,
-    /// Authorizers whose keys are fetched (they have JWKS series).
-    pub key_sets: Vec<String>,
-    pub certificates: Vec<String>,
-    /// Pool names, each with its target labels.
-    pub pools: Vec<(String, Vec<String>)>,
-}
-
-/// Decision counters of one throttling policy.
-pub struct PolicyMetrics {
-    pub allowed: IntCounter,
-    pub rejected: IntCounter,
-    pub dry_run_rejected: IntCounter,
-    /// Checks Redis could not answer (then decided by `on_redis_error`).
-    pub backend_errors: IntCounter,
-}
-
-/// Metric handles of one key set.
-pub struct KeySetMetrics {
-    pub refresh_ok: IntCounter,
-    pub refresh_error: IntCounter,
-    pub keys: IntGauge,
-    pub last_success: Gauge,
-    pub stale: IntGauge,
-}
 
 /// All metric families of the process.
 pub struct Metrics {
@@ -370,88 +339,10 @@ impl Metrics {
     }
 }
 
-type CounterGrid = [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHODS.len()];
-
-/// Per-route handles. Request counters are created on first use of a (method, status class)
-/// pair, then reused without locking.
-pub struct RouteMetrics {
-    name: Box<str>,
-    requests: IntCounterVec,
-    counters: OnceLock<Box<CounterGrid>>,
-    duration: Histogram,
-    last_request: Gauge,
-}
-
-impl RouteMetrics {
-    /// Unix time (whole seconds) of the last request, if any since start.
-    pub fn last_request(&self) -> Option<f64> {
-        Some(self.last_request.get()).filter(|t| *t > 0.0)
-    }
-
-    /// Record one finished request. `status` 0 means no response was sent.
-    pub fn observe(&self, method: &http::Method, status: u16, elapsed: Duration, now: SystemTime) {
-        let m = method_index(method);
-        let s = match status {
-            100..=599 => (status / 100 - 1) as usize,
-            _ => STATUS_CLASSES.len() - 1,
-        };
-        let grid = self.counters.get_or_init(Default::default);
-        grid[m][s]
-            .get_or_init(|| {
-                self.requests
-                    .with_label_values(&[&*self.name, METHODS[m], STATUS_CLASSES[s]])
-            })
-            .inc();
-        self.duration.observe(elapsed.as_secs_f64());
-        // Whole seconds, written at most once a second: every worker thread would otherwise
-        // write this shared cache line on every request.
-        if let Ok(t) = now.duration_since(SystemTime::UNIX_EPOCH) {
-            let secs = t.as_secs() as f64;
-            if self.last_request.get() < secs {
-                self.last_request.set(secs);
-            }
-        }
-    }
-}
-
-fn method_index(method: &http::Method) -> usize {
-    use http::Method as M;
-    match *method {
-        M::GET => 0,
-        M::HEAD => 1,
-        M::POST => 2,
-        M::PUT => 3,
-        M::DELETE => 4,
-        M::PATCH => 5,
-        M::OPTIONS => 6,
-        _ => 7,
-    }
-}
-
-/// Per-pool handles.
-pub struct UpstreamMetrics {
-    name: Box<str>,
-    duration: Histogram,
-    healthy: IntGaugeVec,
-}
-
-impl UpstreamMetrics {
-    /// Record the time from target choice to response header.
-    pub fn observe(&self, elapsed: Duration) {
-        self.duration.observe(elapsed.as_secs_f64());
-    }
-
-    /// Set the health gauge of a target (called on transitions and at compile time only).
-    pub fn set_healthy(&self, target: &str, healthy: bool) {
-        self.healthy
-            .with_label_values(&[&*self.name, target])
-            .set(i64::from(healthy));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime};
 
     fn text(m: &Metrics) -> String {
         String::from_utf8(m.render()).unwrap()

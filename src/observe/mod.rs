@@ -1,4 +1,5 @@
 //! Observability: Prometheus metrics and the JSON access log.
 
 pub mod access_log;
+mod handles;
 pub mod metrics;

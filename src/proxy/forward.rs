@@ -1,86 +1,16 @@
 //! Headers on the way to the upstream and back: hop-by-hop removal, `X-Forwarded-*`,
 //! `Forwarded`, request id.
+//!
+//! The header types are written through [`EditHeaders`] (from `pingora_headers`).
 
+pub use super::pingora_headers::{
+    edit_request_without_case, edit_response_without_case, EditHeaders,
+};
 use crate::headers::{CLIENT_CERT_FINGERPRINT, CLIENT_CERT_SUBJECT, X_FORWARDED_HOST};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use pingora::http::{RequestHeader, ResponseHeader};
 use std::io::Write;
 use std::net::IpAddr;
-
-/// Header edits through Pingora's own methods, which keep its header-case map in step with the
-/// header map (writing the `HeaderMap` directly would desynchronise them).
-pub trait EditHeaders {
-    fn map(&self) -> &HeaderMap;
-    fn set(&mut self, name: &HeaderName, value: HeaderValue);
-    fn remove(&mut self, name: &HeaderName);
-    fn append(&mut self, name: &HeaderName, value: HeaderValue);
-}
-
-macro_rules! impl_edit_headers {
-    ($t:ty) => {
-        impl EditHeaders for $t {
-            fn map(&self) -> &HeaderMap {
-                &self.headers
-            }
-            fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-                // Only fails for invalid values, which a HeaderValue cannot be.
-                let _ = self.insert_header(name.clone(), value);
-            }
-            fn remove(&mut self, name: &HeaderName) {
-                self.remove_header(name);
-            }
-            fn append(&mut self, name: &HeaderName, value: HeaderValue) {
-                let _ = self.append_header(name.clone(), value);
-            }
-        }
-    };
-}
-
-impl_edit_headers!(RequestHeader);
-impl_edit_headers!(ResponseHeader);
-
-impl EditHeaders for HeaderMap {
-    fn map(&self) -> &HeaderMap {
-        self
-    }
-    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.insert(name.clone(), value);
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        HeaderMap::remove(self, name);
-    }
-    fn append(&mut self, name: &HeaderName, value: HeaderValue) {
-        HeaderMap::append(self, name.clone(), value);
-    }
-}
-
-/// Run `edit` on the request's headers as a plain `http::HeaderMap`, without Pingora's
-/// header-case map. Pingora's own `insert_header` copies and re-parses the name of every header
-/// it inserts and keeps a second map beside the `HeaderMap` (about three allocations per custom
-/// header); edits on the bare map cost one hash-map insert. Header names then go upstream in
-/// lower case, as HTTP/2 always sends them. The request target is kept byte for byte.
-pub fn edit_request_without_case(req: &mut RequestHeader, edit: impl FnOnce(&mut HeaderMap)) {
-    let from_uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let raw_target = (req.raw_path() != from_uri.as_bytes()).then(|| req.raw_path().to_vec());
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let mut parts = http::request::Parts::from(std::mem::replace(req, placeholder));
-    edit(&mut parts.headers);
-    *req = RequestHeader::from(parts);
-    if let Some(raw) = raw_target {
-        // The target was accepted when the request was parsed, so it parses again.
-        let _ = req.set_raw_path(&raw);
-    }
-}
-
-/// [`edit_request_without_case`] for a response. The reason phrase becomes the status code's
-/// canonical one.
-pub fn edit_response_without_case(resp: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap)) {
-    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
-    edit(&mut parts.headers);
-    *resp = ResponseHeader::from(parts);
-}
 
 /// What the gateway knows about the client connection.
 pub struct ForwardInfo<'a> {

@@ -28,6 +28,7 @@ mod ctx;
 pub mod decide;
 mod edit;
 pub mod forward;
+mod pingora_headers;
 mod refusal;
 pub mod request_id;
 pub mod respond;

@@ -78,6 +78,12 @@ impl Gateway {
         gw
     }
 
+    /// Write a new config with `body` in place of the running one (not reloaded yet).
+    pub fn rewrite(&self, body: &str) {
+        let text = Self::config(self.dir.path(), self.port, self.admin_port, body);
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
     pub fn config(dir: &Path, port: u16, admin_port: u16, body: &str) -> String {
         format!(
             "[server]\nthreads = 2\npid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\

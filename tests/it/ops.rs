@@ -70,14 +70,6 @@ fn routes(upstream: &Upstream, extra: &str) -> String {
     )
 }
 
-fn rewrite(gw: &Gateway, body: &str) {
-    std::fs::write(
-        &gw.config_path,
-        Gateway::config(gw.dir.path(), gw.port, gw.admin_port, body),
-    )
-    .unwrap();
-}
-
 const READ_TOKEN: &str = "read-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
 
@@ -89,13 +81,10 @@ async fn reloads_under_load_fail_no_request_and_bad_configs_change_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Good config through the admin API: a new route appears.
-    rewrite(
-        &gw,
-        &routes(
-            &upstream,
-            "[[routes]]\nname = \"new\"\npath = \"/new\"\nrespond = { body = \"new\" }\n",
-        ),
-    );
+    gw.rewrite(&routes(
+        &upstream,
+        "[[routes]]\nname = \"new\"\npath = \"/new\"\nrespond = { body = \"new\" }\n",
+    ));
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -104,7 +93,7 @@ async fn reloads_under_load_fail_no_request_and_bad_configs_change_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Bad config through the API and through SIGHUP: refused, old behaviour kept.
-    rewrite(&gw, "[[routes]]\nname = \"x\"\nupstream = \"missing\"\n");
+    gw.rewrite("[[routes]]\nname = \"x\"\nupstream = \"missing\"\n");
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -504,10 +493,7 @@ async fn in_flight_requests_finish_on_the_config_they_started_with() {
     let gw = Gateway::start(&routes(&upstream, ""));
     let in_flight = tokio::spawn(client().get(gw.url("/slow")).send());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    rewrite(
-        &gw,
-        "[[routes]]\nname = \"other\"\npath = \"/other\"\nrespond = {}\n",
-    );
+    gw.rewrite("[[routes]]\nname = \"other\"\npath = \"/other\"\nrespond = {}\n");
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -544,13 +530,10 @@ async fn upstream_connections_survive_a_reload() {
     };
     send(10).await;
     let before = upstream.connections.load(Ordering::SeqCst);
-    rewrite(
-        &gw,
-        &routes(
-            &upstream,
-            "[[routes]]\nname = \"n\"\npath = \"/n\"\nrespond = {}\n",
-        ),
-    );
+    gw.rewrite(&routes(
+        &upstream,
+        "[[routes]]\nname = \"n\"\npath = \"/n\"\nrespond = {}\n",
+    ));
     assert_eq!(gw.reload_via_admin().await.status(), 200);
     send(10).await;
     let after = upstream.connections.load(Ordering::SeqCst);
@@ -568,7 +551,7 @@ async fn a_reload_cannot_remove_the_admin_tokens() {
     let body = "[[routes]]\nname = \"a\"\nrespond = {}\n";
     let gw = Gateway::start_with("", &admin, body);
     // The file loses its tokens; the reload applies routes but the tokens stay in force.
-    rewrite(&gw, body);
+    gw.rewrite(body);
     let resp = client()
         .post(gw.admin_url("/-/reload"))
         .bearer_auth(ADMIN_TOKEN)

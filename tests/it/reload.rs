@@ -41,14 +41,6 @@ fn body(a: &Upstream, b: &Upstream, extra: &str) -> String {
     )
 }
 
-fn rewrite(gw: &Gateway, body: &str) {
-    std::fs::write(
-        &gw.config_path,
-        Gateway::config(gw.dir.path(), gw.port, gw.admin_port, body),
-    )
-    .unwrap();
-}
-
 fn certificate(name: &str, cert: &Path, key: &Path) -> String {
     format!(
         "[certificates.{name}]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -152,14 +144,11 @@ async fn a_refused_reload_leaves_target_health_and_limit_counters_alone() {
 
     // Drops the check, and renames the certificate the TLS listener serves by default: the
     // new config compiles, then is refused (listeners keep their settings until a restart).
-    rewrite(
-        &gw,
-        &body(
-            &a,
-            &b,
-            &format!("{}{}", listener("d2"), certificate("d2", &d_cert, &d_key)),
-        ),
-    );
+    gw.rewrite(&body(
+        &a,
+        &b,
+        &format!("{}{}", listener("d2"), certificate("d2", &d_cert, &d_key)),
+    ));
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 422);
     let answer = resp.text().await.unwrap();
@@ -172,19 +161,16 @@ async fn a_refused_reload_leaves_target_health_and_limit_counters_alone() {
     // Drops the check, and names a certificate file that cannot be read: refused while
     // compiling, after the pool was compiled.
     let missing = certs.path().join("missing.crt");
-    rewrite(
-        &gw,
-        &body(
-            &a,
-            &b,
-            &format!(
-                "{}{}{}",
-                listener("d"),
-                certificate("d", &d_cert, &d_key),
-                certificate("gone", &missing, &d_key)
-            ),
+    gw.rewrite(&body(
+        &a,
+        &b,
+        &format!(
+            "{}{}{}",
+            listener("d"),
+            certificate("d", &d_cert, &d_key),
+            certificate("gone", &missing, &d_key)
         ),
-    );
+    ));
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 422);
     let answer = resp.text().await.unwrap();
@@ -202,7 +188,7 @@ async fn an_applied_reload_that_drops_the_health_check_brings_targets_back() {
     let a = Upstream::named("a").await;
     let b = failing_checks("b").await;
     let gw = start_with_b_unhealthy(&a, &b, "").await;
-    rewrite(&gw, &body(&a, &b, ""));
+    gw.rewrite(&body(&a, &b, ""));
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     // Nothing would ever check b again, so it is healthy from the swap on.
@@ -248,13 +234,10 @@ async fn a_changed_access_log_path_is_pending_until_a_restart() {
     let config = get_json(gw.admin_url("/-/config")).await;
     assert_eq!(config["pending_restart"], serde_json::json!([]), "{config}");
 
-    rewrite(
-        &gw,
-        &body(
-            &second,
-            "[[routes]]\nname = \"two\"\npath = \"/two\"\nrespond = { body = \"two\" }\n",
-        ),
-    );
+    gw.rewrite(&body(
+        &second,
+        "[[routes]]\nname = \"two\"\npath = \"/two\"\nrespond = { body = \"two\" }\n",
+    ));
     let resp = gw.reload_via_admin().await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     // The rest of the file applies.

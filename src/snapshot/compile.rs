@@ -1,0 +1,297 @@
+//! Compilation: a validated [`Config`] becomes a [`Snapshot`] next to the running one, reading
+//! the long-lived [`Registries`] and changing nothing in them; [`resource_problems`] compiles
+//! the clean entries of a config that failed validation, on scratch registries.
+
+use super::{FixedResponse, PathRewrite, Registries, Route, RouteAction, Snapshot};
+use crate::auth::Authorizer;
+use crate::config::{self, Config, ConfigError, KeyPath, RouteConfig};
+use crate::limit::Policy;
+use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
+use crate::upstream::Pool;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Content hash used as the config version.
+pub fn version_of(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Build a snapshot from a validated config. Only what files and name resolution reveal can
+/// fail here (a target name that does not resolve, an unreadable certificate), each reported
+/// once: an entry that failed is left out quietly where others refer to it.
+pub fn compile(
+    config: &Config,
+    text: &str,
+    reg: &Registries,
+) -> Result<Snapshot, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut pools: HashMap<&str, Arc<Pool>> = HashMap::new();
+    for (name, pool_config) in &config.upstreams {
+        let path = KeyPath::top("upstreams").key(name);
+        let metrics = reg.metrics.upstream(name);
+        match Pool::compile(name, &path, pool_config, &reg.health, metrics) {
+            Ok(pool) => {
+                pools.insert(name, Arc::new(pool));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let redis = match &config.redis {
+        Some(rc) => match reg.limits.redis(rc) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let path = KeyPath::top("redis").key("url");
+                errors.push(ConfigError::new(path, e.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut policies: HashMap<&str, Arc<Policy>> = HashMap::new();
+    for (name, lc) in &config.limits {
+        let metrics = reg.metrics.policy(name);
+        match Policy::compile(name, lc, &reg.limits, redis.as_ref(), metrics) {
+            Ok(p) => {
+                policies.insert(name, Arc::new(p));
+            }
+            // Only a `[redis]` that could not be set up gets here; it is reported above.
+            Err(_) if config.redis.is_some() && redis.is_none() => {}
+            Err(e) => errors.push(ConfigError::new(
+                KeyPath::top("limits").key(name),
+                e.to_string(),
+            )),
+        }
+    }
+    let mut authorizers: HashMap<String, Arc<Authorizer>> = HashMap::new();
+    for (name, ac) in &config.authorizers {
+        let path = KeyPath::top("authorizers").key(name);
+        match crate::auth::compile(name, &path, ac, &reg.auth, &reg.metrics) {
+            Ok(a) => {
+                authorizers.insert(name.clone(), Arc::new(a));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let (certificates, certificates_ok) =
+        match crate::tls::compile(&config.certificates, &config.tls) {
+            Ok(store) => (store, true),
+            Err(errs) => {
+                errors.extend(errs);
+                (crate::tls::CertStore::default(), false)
+            }
+        };
+    // Only names from `[tls] certificate_dir` are unknown before the directory is read.
+    for (i, l) in config.listeners.iter().enumerate() {
+        let default = l.tls.as_ref().and_then(|t| t.default_certificate.as_ref());
+        if let Some(name) = default {
+            if certificates.get(name).is_none() && certificates_ok {
+                errors.push(ConfigError::new(
+                    KeyPath::top("listeners")
+                        .index(i)
+                        .key("tls")
+                        .key("default_certificate"),
+                    format!("unknown certificate {name:?}"),
+                ));
+            }
+        }
+    }
+    let hosts = crate::tls::policy::HostPolicies::compile(&config.hosts);
+    let mut router = Router::default();
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, rc) in config.routes.iter().enumerate() {
+        match compile_route(rc, &pools, &policies, &authorizers, reg) {
+            Some(Ok((spec, route))) => {
+                let route = Arc::new(route);
+                router.insert(&spec, route.clone());
+                routes.push(route);
+            }
+            Some(Err(e)) => errors.push(e.under(&KeyPath::top("routes").index(i))),
+            // Refers to something that failed above and was reported there.
+            None => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut pools: Vec<Arc<Pool>> = pools.into_values().collect();
+    pools.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut authorizers: Vec<Arc<Authorizer>> = authorizers.into_values().collect();
+    authorizers.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut policies: Vec<Arc<Policy>> = policies.into_values().collect();
+    policies.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut identity_headers: Vec<HeaderName> = authorizers
+        .iter()
+        .flat_map(|a| a.sets.iter().cloned())
+        .chain([
+            crate::headers::CLIENT_CERT_SUBJECT.clone(),
+            crate::headers::CLIENT_CERT_FINGERPRINT.clone(),
+        ])
+        .collect();
+    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    identity_headers.dedup();
+    let certificate_files_hash = certificates.content_hash;
+    Ok(Snapshot {
+        version: version_of(text),
+        loaded_at: SystemTime::now(),
+        router,
+        routes,
+        pools,
+        authorizers,
+        policies,
+        certificates,
+        certificate_files_hash,
+        hosts,
+        identity_headers,
+        unrouted: reg.metrics.route("-"),
+        access_log: config.access_log.enabled,
+        redis: config.redis.clone().zip(redis),
+    })
+}
+
+/// A route problem relative to its `routes[i]`.
+struct RouteError(&'static str, String);
+
+impl RouteError {
+    fn under(self, route: &KeyPath) -> ConfigError {
+        ConfigError::new(route.key(self.0), self.1)
+    }
+}
+
+/// Compile one route; `None` when it refers to a pool, policy or authorizer that failed to
+/// compile (already reported).
+fn compile_route(
+    rc: &RouteConfig,
+    pools: &HashMap<&str, Arc<Pool>>,
+    policies: &HashMap<&str, Arc<Policy>>,
+    authorizers: &HashMap<String, Arc<Authorizer>>,
+    reg: &Registries,
+) -> Option<Result<(RouteSpec, Route), RouteError>> {
+    let limits = rc
+        .limits
+        .iter()
+        .map(|name| policies.get(name.as_str()).cloned())
+        .collect::<Option<Vec<_>>>()?;
+    let auth = match &rc.auth {
+        Some(a) => Some(crate::auth::compile_route(
+            &rc.name,
+            a,
+            authorizers,
+            &reg.metrics,
+        )?),
+        None => None,
+    };
+    let (limits, limits_before_auth): (Vec<_>, Vec<_>) =
+        limits.into_iter().partition(|p| p.keyed_by_consumer());
+    // Validation checked hosts and methods; anything else would be a bug, not a config error.
+    let hosts = rc
+        .hosts
+        .iter()
+        .filter_map(|h| HostPattern::parse(h).ok())
+        .collect();
+    let path = match (&rc.path, &rc.path_prefix) {
+        (Some(p), _) => PathPattern::Exact(p.clone()),
+        (None, Some(p)) => PathPattern::Prefix(trim_prefix(p).to_string()),
+        (None, None) => PathPattern::Prefix("/".to_string()),
+    };
+    let methods = rc
+        .methods
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+        .collect();
+    let action = match (&rc.upstream, &rc.respond) {
+        (Some(name), _) => {
+            let pool = pools.get(name.as_str())?;
+            let rewrite = match (&rc.prefix_rewrite, rc.strip_prefix) {
+                (Some(r), _) => PathRewrite::ReplacePrefix(r.clone()),
+                (None, true) => PathRewrite::StripPrefix,
+                (None, false) => PathRewrite::Keep,
+            };
+            RouteAction::Proxy {
+                pool: pool.clone(),
+                rewrite,
+            }
+        }
+        (None, Some(r)) => match compile_response(r) {
+            Ok(fixed) => RouteAction::Respond(fixed),
+            Err(e) => return Some(Err(e)),
+        },
+        (None, None) => {
+            return Some(Err(RouteError(
+                "upstream",
+                "a route needs `upstream` or `respond`".into(),
+            )))
+        }
+    };
+    let spec = RouteSpec {
+        hosts,
+        path,
+        methods,
+    };
+    let route = Route {
+        name: rc.name.clone(),
+        spec: spec.clone(),
+        action,
+        limits_before_auth,
+        limits,
+        auth,
+        metrics: reg.metrics.route(&rc.name),
+    };
+    Some(Ok((spec, route)))
+}
+
+fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, RouteError> {
+    let invalid = || RouteError("respond", "invalid status or header".into());
+    let status = StatusCode::from_u16(r.status).map_err(|_| invalid())?;
+    let mut headers = Vec::with_capacity(r.headers.len());
+    for (name, value) in &r.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        headers.push((name, value));
+    }
+    Ok(FixedResponse {
+        status,
+        headers,
+        body: Bytes::from(r.body.clone()),
+    })
+}
+
+/// What compiling the entries free of `known` problems reports: unreadable or mismatched
+/// files, names that do not resolve. Built on scratch registries and thrown away, so nothing
+/// shared changes; routes and limits are left out (they only refer to other entries).
+pub(super) fn resource_problems(config: &Config, known: &[ConfigError]) -> Vec<ConfigError> {
+    let Ok(scratch) = Registries::new() else {
+        return Vec::new();
+    };
+    let clean = |path: &KeyPath| !known.iter().any(|e| e.path.is_under(path.as_str()));
+    let mut out = Vec::new();
+    for (name, pool) in &config.upstreams {
+        let path = KeyPath::top("upstreams").key(name);
+        if clean(&path) {
+            let metrics = scratch.metrics.upstream(name);
+            if let Err(e) = Pool::compile(name, &path, pool, &scratch.health, metrics) {
+                out.push(e);
+            }
+        }
+    }
+    for (name, authorizer) in &config.authorizers {
+        let path = KeyPath::top("authorizers").key(name);
+        if clean(&path) {
+            let compiled =
+                crate::auth::compile(name, &path, authorizer, &scratch.auth, &scratch.metrics);
+            if let Err(e) = compiled {
+                out.push(e);
+            }
+        }
+    }
+    if clean(&KeyPath::top("certificates")) && clean(&KeyPath::top("tls")) {
+        if let Err(errors) = crate::tls::compile(&config.certificates, &config.tls) {
+            out.extend(errors);
+        }
+    }
+    out
+}

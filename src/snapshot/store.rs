@@ -1,0 +1,51 @@
+//! [`SnapshotStore`]: the snapshot in use, swapped atomically on reload, and the certificate
+//! source TLS listeners read from.
+
+use super::{Registries, Snapshot};
+use arc_swap::{ArcSwap, Guard};
+use std::sync::Arc;
+
+/// The current snapshot, swapped atomically on reload.
+pub struct SnapshotStore {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotStore {
+    /// A store holding the process's first snapshot, activated.
+    pub fn activated(snapshot: Snapshot, reg: &Registries) -> Self {
+        let store = Self {
+            current: ArcSwap::from_pointee(snapshot),
+        };
+        store.current.load().activate(reg, None);
+        store
+    }
+
+    /// A cheap, short-lived view (background tasks).
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// An owned handle a request keeps until it ends.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Put `snapshot` in use, then activate it; returns the snapshot it replaced. The only way
+    /// to change the snapshot, so that no snapshot serves without its activation having run.
+    pub fn swap(&self, snapshot: Snapshot, reg: &Registries) -> Arc<Snapshot> {
+        let new = Arc::new(snapshot);
+        let old = self.current.swap(new.clone());
+        new.activate(reg, Some(&old));
+        old
+    }
+}
+
+impl crate::tls::accept::CertificateSource for SnapshotStore {
+    fn certificate(
+        &self,
+        sni: Option<&str>,
+        default: Option<&str>,
+    ) -> Option<Arc<crate::tls::CertEntry>> {
+        self.current.load().certificates.pick(sni, default).cloned()
+    }
+}

@@ -20,7 +20,7 @@ pub fn upstream_request(upstream_request: &mut RequestHeader, ctx: &RequestCtx) 
     }
     // Cloned, not taken: Pingora calls this filter again when it retries the request.
     if let Some(uri) = &ctx.upstream_uri {
-        upstream_request.set_uri(uri.clone());
+        upstream_request.set_uri(http::Uri::clone(uri));
     }
     let strip_query = ctx.route.as_ref().and_then(|r| r.auth.as_ref());
     let names = strip_query.map(|a| &a.authorizer.strip_query[..]);

@@ -118,7 +118,7 @@ impl ProxyHttp for Gateway {
             );
         };
         let req = session.req_header();
-        let path = ctx.upstream_uri.as_ref().unwrap_or(&req.uri).path();
+        let path = ctx.upstream_uri.as_deref().unwrap_or(&req.uri).path();
         let input = SelectInput {
             client_ip: ctx.client_ip,
             path: path.as_bytes(),

@@ -52,7 +52,7 @@ pub fn check_host(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refus
 pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Refusal> {
     let host = ctx.host.as_ref().map(Host::as_str);
     let routed = decide::route_request(&ctx.snapshot, req, host)?;
-    ctx.upstream_uri = routed.upstream_uri;
+    ctx.upstream_uri = routed.upstream_uri.map(Box::new);
     ctx.route = Some(routed.route.clone());
     Ok(routed.route)
 }

@@ -92,6 +92,15 @@ pub fn valid_host(host: &str) -> bool {
     port_ok && name_ok
 }
 
+/// The host of a `host:port` target address, without the brackets of an IPv6 literal.
+pub fn target_host(address: &str) -> &str {
+    address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
 /// Lowercase host without port or trailing dot; borrowed unless it had uppercase letters.
 pub fn host_key(host: &str) -> Cow<'_, str> {
     let host = if host.starts_with('[') {

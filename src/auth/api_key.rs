@@ -24,17 +24,7 @@ pub fn digest_hex(key: &str) -> String {
         .collect()
 }
 
-/// Parse 64 hex digits.
-pub fn parse_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
+pub use crate::hash::parse_sha256_hex as parse_digest;
 
 /// Parse a keys file: one `CONSUMER SHA256HEX` per line, `#` comments. Errors name the line.
 pub fn parse_keys_file(text: &str) -> Result<Vec<(String, [u8; 32])>, String> {

@@ -164,7 +164,9 @@ fn compile_api_key(
     for entry in &c.keys {
         // Validation checked the length of keys and the form of digests.
         let digest = match (&entry.key, &entry.sha256) {
-            (Some(k), _) => api_key::parse_digest(&api_key::digest_hex(k.expose())),
+            (Some(k), _) => {
+                Some(<sha2::Sha256 as sha2::Digest>::digest(k.expose().as_bytes()).into())
+            }
             (None, Some(hex)) => api_key::parse_digest(hex),
             (None, None) => None,
         };

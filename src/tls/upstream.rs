@@ -33,11 +33,7 @@ impl UpstreamTls {
         first_target: &str,
         path: &KeyPath,
     ) -> Result<Self, ConfigError> {
-        let host = first_target
-            .rsplit_once(':')
-            .map_or(first_target, |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = crate::host::target_host(first_target);
         // Validation refused an empty SNI with verification and IP targets without `sni`.
         let sni = match &c.sni {
             Some(s) => s.clone(),

@@ -9,6 +9,7 @@ use crate::config::{
     check_url, family, ApiKeyConfig, AuthorizerConfig, ExternalAuthConfig, Family, Header,
     JwtConfig,
 };
+use crate::hash::parse_sha256_hex;
 use std::time::Duration;
 
 pub(super) fn validate(config: &Config, p: &mut Problems) {
@@ -167,7 +168,7 @@ fn api_key(p: &mut Problems, path: &KeyPath, c: &ApiKeyConfig) {
                 p.at(at.key("key"), "use at least 16 characters")
             }
             (Some(_), None) => {}
-            (None, Some(hex)) if !is_sha256_hex(hex) => {
+            (None, Some(hex)) if parse_sha256_hex(hex).is_none() => {
                 p.at(at.key("sha256"), "not a hex SHA-256 (64 hex digits)")
             }
             (None, Some(_)) => {}
@@ -183,10 +184,6 @@ fn api_key(p: &mut Problems, path: &KeyPath, c: &ApiKeyConfig) {
 /// in limit keys and logs.
 fn consumer(p: &mut Problems, path: KeyPath, name: &str) {
     display_name(p, path, "consumer", name);
-}
-
-fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Longest an external decision may be cached.

@@ -108,11 +108,7 @@ fn health_check(p: &mut Problems, path: &KeyPath, hc: &HealthCheckConfig) {
 
 fn upstream_tls(p: &mut Problems, path: &KeyPath, c: &UpstreamTlsConfig, pool: &UpstreamConfig) {
     let first = pool.targets.first().map_or("", |t| t.address.as_str());
-    let host = first
-        .rsplit_once(':')
-        .map_or(first, |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    let host = crate::host::target_host(first);
     match &c.sni {
         // Pingora turns verification off for an empty SNI.
         Some(s) if s.is_empty() && c.verify => p.at(

@@ -185,12 +185,12 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Fixed keys (file, PEM, secret).
     /// Where the keys are fetched from; `None` for local keys.
     pub fn source(&self) -> Option<&RemoteSource> {
         self.remote.as_ref()
     }
 
+    /// Fixed keys (file, PEM, secret).
     pub fn fixed(authorizer: &str, keys: Keys) -> Self {
         Self {
             authorizer: authorizer.to_string(),

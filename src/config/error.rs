@@ -154,14 +154,6 @@ impl Problems {
         self.0.push(ConfigError::new(path, message));
     }
 
-    pub fn push(&mut self, e: ConfigError) {
-        self.0.push(e);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn into_vec(self) -> Vec<ConfigError> {
         self.0
     }

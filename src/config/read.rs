@@ -58,9 +58,9 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             "tls" => set(&mut config.tls, r.entry(value, &path)),
             "redis" => config.redis = r.entry(value, &path),
             "listeners" => {
-                let (items, indices, n) = r.elements(value, &path);
+                let (items, _, n) = r.elements(value, &path);
                 config.listeners = items;
-                r.present.listeners = n.max(indices.len());
+                r.present.listeners = n;
             }
             "routes" => {
                 let (items, indices, _) = r.elements(value, &path);

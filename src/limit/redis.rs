@@ -64,10 +64,11 @@ pub enum RedisLimitError {
     Command(#[from] redis::RedisError),
 }
 
-/// A Redis URL the client does not accept.
+/// A Redis URL the client does not accept. The client's own message is left out: it can
+/// quote the URL, password included.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid redis url: {0}")]
-pub struct InvalidRedisUrl(redis::RedisError);
+#[error("not a valid redis:// url")]
+pub struct InvalidRedisUrl;
 
 /// A shared connection to one Redis, used by every Redis-backed policy.
 pub struct RedisLimiter {
@@ -91,7 +92,7 @@ const LOG_EVERY_MS: u64 = 10_000;
 
 impl RedisLimiter {
     pub fn new(url: &str, timeout: Duration, prefix: &str) -> Result<Self, InvalidRedisUrl> {
-        let client = redis::Client::open(url).map_err(InvalidRedisUrl)?;
+        let client = redis::Client::open(url).map_err(|_| InvalidRedisUrl)?;
         Ok(Self {
             client,
             conn: ArcSwapOption::empty(),

@@ -21,6 +21,8 @@ pub struct Series {
     /// Authorizers whose keys are fetched (they have JWKS series).
     pub key_sets: Vec<String>,
     pub certificates: Vec<String>,
+    /// `[limits]` policy names.
+    pub policies: Vec<String>,
     /// Pool names, each with its target labels.
     pub pools: Vec<(String, Vec<String>)>,
 }
@@ -114,7 +116,7 @@ impl UpstreamMetrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Set the health gauge of a target (called on transitions and at compile time only).
+    /// Set the health gauge of a target (called on transitions and at activation only).
     pub fn set_healthy(&self, target: &str, healthy: bool) {
         self.healthy
             .with_label_values(&[&*self.name, target])

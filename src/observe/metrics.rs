@@ -15,6 +15,9 @@ use prometheus::{
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
+/// The `result` labels of `gatehouse_ratelimit_decisions_total`.
+const RATELIMIT_RESULTS: [&str; 4] = ["allowed", "rejected", "dry_run_rejected", "backend_error"];
+
 /// Buckets in seconds, finer than Prometheus' default at the low end: a gateway adds
 /// microseconds, so the interesting part of the distribution is below 10 ms.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -217,11 +220,12 @@ impl Metrics {
     /// Decision counters of one throttling policy.
     pub fn policy(&self, name: &str) -> PolicyMetrics {
         let c = |result: &str| self.ratelimit_decisions.with_label_values(&[name, result]);
+        let [allowed, rejected, dry_run_rejected, backend_error] = RATELIMIT_RESULTS;
         PolicyMetrics {
-            allowed: c("allowed"),
-            rejected: c("rejected"),
-            dry_run_rejected: c("dry_run_rejected"),
-            backend_errors: c("backend_error"),
+            allowed: c(allowed),
+            rejected: c(rejected),
+            dry_run_rejected: c(dry_run_rejected),
+            backend_errors: c(backend_error),
         }
     }
 
@@ -295,6 +299,13 @@ impl Metrics {
             let _ = self.jwks_last_success.remove_label_values(&[gone]);
             let _ = self.jwks_stale.remove_label_values(&[gone]);
         }
+        for gone in old.policies.iter().filter(|p| !new.policies.contains(p)) {
+            for result in RATELIMIT_RESULTS {
+                let _ = self
+                    .ratelimit_decisions
+                    .remove_label_values(&[gone, result]);
+            }
+        }
         for cert in old
             .certificates
             .iter()
@@ -346,6 +357,25 @@ mod tests {
 
     fn text(m: &Metrics) -> String {
         String::from_utf8(m.render()).unwrap()
+    }
+
+    #[test]
+    fn series_of_removed_limits_are_forgotten() {
+        let m = Metrics::new().unwrap();
+        m.policy("gone").allowed.inc();
+        m.policy("kept").allowed.inc();
+        let old = Series {
+            policies: vec!["gone".into(), "kept".into()],
+            ..Series::default()
+        };
+        let new = Series {
+            policies: vec!["kept".into()],
+            ..Series::default()
+        };
+        m.forget_removed(&old, &new, &[]);
+        let t = text(&m);
+        assert!(!t.contains("policy=\"gone\""), "{t}");
+        assert!(t.contains("policy=\"kept\""), "{t}");
     }
 
     #[test]

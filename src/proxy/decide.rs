@@ -137,7 +137,7 @@ impl Host {
 }
 
 /// The host the request is for, checked: the URI authority (absolute-form, HTTP/2) or the
-/// single `Host` header, a name or IP literal with a numeric port (`routing::valid_host`).
+/// single `Host` header, a name or IP literal with a numeric port (`host::valid_host`).
 /// HTTP/1.1 requires one; several are refused, since gateway and upstream might each pick a
 /// different one.
 pub fn request_host(req: &RequestHeader) -> Result<Option<Host>, Rejection> {
@@ -157,7 +157,7 @@ pub fn request_host(req: &RequestHeader) -> Result<Option<Host>, Rejection> {
             Some(v) => Host::Header(v.clone()),
         },
     };
-    if crate::routing::valid_host(host.as_str()) {
+    if crate::host::valid_host(host.as_str()) {
         Ok(Some(host))
     } else {
         Err(invalid)

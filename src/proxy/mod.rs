@@ -77,7 +77,7 @@ async fn admit(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, 
 #[async_trait]
 impl ProxyHttp for Gateway {
     /// Boxed: Pingora moves the context with its request futures several times per request,
-    /// and a pointer is cheaper to move than the 490-byte context.
+    /// and a pointer is cheaper to move than the 408-byte context.
     type CTX = Box<RequestCtx>;
 
     fn new_ctx(&self) -> Box<RequestCtx> {

@@ -12,7 +12,8 @@
 //! union of the allowed methods. A lookup costs one hash probe per path segment and host label,
 //! independent of the number of routes.
 
-pub use crate::host::{host_key, valid_host, wildcard_lookup, HostPattern};
+pub use crate::host::HostPattern;
+use crate::host::{host_key, wildcard_lookup};
 pub use crate::urlpath::{normalize_path, trim_prefix};
 
 use http::Method;

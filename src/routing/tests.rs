@@ -249,7 +249,7 @@ fn host_syntax_is_names_or_ip_literals_with_numeric_ports() {
         "svc_a.internal",
         "x:65535",
     ] {
-        assert!(super::valid_host(good), "{good}");
+        assert!(crate::host::valid_host(good), "{good}");
     }
     for bad in [
         "a.example.com:abc",
@@ -266,6 +266,6 @@ fn host_syntax_is_names_or_ip_literals_with_numeric_ports() {
         "x:0",
         "x:+80",
     ] {
-        assert!(!super::valid_host(bad), "{bad}");
+        assert!(!crate::host::valid_host(bad), "{bad}");
     }
 }

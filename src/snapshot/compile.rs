@@ -87,6 +87,17 @@ pub fn compile(
         };
     // Only names from `[tls] certificate_dir` are unknown before the directory is read.
     for (i, l) in config.listeners.iter().enumerate() {
+        // The listener reads its CA bundle when it starts; reading it here too makes `check`
+        // and reloads report a missing or broken bundle before a restart trips over it.
+        if let Some(ca) = l.tls.as_ref().and_then(|t| t.client_ca.as_ref()) {
+            if let Err(e) = crate::tls::read_certificates(ca) {
+                let path = KeyPath::top("listeners")
+                    .index(i)
+                    .key("tls")
+                    .key("client_ca");
+                errors.push(ConfigError::new(path, e.to_string()));
+            }
+        }
         let default = l.tls.as_ref().and_then(|t| t.default_certificate.as_ref());
         if let Some(name) = default {
             if certificates.get(name).is_none() && certificates_ok {

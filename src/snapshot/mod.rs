@@ -158,6 +158,7 @@ impl Snapshot {
                     (r.name.clone(), authorizer)
                 })
                 .collect(),
+            policies: self.policies.iter().map(|p| p.name.clone()).collect(),
             key_sets: self
                 .authorizers
                 .iter()

@@ -79,7 +79,7 @@ impl CertStore {
     }
 }
 
-/// A PEM bundle of certificates (CAs to trust). Errors are (`key`, message).
+/// A PEM bundle of certificates (CAs to trust).
 pub fn read_certificates(path: &Path) -> Result<Vec<X509>, CertError> {
     let pem = read(path)?;
     let certs = X509::stack_from_pem(&pem).map_err(|_| CertError::NotPem(path.into()))?;

@@ -95,7 +95,7 @@ pub fn check(
     host: &str,
     path_and_query: &str,
 ) -> Verdict {
-    // The caller has checked `host` with `routing::valid_host`, so it cannot smuggle another
+    // The caller has checked `host` with `host::valid_host`, so it cannot smuggle another
     // host into the redirect target.
     let name = host_key(host);
     let Some(tls) = tls else {

@@ -701,4 +701,19 @@ fn certificate_problems_are_reported_by_check() {
         stderr.contains("listeners[1].tls.default_certificate: unknown certificate \"nope\""),
         "{stderr}"
     );
+    // The listener's CA bundle is read by `check` too, not only when the listener starts.
+    let (ok, _, stderr) = check_config(&format!(
+        "{base}{}{}",
+        certificates(&[("a", &c, &k)]),
+        tls_listener(
+            2,
+            "default_certificate = \"a\", client_auth = \"required\", \
+             client_ca = \"/nonexistent/ca.pem\""
+        )
+    ));
+    assert!(!ok);
+    assert!(
+        stderr.contains("listeners[1].tls.client_ca: cannot read /nonexistent/ca.pem"),
+        "{stderr}"
+    );
 }

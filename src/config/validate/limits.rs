@@ -59,7 +59,7 @@ fn policy(p: &mut Problems, path: &KeyPath, limit: &LimitConfig) {
             // RateLimit-Policy states the window in whole seconds.
             p.at(path.key("period"), "must be a whole number of seconds");
         } else {
-            duration_in(p, path.key("period"), limit.period, SECOND, DAY);
+            duration_in(p, path.key("period"), limit.period, SECOND, 366 * DAY);
         }
     }
     if limit.burst > 1_000_000_000 {

@@ -79,15 +79,19 @@ fn admin(config: &Config, present: &Present, p: &mut Problems) {
     }
 }
 
+/// Shortest file-watch period: each tick reads and hashes the config and certificate files.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
 fn server(config: &Config, p: &mut Problems) {
     let s = &config.server;
     let path = KeyPath::top("server");
-    if s.watch_config {
+    // The certificate watch runs on the config watch's timer.
+    if s.watch_config || config.tls.watch {
         duration_in(
             p,
             path.key("watch_interval"),
             s.watch_interval,
-            Duration::from_millis(100),
+            MIN_WATCH_INTERVAL,
             HOUR,
         );
     }

@@ -1,7 +1,7 @@
 //! TLS listeners, `[certificates]`, `[tls]` and `[hosts]` policies. What certificate files
 //! contain is checked when they are loaded; everything else here.
 
-use super::{display_name, duration_in, Config, KeyPath, Present, Problems, DAY, HOUR};
+use super::{display_name, duration_in, Config, KeyPath, Present, Problems, DAY};
 use crate::config::{ClientAuth, HostConfig, ListenerTlsConfig};
 use crate::host::HostPattern;
 use std::time::Duration;
@@ -28,16 +28,6 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
                 p.at(certs.key(name).key("hosts").index(i), e);
             }
         }
-    }
-    if config.tls.watch && !config.server.watch_config {
-        // The certificate watch runs on the config watch's timer.
-        duration_in(
-            p,
-            KeyPath::top("server").key("watch_interval"),
-            config.server.watch_interval,
-            Duration::from_millis(100),
-            HOUR,
-        );
     }
     let hosts = KeyPath::top("hosts");
     for (name, c) in &config.hosts {
@@ -89,7 +79,8 @@ fn host(p: &mut Problems, path: &KeyPath, name: &str, c: &HostConfig) {
             path.key("hsts").key("max_age"),
             h.max_age,
             Duration::ZERO,
-            2 * 366 * DAY,
+            // Any real max-age fits; the bound only keeps the header's number sane.
+            3660 * DAY,
         );
         if h.preload && (!h.include_subdomains || h.max_age < YEAR) {
             p.at(

@@ -3,13 +3,14 @@
 use crate::admin::AdminApp;
 use crate::config::{self, Config, KeyPath};
 use crate::observe::access_log::AccessLog;
+use crate::proxy::drain::Draining;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::services::health_checks::HealthChecker;
 use crate::services::key_refresh::KeyRefresher;
 use crate::services::signals::{ReloadTriggers, ShutdownSignals};
 use crate::snapshot::{self, Loaded, Registries, SnapshotStore};
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -68,6 +69,8 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         .admin
         .enabled
         .then(|| config.admin.address.to_string());
+    // Requests already on their way when the listeners stop get this long to arrive.
+    let drain = config.server.grace_period;
     let reloader = Arc::new(Reloader::new(
         opts.config_path,
         store.clone(),
@@ -75,11 +78,11 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         config,
     ));
 
-    let mut proxy = http_proxy_service_with_name(
+    let gateway = http_proxy(
         &server.configuration,
         Gateway::new(store.clone(), Some(access_log)),
-        "gatehouse proxy",
     );
+    let mut proxy = Service::new("gatehouse proxy".to_string(), Draining::new(gateway, drain));
     for (i, (address, tls)) in listeners.iter().enumerate() {
         match tls {
             Some(tls) => {

@@ -26,6 +26,7 @@
 
 mod ctx;
 pub mod decide;
+pub mod drain;
 mod edit;
 pub mod forward;
 mod pingora_headers;

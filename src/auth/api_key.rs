@@ -16,14 +16,6 @@ pub struct ApiKeys {
     by_digest: HashMap<[u8; 32], Arc<Identity>>,
 }
 
-/// Hex SHA-256 of a key, as `keys_file` and `sha256 =` expect it.
-pub fn digest_hex(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 pub use crate::hash::parse_sha256_hex as parse_digest;
 
 /// Parse a keys file: one `CONSUMER SHA256HEX` per line, `#` comments. Errors name the line.
@@ -80,6 +72,14 @@ impl ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hex SHA-256 of a key, as `keys_file` and `sha256 =` expect it.
+    fn digest_hex(key: &str) -> String {
+        Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 
     #[test]
     fn keys_file_lines_are_checked() {

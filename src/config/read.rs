@@ -68,21 +68,21 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
                 r.present.route_index = indices;
             }
             "upstreams" => {
-                let names = r.names(&value);
+                let names = names(&value);
                 r.present.upstreams = names;
                 config.upstreams = r.named(value, &path);
             }
             "limits" => {
-                r.present.limits = r.names(&value);
+                r.present.limits = names(&value);
                 config.limits = r.named(value, &path);
             }
             "certificates" => {
-                r.present.certificates = r.names(&value);
+                r.present.certificates = names(&value);
                 config.certificates = r.named(value, &path);
             }
             "hosts" => config.hosts = r.named(value, &path),
             "authorizers" => {
-                r.present.authorizers = r.names(&value);
+                r.present.authorizers = names(&value);
                 config.authorizers = r.authorizers(value, &path);
             }
             _ => r.errors.push(ConfigError::new(
@@ -94,6 +94,14 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
         }
     }
     (config, r.present)
+}
+
+/// The names of a table of named entries, read or not.
+fn names(value: &toml::Value) -> BTreeSet<String> {
+    value
+        .as_table()
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -108,13 +116,6 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn names(&self, value: &toml::Value) -> BTreeSet<String> {
-        value
-            .as_table()
-            .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// One entry or section; `None` (and the path remembered as broken) on any problem.
     fn entry<T: DeserializeOwned>(&mut self, mut value: toml::Value, path: &KeyPath) -> Option<T> {
         let mut removed: Vec<Vec<String>> = Vec::new();

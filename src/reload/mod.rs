@@ -190,7 +190,7 @@ impl Reloader {
                 file: self.path.clone(),
                 errors: missing,
             },
-            version: Some(loaded.version.clone()),
+            version: Some(loaded.snapshot.version.clone()),
             // Certificates may come from `[tls] certificate_dir`: a file added there can make
             // the same text pass.
             invalid_text: false,
@@ -207,12 +207,8 @@ impl Reloader {
         });
         let metrics = &self.registries.metrics;
         match loaded {
-            Ok(Loaded {
-                config,
-                version,
-                snapshot,
-                ..
-            }) => {
+            Ok(Loaded { config, snapshot }) => {
+                let version = snapshot.version.clone();
                 let summary = snapshot.summary();
                 let previous = self.store.load().version.clone();
                 let changes = audit::diff(&state.config, &config);

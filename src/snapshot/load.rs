@@ -9,9 +9,7 @@ use std::path::Path;
 /// A file read, validated and compiled by [`load`], not yet in use.
 pub struct Loaded {
     pub config: Config,
-    pub text: String,
-    /// [`version_of`] the text.
-    pub version: String,
+    /// Its `version` is [`version_of`] the text.
     pub snapshot: Snapshot,
 }
 
@@ -73,10 +71,5 @@ pub fn load(path: &Path, reg: &Registries) -> Result<Loaded, LoadError> {
         }
     };
     let snapshot = compile(&config, &text, reg).map_err(|errors| fail(errors, false))?;
-    Ok(Loaded {
-        config,
-        text,
-        version,
-        snapshot,
-    })
+    Ok(Loaded { config, snapshot })
 }

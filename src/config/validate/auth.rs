@@ -162,7 +162,8 @@ fn api_key(p: &mut Problems, path: &KeyPath, c: &ApiKeyConfig) {
     identity_header(p, path.key("consumer_header"), &c.consumer_header);
     for (i, entry) in c.keys.iter().enumerate() {
         let at = path.key("keys").index(i);
-        consumer(p, at.key("consumer"), &entry.consumer);
+        // Sent upstream in a header, used in limit keys and logs.
+        display_name(p, at.key("consumer"), "consumer", &entry.consumer);
         match (&entry.key, &entry.sha256) {
             (Some(k), None) if k.expose().len() < 16 => {
                 p.at(at.key("key"), "use at least 16 characters")
@@ -178,12 +179,6 @@ fn api_key(p: &mut Problems, path: &KeyPath, c: &ApiKeyConfig) {
     if c.keys.is_empty() && c.keys_file.is_none() {
         p.at(path.clone(), "no keys: set `keys` or `keys_file`");
     }
-}
-
-/// A consumer name: sent upstream in a header (which takes no control characters) and used
-/// in limit keys and logs.
-fn consumer(p: &mut Problems, path: KeyPath, name: &str) {
-    display_name(p, path, "consumer", name);
 }
 
 /// Longest an external decision may be cached.

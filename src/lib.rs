@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod edge;
 pub mod hash;
 pub mod headers;
 pub mod host;

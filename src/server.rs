@@ -4,7 +4,8 @@ use crate::admin::AdminApp;
 use crate::config::{self, Config, KeyPath};
 use crate::observe::access_log::AccessLog;
 use crate::proxy::drain::Draining;
-use crate::proxy::Gateway;
+use crate::edge::connections::{self, Connections};
+use crate::proxy::{EdgeApp, Gateway};
 use crate::reload::Reloader;
 use crate::services::health_checks::HealthChecker;
 use crate::services::key_refresh::KeyRefresher;
@@ -43,11 +44,15 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         .metrics
         .config_loaded(true, Some(&snapshot.version));
     let store = Arc::new(SnapshotStore::activated(snapshot, &registries));
-    let access_log = AccessLog::start(
-        config.access_log.path.as_deref(),
-        registries.metrics.access_log_dropped.clone(),
-    )
-    .map_err(|e| format!("access_log.path: {e}"))?;
+    let access_log = Arc::new(
+        AccessLog::start(
+            config.access_log.path.as_deref(),
+            registries.metrics.access_log_dropped.clone(),
+        )
+        .map_err(|e| format!("access_log.path: {e}"))?,
+    );
+    let fd_budget = connections::budget_from_fd_limit(connections::raise_fd_limit());
+    let connections = Connections::new(config.listeners.iter().map(|l| l.address));
 
     let pingora_opt = Opt {
         upgrade: opts.upgrade,
@@ -80,9 +85,17 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
 
     let gateway = http_proxy(
         &server.configuration,
-        Gateway::new(store.clone(), Some(access_log)),
+        Gateway::new(store.clone(), Some(access_log.clone())),
     );
-    let mut proxy = Service::new("gatehouse proxy".to_string(), Draining::new(gateway, drain));
+    let app = EdgeApp::new(
+        Draining::new(gateway, drain),
+        store.clone(),
+        connections,
+        fd_budget,
+        &registries.metrics.edge_refusals,
+        Some(access_log),
+    );
+    let mut proxy = Service::new("gatehouse proxy".to_string(), app);
     for (i, (address, tls)) in listeners.iter().enumerate() {
         match tls {
             Some(tls) => {

@@ -56,6 +56,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             "admin" => set(&mut config.admin, r.entry(value, &path)),
             "access_log" => set(&mut config.access_log, r.entry(value, &path)),
             "tls" => set(&mut config.tls, r.entry(value, &path)),
+            "edge" => set(&mut config.edge, r.entry(value, &path)),
             "redis" => config.redis = r.entry(value, &path),
             "listeners" => {
                 let (items, _, n) = r.elements(value, &path);
@@ -87,7 +88,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             }
             _ => r.errors.push(ConfigError::new(
                 path,
-                "unknown key, expected one of `server`, `listeners`, `admin`, `access_log`, \
+                "unknown key, expected one of `server`, `listeners`, `edge`, `admin`, `access_log`, \
                  `upstreams`, `limits`, `redis`, `authorizers`, `certificates`, `tls`, `hosts`, \
                  `routes`",
             )),

@@ -204,3 +204,22 @@ pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
         other => Err(format!("unsupported scheme {other:?}")),
     }
 }
+
+/// An entry of an IP list: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address. Host
+/// bits must be clear, so `10.0.0.1/8` (which reads as one address but means 16M) is refused.
+pub fn parse_cidr(entry: &str) -> Result<ipnet::IpNet, String> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    let net: ipnet::IpNet = entry
+        .parse()
+        .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{entry:?} has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}

@@ -43,6 +43,8 @@ pub struct Metrics {
     certificate_expiry: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
+    /// Requests and connections refused at the edge, by reason.
+    pub edge_refusals: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -187,6 +189,16 @@ impl Metrics {
                         "Unix time when each loaded TLS certificate expires (notAfter).",
                     ),
                     &["name"],
+                ),
+            )?,
+            edge_refusals: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_edge_refusals_total",
+                        "Requests and connections refused before routing, by reason.",
+                    ),
+                    &["reason"],
                 ),
             )?,
             access_log_dropped: register(

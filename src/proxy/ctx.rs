@@ -15,6 +15,12 @@ pub struct RequestCtx {
     pub started: Instant,
     pub request_id: HeaderValue,
     pub client_ip: Option<IpAddr>,
+    /// The TCP peer (or PROXY protocol source); differs from `client_ip` behind a trusted
+    /// proxy.
+    pub peer_ip: Option<IpAddr>,
+    /// Largest body the route accepts, and the body bytes read so far.
+    pub body_limit: u64,
+    pub body_read: u64,
     /// The host `request_filter` accepted, for every later phase; `None` before that, when
     /// it was refused, or for an HTTP/1.0 request without one.
     pub host: Option<Host>,
@@ -81,6 +87,9 @@ impl RequestCtx {
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
             client_ip: None,
+            peer_ip: None,
+            body_limit: u64::MAX,
+            body_read: 0,
             host: None,
             route: None,
             upstream_uri: None,

@@ -42,6 +42,7 @@ fn request_headers(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, fo
     forward::remove_hop_by_hop(headers, upgrade);
     let info = forward::ForwardInfo {
         client_ip: ctx.client_ip,
+        peer_ip: ctx.peer_ip,
         proto: if ctx.ssl.is_some() { "https" } else { "http" },
         host: ctx.host.as_ref().map(|h| h.as_str()),
         request_id: &ctx.request_id,

@@ -14,7 +14,10 @@ use std::net::IpAddr;
 
 /// What the gateway knows about the client connection.
 pub struct ForwardInfo<'a> {
+    /// The client: the TCP peer, or the address a trusted proxy named.
     pub client_ip: Option<IpAddr>,
+    /// The TCP peer (or PROXY protocol source), when it is a trusted proxy.
+    pub peer_ip: Option<IpAddr>,
     /// `http` or `https`.
     pub proto: &'static str,
     pub host: Option<&'a str>,
@@ -208,15 +211,28 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
     }
 }
 
-/// Add the forwarding headers. `X-Forwarded-For` (and `Forwarded` when asked for) are appended
-/// to (the client's own entries stay first, so upstreams that trust only the last hop are not
-/// fooled); `X-Forwarded-Proto`, `X-Forwarded-Host` and the request id are replaced.
+/// Add the forwarding headers. `X-Forwarded-For` (and `Forwarded` when asked for) name the
+/// client and, when the client came through a trusted proxy, that proxy: whatever the client
+/// sent in them is replaced, since only entries from trusted proxies were believed
+/// (`edge::client_ip`) and anything else could be spoofed. `X-Forwarded-Proto`,
+/// `X-Forwarded-Host` and the request id are replaced too.
 pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
+    let hops: [Option<IpAddr>; 2] = match (info.client_ip, info.peer_ip) {
+        (Some(client), Some(peer)) if client != peer => [Some(client), Some(peer)],
+        (client, peer) => [client.or(peer), None],
+    };
     // Each value is written once into one buffer that becomes the header value without a copy.
-    if let Some(ip) = info.client_ip {
-        let mut xff = prior_values(headers.map(), &X_FORWARDED_FOR, 48);
-        crate::text::push_ip(&mut xff, ip);
+    if hops[0].is_some() {
+        let mut xff = Vec::with_capacity(48);
+        for ip in hops.iter().flatten() {
+            if !xff.is_empty() {
+                xff.extend_from_slice(b", ");
+            }
+            crate::text::push_ip(&mut xff, *ip);
+        }
         set(headers, &X_FORWARDED_FOR, xff);
+    } else {
+        headers.remove(&X_FORWARDED_FOR);
     }
     headers.set(&X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
     match info.host.and_then(|h| HeaderValue::from_str(h).ok()) {
@@ -224,16 +240,23 @@ pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
         None => headers.remove(&X_FORWARDED_HOST),
     }
     if info.forwarded {
-        let mut fwd = prior_values(headers.map(), &header::FORWARDED, 96);
-        match info.client_ip {
-            Some(IpAddr::V6(ip)) => {
-                let _ = write!(fwd, "for=\"[{ip}]\"");
+        let mut fwd = Vec::with_capacity(96);
+        for ip in hops.iter().flatten() {
+            if !fwd.is_empty() {
+                fwd.extend_from_slice(b", ");
             }
-            Some(ip) => {
-                fwd.extend_from_slice(b"for=");
-                crate::text::push_ip(&mut fwd, ip);
+            match ip {
+                IpAddr::V6(ip) => {
+                    let _ = write!(fwd, "for=\"[{ip}]\"");
+                }
+                ip => {
+                    fwd.extend_from_slice(b"for=");
+                    crate::text::push_ip(&mut fwd, *ip);
+                }
             }
-            None => fwd.extend_from_slice(b"for=unknown"),
+        }
+        if fwd.is_empty() {
+            fwd.extend_from_slice(b"for=unknown");
         }
         if let Some(host) = info.host.filter(|h| is_token_safe(h)) {
             let _ = write!(fwd, ";host=\"{host}\"");
@@ -242,23 +265,6 @@ pub fn add_forwarding(headers: &mut impl EditHeaders, info: &ForwardInfo<'_>) {
         set(headers, &header::FORWARDED, fwd);
     }
     headers.set(&super::request_id::HEADER, info.request_id.clone());
-}
-
-/// The existing values of a list header joined with `, `, followed by `, ` when non-empty, in a
-/// buffer with room for what the caller appends.
-fn prior_values(map: &HeaderMap, name: &HeaderName, extra: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for v in map.get_all(name) {
-        if out.is_empty() {
-            out.reserve(v.len() + 2 + extra);
-        }
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b", ");
-    }
-    if out.is_empty() {
-        out.reserve(extra);
-    }
-    out
 }
 
 fn is_token_safe(s: &str) -> bool {
@@ -363,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_headers_append_and_replace() {
+    fn forwarding_headers_replace_what_the_client_sent() {
         let mut h = headers(&[
             ("x-forwarded-for", "203.0.113.9"),
             ("x-forwarded-proto", "https"),
@@ -375,13 +381,14 @@ mod tests {
             &mut h,
             &ForwardInfo {
                 client_ip: "::1".parse().ok(),
+                peer_ip: "::1".parse().ok(),
                 proto: "http",
                 host: Some("api.example.com"),
                 request_id: &id,
                 forwarded: true,
             },
         );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
+        assert_eq!(h["x-forwarded-for"], "::1", "a spoofed entry is dropped");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(
@@ -389,6 +396,25 @@ mod tests {
             "for=\"[::1]\";host=\"api.example.com\";proto=http"
         );
         assert_eq!(h["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn a_client_behind_a_trusted_proxy_is_named_with_the_proxy() {
+        let mut h = headers(&[("x-forwarded-for", "9.9.9.9, 198.51.100.7")]);
+        let id = HeaderValue::from_static("abc");
+        add_forwarding(
+            &mut h,
+            &ForwardInfo {
+                client_ip: "198.51.100.7".parse().ok(),
+                peer_ip: "10.0.0.2".parse().ok(),
+                proto: "https",
+                host: None,
+                request_id: &id,
+                forwarded: true,
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.2");
+        assert_eq!(h["forwarded"], "for=198.51.100.7, for=10.0.0.2;proto=https");
     }
 
     #[test]
@@ -404,6 +430,7 @@ mod tests {
             let mut h = HeaderMap::new();
             let info = ForwardInfo {
                 client_ip: ip.parse().ok(),
+                peer_ip: ip.parse().ok(),
                 proto: "https",
                 host: None,
                 request_id: &id,

@@ -24,17 +24,20 @@
 //! Every answer the gateway writes itself goes through `refusal::send`, which adds the headers
 //! all of them carry (request id, HSTS, `RateLimit`).
 
+mod conn;
 mod ctx;
 pub mod decide;
 pub mod drain;
 mod edit;
 pub mod forward;
+mod guarded;
 mod pingora_headers;
 mod refusal;
 pub mod request_id;
 pub mod respond;
 mod steps;
 
+pub use conn::EdgeApp;
 pub use ctx::RequestCtx;
 
 use crate::observe::access_log::{AccessEntry, AccessLog};
@@ -47,24 +50,43 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use refusal::{Answer, Refusal};
+use crate::edge::Reason;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+/// Whether `e` comes from this process or the system running out of file descriptors.
+fn own_descriptor_shortage(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.cause.as_deref().map(|c| c as _);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return crate::upstream::health::out_of_descriptors(io);
+        }
+        cause = c.source();
+    }
+    false
+}
 
 /// The gateway service.
 pub struct Gateway {
     store: Arc<SnapshotStore>,
-    access_log: Option<AccessLog>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<SnapshotStore>, access_log: Option<AccessLog>) -> Self {
+    pub fn new(store: Arc<SnapshotStore>, access_log: Option<Arc<AccessLog>>) -> Self {
         Self { store, access_log }
     }
 }
 
 /// `request_filter`'s decisions after `steps::identify`, in order: the route to serve, or
 /// the first step's refusal.
-async fn admit(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Refusal> {
+async fn admit(
+    req: &RequestHeader,
+    local: Option<SocketAddr>,
+    ctx: &mut RequestCtx,
+) -> Result<Arc<Route>, Refusal> {
+    steps::check_client(local, ctx)?;
     steps::check_host(req, ctx)?;
     let route = steps::route(req, ctx)?;
     steps::throttle(req, ctx, &route.limits_before_auth, &route.name).await?;
@@ -94,17 +116,44 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
         steps::identify(session, ctx);
-        let admitted = admit(session.req_header(), ctx).await;
+        let local = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .copied();
+        let admitted = admit(session.req_header(), local, ctx).await;
         let answer = match admitted {
             Err(refusal) => Answer::Refuse(refusal),
             Ok(ref route) => match &route.action {
-                RouteAction::Proxy { .. } => return Ok(false),
+                RouteAction::Proxy { .. } => {
+                    session.set_read_timeout(Some(route.edge.body_timeout));
+                    return Ok(false);
+                }
                 RouteAction::Respond(fixed) => Answer::Fixed(fixed),
             },
         };
         // The only place where request_filter answers the request itself.
         refusal::send(session, ctx, answer).await?;
         Ok(true)
+    }
+
+    /// Count body bytes against the route's `max_body_bytes` as they stream (a chunked body
+    /// declares no length up front).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_read += chunk.len() as u64;
+            if ctx.body_read > ctx.body_limit {
+                let refusal = steps::edge_refusal(Reason::BodyTooLarge, ctx);
+                ctx.error = Some(refusal.message);
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -145,6 +194,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if own_descriptor_shortage(&e) {
+            // Connecting failed on our side: the target is not to blame and another target
+            // would fail the same way.
+            ctx.error = Some("gateway overloaded: out of file descriptors");
+            let mut refusal = Error::explain(ErrorType::HTTPStatus(503), "out of file descriptors");
+            refusal.set_retry(false);
+            return refusal;
+        }
         if let (Some(pool), Some(index)) = (ctx.pool().cloned(), ctx.upstream.target) {
             if matches!(
                 e.etype(),
@@ -212,6 +269,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let (status, message) = respond::status_for_error(e);
+        if status == 408 {
+            let refusal = steps::edge_refusal(Reason::BodyTimeout, ctx);
+            ctx.error.get_or_insert(refusal.message);
+        }
         if status != 0 {
             // A phase may have named the failure already (no healthy target): keep its words.
             let message = *ctx.error.get_or_insert(message);

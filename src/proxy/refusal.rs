@@ -125,7 +125,7 @@ pub async fn send(
     answer: Answer<'_>,
 ) -> pingora::Result<()> {
     if let Answer::Refuse(r) = &answer {
-        ctx.error = Some(r.message);
+        ctx.error.get_or_insert(r.message);
     }
     let (head, body) = response(ctx, answer)?;
     respond::write(session, head, body).await

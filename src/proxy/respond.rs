@@ -30,6 +30,29 @@ pub fn error_response(
     Ok((resp, body))
 }
 
+/// A complete HTTP/1.1 error response that closes the connection, for answers written
+/// before Pingora has a session (refused request heads and connections).
+pub fn raw_error(status: u16, message: &str, request_id: &HeaderValue) -> Vec<u8> {
+    let body = error_body(message, request_id);
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = Vec::with_capacity(192 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(format!("{status} {reason}").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncache-control: no-store\r\n");
+    out.extend_from_slice(b"connection: close\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(super::request_id::HEADER.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&body);
+    out
+}
+
 fn error_body(message: &str, request_id: &HeaderValue) -> Bytes {
     let id = request_id.to_str().unwrap_or("");
     let value = serde_json::json!({ "error": message, "request_id": id });

@@ -6,11 +6,14 @@ use super::decide::{self, Host};
 use super::refusal::Refusal;
 use super::{request_id, RequestCtx};
 use crate::auth::{self, RouteAuth};
+use crate::edge::settings::IpRules;
+use crate::edge::{client_ip, path, Reason};
 use crate::limit::{self, LimitInput};
 use crate::snapshot::Route;
 use crate::tls::policy;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The request id, the client address and the connection's TLS facts, which every later step
@@ -18,11 +21,46 @@ use std::sync::Arc;
 pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = request_id::for_request(req.headers.get(&request_id::HEADER));
-    ctx.client_ip = session
+    // The TCP peer, or the client a PROXY protocol header named (`proxy::conn`).
+    let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+        .map(|a| a.ip().to_canonical());
+    ctx.peer_ip = peer;
+    let edge = &ctx.snapshot.edge;
+    ctx.client_ip = match peer {
+        Some(peer) if !edge.trusted_proxies.is_empty() => Some(client_ip::resolve(
+            peer,
+            &edge.trusted_proxies,
+            edge.client_ip_header,
+            &req.headers,
+        )),
+        peer => peer,
+    };
     ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+}
+
+/// The listener's IP lists (`[edge]`, `[listeners.edge]`) on the client address.
+pub fn check_client(local: Option<SocketAddr>, ctx: &mut RequestCtx) -> Result<(), Refusal> {
+    let rules = &ctx.snapshot.edge.listener(local).ips;
+    permit(rules, ctx)
+}
+
+/// Refuse the client when `rules` do not let it pass.
+fn permit(rules: &IpRules, ctx: &RequestCtx) -> Result<(), Refusal> {
+    match ctx.client_ip {
+        Some(ip) if !rules.permits(ip) => Err(edge_refusal(Reason::IpDenied, ctx)),
+        _ => Ok(()),
+    }
+}
+
+/// An edge refusal, counted in `gatehouse_edge_refusals_total`.
+pub fn edge_refusal(reason: Reason, ctx: &RequestCtx) -> Refusal {
+    ctx.snapshot
+        .edge_refusals
+        .with_label_values(&[reason.label()])
+        .inc();
+    Refusal::new(reason.status(), reason.message())
 }
 
 /// The host, checked once and kept in `ctx.host`: host policies, routes, authorizers,
@@ -38,6 +76,9 @@ pub fn check_host(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refus
     let Some(policy) = ctx.snapshot.hosts.lookup(host.as_str()) else {
         return Ok(());
     };
+    if !policy.ips.is_empty() {
+        permit(&policy.ips, ctx)?;
+    }
     // Never over plain HTTP (RFC 6797 7.2), where anyone on the path could add or strip it.
     if ctx.ssl.is_some() {
         ctx.hsts.clone_from(&policy.hsts);
@@ -54,6 +95,25 @@ pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Re
     let routed = decide::route_request(&ctx.snapshot, req, host)?;
     ctx.upstream_uri = routed.upstream_uri.map(Box::new);
     ctx.route = Some(routed.route.clone());
+    let edge = &routed.route.edge;
+    // The spelling is judged by the route its normalized form selected: only that route's
+    // upstream is known to read it the way the gateway routed it.
+    let raw_path = req.raw_path().split(|&b| b == b'?').next().unwrap_or_default();
+    if let Err(reason) = path::check(raw_path, edge.path_allow) {
+        return Err(edge_refusal(reason, ctx));
+    }
+    if !edge.ips.is_empty() {
+        permit(&edge.ips, ctx)?;
+    }
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > edge.max_body_bytes) {
+        return Err(edge_refusal(Reason::BodyTooLarge, ctx));
+    }
+    ctx.body_limit = edge.max_body_bytes;
     Ok(routed.route)
 }
 

@@ -55,6 +55,7 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
     let sections = [
         ("server", old.server != new.server),
         ("listeners", old.listeners != new.listeners),
+        ("edge", old.edge != new.edge),
         ("admin", old.admin != new.admin),
         ("access_log", old.access_log != new.access_log),
         ("redis", old.redis != new.redis),

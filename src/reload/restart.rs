@@ -6,6 +6,16 @@ use crate::config::{AccessLogConfig, AdminConfig, Config, ServerConfig, TlsConfi
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+/// Whether two listener lists bind the same sockets with the same TLS settings; their
+/// `proxy_protocol` and `edge` settings apply on reload.
+fn same_sockets(a: &[crate::config::ListenerConfig], b: &[crate::config::ListenerConfig]) -> bool {
+    a.len() == b.len()
+        && a
+            .iter()
+            .zip(b)
+            .all(|(x, y)| x.address == y.address && x.tls == y.tls)
+}
+
 /// One setting that only a restart (or a graceful upgrade) applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RestartOnly {
@@ -109,7 +119,7 @@ pub fn pending(started: &Config, new: &Config) -> Vec<RestartOnly> {
     let (s, a) = (&new.server, &new.admin);
     // In declaration order, which is the order of the file's sections.
     [
-        (R::Listeners, started.listeners != new.listeners),
+        (R::Listeners, !same_sockets(&started.listeners, &new.listeners)),
         (R::ServerThreads, *threads != s.threads),
         (R::ServerWorkStealing, *work_stealing != s.work_stealing),
         (

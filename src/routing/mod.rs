@@ -39,6 +39,8 @@ pub struct RouteSpec {
     pub path: PathPattern,
     /// Empty means any method.
     pub methods: Vec<Method>,
+    /// Match the path ignoring ASCII case (for upstreams that do).
+    pub case_insensitive: bool,
 }
 
 /// The result of a lookup.
@@ -84,6 +86,9 @@ impl<T> MethodTable<T> {
 struct PathTable<T> {
     exact: HashMap<Box<[u8]>, MethodTable<T>>,
     prefix: HashMap<Box<[u8]>, MethodTable<T>>,
+    /// Case-insensitive routes, by lowercased path.
+    exact_ci: HashMap<Box<[u8]>, MethodTable<T>>,
+    prefix_ci: HashMap<Box<[u8]>, MethodTable<T>>,
     max_prefix_len: usize,
 }
 
@@ -92,21 +97,34 @@ impl<T> Default for PathTable<T> {
         Self {
             exact: HashMap::default(),
             prefix: HashMap::default(),
+            exact_ci: HashMap::default(),
+            prefix_ci: HashMap::default(),
             max_prefix_len: 0,
         }
     }
 }
 
 impl<T> PathTable<T> {
-    /// Candidates in precedence order: the exact entry, then prefixes from longest to `/`.
+    /// Candidates in precedence order: the exact entries, then prefixes from longest to `/`;
+    /// at each length a case-sensitive route comes before a case-insensitive one. `lower` is
+    /// `path` in ASCII lowercase, probed in the case-insensitive maps.
     fn candidates<'s, 'p>(
         &'s self,
         path: &'p [u8],
+        lower: &'p [u8],
     ) -> impl Iterator<Item = (&'s MethodTable<T>, usize)> + use<'s, 'p, T> {
+        let has_ci = !(self.exact_ci.is_empty() && self.prefix_ci.is_empty());
         let exact = self.exact.get(path).map(|t| (t, path.len()));
+        let exact_ci = has_ci
+            .then(|| self.exact_ci.get(lower).map(|t| (t, path.len())))
+            .flatten();
         // Each prefix candidate ends just before a `/` of the path, or at its end.
         let mut end = Some(path.len());
+        let mut pending = None;
         let prefixes = std::iter::from_fn(move || loop {
+            if let Some(next) = pending.take() {
+                return Some(next);
+            }
             let e = end?;
             end = if e == 0 {
                 None
@@ -118,11 +136,22 @@ impl<T> PathTable<T> {
             if e > self.max_prefix_len || (e > 0 && key.ends_with(b"/")) {
                 continue;
             }
-            if let Some(t) = self.prefix.get(key) {
-                return Some((t, e));
+            let ci = has_ci
+                .then(|| {
+                    let key: &[u8] = if e == 0 { b"/" } else { &lower[..e] };
+                    self.prefix_ci.get(key).map(|t| (t, e))
+                })
+                .flatten();
+            match (self.prefix.get(key).map(|t| (t, e)), ci) {
+                (Some(cs), ci) => {
+                    pending = ci;
+                    return Some(cs);
+                }
+                (None, Some(ci)) => return Some(ci),
+                (None, None) => {}
             }
         });
-        exact.into_iter().chain(prefixes)
+        exact.into_iter().chain(exact_ci).chain(prefixes)
     }
 }
 
@@ -133,6 +162,7 @@ pub struct Router<T> {
     wildcard_hosts: HashMap<String, PathTable<T>>,
     any_host: PathTable<T>,
     has_wildcards: bool,
+    has_case_insensitive: bool,
 }
 
 impl<T> Default for Router<T> {
@@ -142,6 +172,7 @@ impl<T> Default for Router<T> {
             wildcard_hosts: HashMap::default(),
             any_host: PathTable::default(),
             has_wildcards: false,
+            has_case_insensitive: false,
         }
     }
 }
@@ -150,6 +181,7 @@ impl<T: Clone> Router<T> {
     /// Add a route. A later route with the same host, path and method replaces nothing: the
     /// first one stays (config validation rejects such duplicates anyway).
     pub fn insert(&mut self, spec: &RouteSpec, value: T) {
+        self.has_case_insensitive |= spec.case_insensitive;
         if spec.hosts.is_empty() {
             insert_path(&mut self.any_host, spec, value);
             return;
@@ -168,14 +200,26 @@ impl<T: Clone> Router<T> {
 }
 
 fn insert_path<T: Clone>(table: &mut PathTable<T>, spec: &RouteSpec, value: T) {
+    let (exact, prefix) = if spec.case_insensitive {
+        (&mut table.exact_ci, &mut table.prefix_ci)
+    } else {
+        (&mut table.exact, &mut table.prefix)
+    };
+    let key = |p: &str| -> Box<[u8]> {
+        if spec.case_insensitive {
+            p.to_ascii_lowercase().into_bytes().into()
+        } else {
+            p.as_bytes().into()
+        }
+    };
     let methods = match &spec.path {
-        PathPattern::Exact(p) => table.exact.entry(p.as_bytes().into()).or_default(),
+        PathPattern::Exact(p) => exact.entry(key(p)).or_default(),
         PathPattern::Prefix(p) => {
-            let key = trim_prefix(p);
-            if key != "/" {
-                table.max_prefix_len = table.max_prefix_len.max(key.len());
+            let trimmed = trim_prefix(p);
+            if trimmed != "/" {
+                table.max_prefix_len = table.max_prefix_len.max(trimmed.len());
             }
-            table.prefix.entry(key.as_bytes().into()).or_default()
+            prefix.entry(key(trimmed)).or_default()
         }
     };
     if spec.methods.is_empty() {
@@ -212,8 +256,14 @@ impl<T> Router<T> {
             }
         }
         tables[2] = Some(&self.any_host);
+        let lower: std::borrow::Cow<'_, [u8]> =
+            if self.has_case_insensitive && path.iter().any(u8::is_ascii_uppercase) {
+                path.to_ascii_lowercase().into()
+            } else {
+                path.into()
+            };
         for table in tables.into_iter().flatten() {
-            for (methods, matched_len) in table.candidates(path) {
+            for (methods, matched_len) in table.candidates(path, &lower) {
                 if let Some(value) = methods.get(method) {
                     return RouteMatch::Found { value, matched_len };
                 }

@@ -3,6 +3,7 @@ use super::*;
 
 fn spec(hosts: &[&str], path: PathPattern, methods: &[&str]) -> RouteSpec {
     RouteSpec {
+        case_insensitive: false,
         hosts: hosts
             .iter()
             .map(|h| HostPattern::parse(h).unwrap())
@@ -267,5 +268,37 @@ fn host_syntax_is_names_or_ip_literals_with_numeric_ports() {
         "x:+80",
     ] {
         assert!(!crate::host::valid_host(bad), "{bad}");
+    }
+}
+
+#[test]
+fn case_insensitive_routes_match_any_case_and_keep_precedence() {
+    let mut r: Router<&str> = Router::default();
+    r.insert(&spec(&[], PathPattern::Prefix("/".into()), &[]), "public");
+    let mut private = spec(&[], PathPattern::Prefix("/Private".into()), &[]);
+    private.case_insensitive = true;
+    r.insert(&private, "private");
+    r.insert(&spec(&[], PathPattern::Exact("/private/exact".into()), &[]), "exact");
+    let found = |p: &str| match r.lookup(None, &Method::GET, p.as_bytes()) {
+        RouteMatch::Found { value, .. } => *value,
+        other => panic!("{p}: {other:?}"),
+    };
+    assert_eq!(found("/PRIVATE"), "private");
+    assert_eq!(found("/private/x"), "private");
+    assert_eq!(found("/pRiVaTe/X/y"), "private");
+    assert_eq!(found("/privatex"), "public");
+    // A case-sensitive exact route is still exact.
+    assert_eq!(found("/private/exact"), "exact");
+    assert_eq!(found("/private/EXACT"), "private");
+}
+
+#[test]
+fn case_sensitive_routes_stay_case_sensitive() {
+    let mut r: Router<&str> = Router::default();
+    r.insert(&spec(&[], PathPattern::Prefix("/".into()), &[]), "public");
+    r.insert(&spec(&[], PathPattern::Prefix("/private".into()), &[]), "private");
+    match r.lookup(None, &Method::GET, b"/PRIVATE") {
+        RouteMatch::Found { value, .. } => assert_eq!(*value, "public"),
+        other => panic!("{other:?}"),
     }
 }

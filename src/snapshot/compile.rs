@@ -2,6 +2,7 @@
 //! the long-lived [`Registries`] and changing nothing in them; [`resource_problems`] compiles
 //! the clean entries of a config that failed validation, on scratch registries.
 
+use crate::edge::settings::{EdgeSettings, RouteEdge};
 use super::{FixedResponse, PathRewrite, Registries, Route, RouteAction, Snapshot};
 use crate::auth::Authorizer;
 use crate::config::{self, Config, ConfigError, KeyPath, RouteConfig};
@@ -115,7 +116,7 @@ pub fn compile(
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
-        match compile_route(rc, &pools, &policies, &authorizers, reg) {
+        match compile_route(rc, &pools, &policies, &authorizers, &config.edge, reg) {
             Some(Ok((spec, route))) => {
                 let route = Arc::new(route);
                 router.insert(&spec, route.clone());
@@ -157,6 +158,8 @@ pub fn compile(
         certificates,
         certificate_files_hash,
         hosts,
+        edge: EdgeSettings::compile(config),
+        edge_refusals: reg.metrics.edge_refusals.clone(),
         identity_headers,
         unrouted: reg.metrics.route("-"),
         access_log: config.access_log.enabled,
@@ -180,6 +183,7 @@ fn compile_route(
     pools: &HashMap<&str, Arc<Pool>>,
     policies: &HashMap<&str, Arc<Policy>>,
     authorizers: &HashMap<String, Arc<Authorizer>>,
+    edge: &config::EdgeConfig,
     reg: &Registries,
 ) -> Option<Result<(RouteSpec, Route), RouteError>> {
     let limits = rc
@@ -242,6 +246,7 @@ fn compile_route(
         hosts,
         path,
         methods,
+        case_insensitive: rc.case_insensitive,
     };
     let route = Route {
         name: rc.name.clone(),
@@ -250,6 +255,7 @@ fn compile_route(
         limits_before_auth,
         limits,
         auth,
+        edge: RouteEdge::compile(rc, edge),
         metrics: reg.metrics.route(&rc.name),
     };
     Some(Ok((spec, route)))

@@ -91,6 +91,8 @@ pub struct Route {
     pub limits: Vec<Arc<Policy>>,
     /// Who may use the route; `None` means anyone.
     pub auth: Option<RouteAuth>,
+    /// Body limits, IP lists and path spellings of the route.
+    pub edge: crate::edge::settings::RouteEdge,
     pub metrics: RouteMetrics,
 }
 
@@ -120,6 +122,10 @@ pub struct Snapshot {
     pub certificate_files_hash: u64,
     /// Per-domain HTTPS policies.
     pub hosts: crate::tls::policy::HostPolicies,
+    /// Listener limits, trusted proxies and IP lists.
+    pub edge: crate::edge::settings::EdgeSettings,
+    /// `gatehouse_edge_refusals_total`, for refusals in the proxy steps.
+    pub edge_refusals: prometheus::IntCounterVec,
     /// Headers the gateway sets upstream from what it verified (any authorizer's identity
     /// headers, the client certificate headers): removed from every client request, on every
     /// route, so an upstream can trust them.

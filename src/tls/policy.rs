@@ -15,6 +15,8 @@ pub struct HostPolicy {
     pub hsts: Option<HeaderValue>,
     pub strict_sni: bool,
     pub client_cert_required: bool,
+    /// Who may use the domain (`ip_allow`, `ip_deny`).
+    pub ips: crate::edge::settings::IpRules,
 }
 
 /// Policies by exact host and by wildcard suffix.
@@ -49,6 +51,7 @@ impl HostPolicies {
                 hsts,
                 strict_sni: c.strict_sni,
                 client_cert_required: c.client_cert == ClientAuth::Required,
+                ips: crate::edge::settings::IpRules::compile(&c.ip_allow, &c.ip_deny),
             };
             match pattern {
                 HostPattern::Wildcard(suffix) => out.wildcard.insert(suffix, policy),

@@ -154,6 +154,13 @@ pub async fn run_check(pool: Arc<Pool>, index: usize) {
         // A reload took the checks away while this one ran.
         return;
     }
+    if let Ok(Err(e)) = &result {
+        if out_of_descriptors(e) {
+            // Our own shortage, not the target's: no verdict either way.
+            tracing::warn!(upstream = %pool.name, target = %target.label, "health check skipped: out of file descriptors");
+            return;
+        }
+    }
     let passed = matches!(result, Ok(Ok(status)) if (200..400).contains(&status));
     if let Some(healthy) = target.state.record_check(passed, hc) {
         pool.metrics.set_healthy(&target.label, healthy);
@@ -168,6 +175,12 @@ pub async fn run_check(pool: Arc<Pool>, index: usize) {
             tracing::warn!(upstream = %pool.name, target = %target.label, %outcome, "target unhealthy");
         }
     }
+}
+
+/// Whether an I/O error says this process (EMFILE) or the system (ENFILE) ran out of file
+/// descriptors: a failure of the gateway, never evidence against an upstream.
+pub fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 /// One HTTP/1.1 GET, over TLS when the pool uses TLS; returns the response status.

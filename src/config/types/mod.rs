@@ -3,6 +3,7 @@
 
 mod auth;
 mod defaults;
+mod edge;
 mod limits;
 mod routes;
 mod server;
@@ -10,6 +11,7 @@ mod tls;
 mod upstreams;
 
 pub use auth::*;
+pub use edge::*;
 pub use limits::*;
 pub use routes::*;
 pub use server::*;
@@ -23,6 +25,8 @@ use std::collections::BTreeMap;
 pub struct Config {
     pub server: ServerConfig,
     pub listeners: Vec<ListenerConfig>,
+    /// `[edge]`: connection and request limits, trusted proxies, IP lists.
+    pub edge: EdgeConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
     /// Upstream pools by name, sorted so that compiled output is deterministic.

@@ -40,6 +40,24 @@ pub struct RouteConfig {
     /// Requests must pass this authorizer (`auth = "NAME"` or a table with requirements).
     #[serde(default, deserialize_with = "route_auth")]
     pub auth: Option<RouteAuthConfig>,
+    /// Largest request body (413); `[edge].max_body_bytes` when absent.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Longest pause while the client sends the body (408); `[edge].body_timeout` when absent.
+    #[serde(default, with = "humantime_serde")]
+    pub body_timeout: Option<std::time::Duration>,
+    /// When not empty, only clients in these CIDRs may use the route (403 otherwise).
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// Clients in these CIDRs are refused on this route (403).
+    #[serde(default)]
+    pub ip_deny: Vec<String>,
+    /// Path spellings refused by default that this route's upstream reads as the gateway does.
+    #[serde(default)]
+    pub allow_in_path: Vec<super::PathException>,
+    /// Match `path`/`path_prefix` ignoring ASCII case, for upstreams that do.
+    #[serde(default)]
+    pub case_insensitive: bool,
 }
 
 /// A fixed response for mock routes.

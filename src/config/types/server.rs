@@ -76,6 +76,13 @@ pub struct ListenerConfig {
     /// Serve TLS on this socket (certificates chosen by SNI from `[certificates]`).
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from the load balancer
+    /// in front; its source address is the client's. Connections without one are closed.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// This listener's exceptions to `[edge]`.
+    #[serde(default)]
+    pub edge: super::ListenerEdgeConfig,
 }
 
 /// TLS settings of one listener. Applied when the listener starts (restart or upgrade).

@@ -51,6 +51,12 @@ pub struct HostConfig {
     /// a verified one; the listener must ask for certificates).
     #[serde(default)]
     pub client_cert: ClientAuth,
+    /// When not empty, only clients in these CIDRs may use this domain (403 otherwise).
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// Clients in these CIDRs are refused on this domain (403).
+    #[serde(default)]
+    pub ip_deny: Vec<String>,
 }
 
 /// HSTS header settings.

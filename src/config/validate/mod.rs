@@ -4,6 +4,7 @@
 //! reported as unknown (see [`Present`]).
 
 mod auth;
+mod edge;
 mod limits;
 mod routes;
 mod server;
@@ -20,6 +21,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     auth::validate(config, p);
     tls::validate(config, present, p);
     routes::validate(config, present, p);
+    edge::validate(config, present, p);
 }
 
 /// Names that go into headers, RateLimit-Policy and metric labels: letters, digits, `_`, `-`

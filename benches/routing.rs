@@ -10,6 +10,7 @@ fn router(n: usize) -> Router<usize> {
     let mut r = Router::default();
     for i in 0..n {
         let spec = RouteSpec {
+            case_insensitive: false,
             hosts: if i % 2 == 0 {
                 vec![HostPattern::parse(&format!("svc{i}.example.com")).unwrap()]
             } else {

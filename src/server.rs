@@ -2,9 +2,9 @@
 
 use crate::admin::AdminApp;
 use crate::config::{self, Config, KeyPath};
+use crate::edge::connections::{self, Connections};
 use crate::observe::access_log::AccessLog;
 use crate::proxy::drain::Draining;
-use crate::edge::connections::{self, Connections};
 use crate::proxy::{EdgeApp, Gateway};
 use crate::reload::Reloader;
 use crate::services::health_checks::HealthChecker;
@@ -18,6 +18,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How the process was started.
 pub struct RunOptions {
@@ -74,6 +75,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         .admin
         .enabled
         .then(|| config.admin.address.to_string());
+    let h2_limits = config.edge.limits();
     // Requests already on their way when the listeners stop get this long to arrive.
     let drain = config.server.grace_period;
     let reloader = Arc::new(Reloader::new(
@@ -83,10 +85,18 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         config,
     ));
 
-    let gateway = http_proxy(
+    let mut gateway = http_proxy(
         &server.configuration,
         Gateway::new(store.clone(), Some(access_log.clone())),
     );
+    // HTTP/2 heads are read by Pingora (h2), not `proxy::conn`: the same size limit there,
+    // and idle connections closed after the keep-alive timeout.
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(u32::try_from(h2_limits.max_header_bytes).unwrap_or(u32::MAX));
+    gateway.h2_options = Some(h2);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(h2_limits.keepalive_timeout.max(Duration::from_secs(1)));
+    gateway.server_options = Some(options);
     let app = EdgeApp::new(
         Draining::new(gateway, drain),
         store.clone(),

@@ -290,7 +290,12 @@ mod tests {
             b"0\r\n obs-fold\r\n\r\n",
             b"5\r\x00",
         ] {
-            assert_eq!(whole(bad), Err(Invalid), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                whole(bad),
+                Err(Invalid),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

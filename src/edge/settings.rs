@@ -79,11 +79,7 @@ impl EdgeSettings {
                 ClientIpHeader::XForwardedFor => ForwardedHeader::XForwardedFor,
                 ClientIpHeader::Forwarded => ForwardedHeader::Forwarded,
             },
-            listeners: config
-                .listeners
-                .iter()
-                .map(|l| listener(edge, l))
-                .collect(),
+            listeners: config.listeners.iter().map(|l| listener(edge, l)).collect(),
             fallback: ListenerEdge {
                 address: None,
                 proxy_protocol: false,
@@ -104,7 +100,8 @@ impl EdgeSettings {
             .find(|l| l.address == Some(local))
             .or_else(|| {
                 self.listeners.iter().find(|l| {
-                    l.address.is_some_and(|a| a.port() == local.port() && a.ip().is_unspecified())
+                    l.address
+                        .is_some_and(|a| a.port() == local.port() && a.ip().is_unspecified())
                 })
             })
             .unwrap_or(&self.fallback)

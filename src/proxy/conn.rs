@@ -83,7 +83,10 @@ enum HeadRead {
     /// The client went away, or stayed idle past its time, before a head began.
     Closed,
     Refused(Reason),
-    Ready { len: usize, body: Body },
+    Ready {
+        len: usize,
+        body: Body,
+    },
 }
 
 #[async_trait]
@@ -181,18 +184,23 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
                 limits.keepalive_timeout
             };
             let started = Instant::now();
-            let (len, body) =
-                match read_head(&mut guarded, &mut buf, &head_limits, idle, limits.header_timeout)
-                    .await
-                {
-                    HeadRead::Closed => return,
-                    HeadRead::Refused(reason) => {
-                        self.refuse(&mut guarded, reason, &snapshot, peer, &buf, started)
-                            .await;
-                        return;
-                    }
-                    HeadRead::Ready { len, body } => (len, body),
-                };
+            let (len, body) = match read_head(
+                &mut guarded,
+                &mut buf,
+                &head_limits,
+                idle,
+                limits.header_timeout,
+            )
+            .await
+            {
+                HeadRead::Closed => return,
+                HeadRead::Refused(reason) => {
+                    self.refuse(&mut guarded, reason, &snapshot, peer, &buf, started)
+                        .await;
+                    return;
+                }
+                HeadRead::Ready { len, body } => (len, body),
+            };
             served += 1;
             let mut framing = match body {
                 Body::None => Framing::Done,
@@ -200,8 +208,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
                 Body::Chunked => Framing::chunked(),
             };
             let Ok(in_buffer) = framing.advance(&buf[len..]) else {
-                self.refuse(&mut guarded, Reason::InvalidChunked, &snapshot, peer, &buf, started)
-                    .await;
+                self.refuse(
+                    &mut guarded,
+                    Reason::InvalidChunked,
+                    &snapshot,
+                    peer,
+                    &buf,
+                    started,
+                )
+                .await;
                 return;
             };
             guarded.passthrough = is_upgrade(&buf[..len]);
@@ -213,7 +228,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
             let last = served >= limits.max_requests_per_connection || *shutdown.borrow();
             let mut session = ServerSession::new_http1(guarded);
             let keepalive = limits.keepalive_timeout.as_secs().max(1);
-            session.set_keepalive((!last && !limits.keepalive_timeout.is_zero()).then_some(keepalive));
+            session.set_keepalive((!limits.keepalive_timeout.is_zero()).then_some(keepalive));
+            if last || limits.keepalive_timeout.is_zero() {
+                // Pingora re-reads the client's keep-alive wish when it parses the head; a
+                // session with no reuses left answers `Connection: close` whatever it asked.
+                session.set_keepalive_reuses_remaining(Some(0));
+            }
             session.set_pipelined_prefix(prefix);
             let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
                 return;
@@ -258,7 +278,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
     where
         S: tokio::io::AsyncWrite + Unpin,
     {
-        let id = self.count(Reason::TooManyConnections, snapshot, peer, b"", Instant::now());
+        let id = self.count(
+            Reason::TooManyConnections,
+            snapshot,
+            peer,
+            b"",
+            Instant::now(),
+        );
         let response = respond::raw_error(503, Reason::TooManyConnections.message(), &id);
         let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&response)).await;
     }
@@ -395,9 +421,8 @@ fn request_line(head: &[u8]) -> (String, String) {
 
 /// Whether a head asks to switch protocols (`Upgrade`): what follows may not be HTTP/1.
 fn is_upgrade(head: &[u8]) -> bool {
-    head.split(|&b| b == b'\n').any(|line| {
-        line.len() > 8 && line[..8].eq_ignore_ascii_case(b"upgrade:")
-    })
+    head.split(|&b| b == b'\n')
+        .any(|line| line.len() > 8 && line[..8].eq_ignore_ascii_case(b"upgrade:"))
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@
 use crate::edge::framing::Framing;
 use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest};
 use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::{SocketDigest, TimingDigest};
 use pingora::protocols::tls::SslDigest;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest};
 use pingora::protocols::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN};
+use pingora::protocols::{SocketDigest, TimingDigest};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,7 +61,9 @@ impl Guarded {
         let digest = SocketDigest::from_raw_fd(-1);
         let _ = digest
             .peer_addr
-            .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(client)));
+            .set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(
+                client,
+            )));
         let _ = digest.local_addr.set(local);
         let _ = digest.original_dst.set(None);
         self.proxied = Some(Arc::new(digest));
@@ -101,7 +103,12 @@ impl AsyncRead for Guarded {
             let mut rb = ReadBuf::new(&mut chunk);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
             if rb.filled().is_empty() {
-                return Poll::Ready(Ok(()));
+                // A client that pipelined requests and then closed its side still wants the
+                // answers: only a close with nothing pending means it went away.
+                if this.stash.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Pending;
             }
             this.stash.extend_from_slice(rb.filled());
         }

@@ -40,6 +40,7 @@ mod steps;
 pub use conn::EdgeApp;
 pub use ctx::RequestCtx;
 
+use crate::edge::Reason;
 use crate::observe::access_log::{AccessEntry, AccessLog};
 use crate::snapshot::{Route, RouteAction, SnapshotStore};
 use crate::upstream::SelectInput;
@@ -50,7 +51,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use refusal::{Answer, Refusal};
-use crate::edge::Reason;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -86,7 +86,7 @@ async fn admit(
     local: Option<SocketAddr>,
     ctx: &mut RequestCtx,
 ) -> Result<Arc<Route>, Refusal> {
-    steps::check_client(local, ctx)?;
+    steps::check_client(req, local, ctx)?;
     steps::check_host(req, ctx)?;
     let route = steps::route(req, ctx)?;
     steps::throttle(req, ctx, &route.limits_before_auth, &route.name).await?;
@@ -116,10 +116,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
         steps::identify(session, ctx);
-        let local = session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .copied();
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
         let admitted = admit(session.req_header(), local, ctx).await;
         let answer = match admitted {
             Err(refusal) => Answer::Refuse(refusal),

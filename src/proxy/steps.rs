@@ -40,10 +40,25 @@ pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
 }
 
-/// The listener's IP lists (`[edge]`, `[listeners.edge]`) on the client address.
-pub fn check_client(local: Option<SocketAddr>, ctx: &mut RequestCtx) -> Result<(), Refusal> {
-    let rules = &ctx.snapshot.edge.listener(local).ips;
-    permit(rules, ctx)
+/// The listener's IP lists (`[edge]`, `[listeners.edge]`) on the client address. For HTTP/2,
+/// whose heads `proxy::conn` does not see, also the listener's head limits.
+pub fn check_client(
+    req: &RequestHeader,
+    local: Option<SocketAddr>,
+    ctx: &mut RequestCtx,
+) -> Result<(), Refusal> {
+    let listener = ctx.snapshot.edge.listener(local);
+    if req.version == http::Version::HTTP_2 {
+        let limits = &listener.limits;
+        let target = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target > limits.max_uri_bytes {
+            return Err(edge_refusal(Reason::UriTooLong, ctx));
+        }
+        if req.headers.len() > limits.max_headers {
+            return Err(edge_refusal(Reason::TooManyHeaders, ctx));
+        }
+    }
+    permit(&listener.ips, ctx)
 }
 
 /// Refuse the client when `rules` do not let it pass.
@@ -98,7 +113,11 @@ pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Re
     let edge = &routed.route.edge;
     // The spelling is judged by the route its normalized form selected: only that route's
     // upstream is known to read it the way the gateway routed it.
-    let raw_path = req.raw_path().split(|&b| b == b'?').next().unwrap_or_default();
+    let raw_path = req
+        .raw_path()
+        .split(|&b| b == b'?')
+        .next()
+        .unwrap_or_default();
     if let Err(reason) = path::check(raw_path, edge.path_allow) {
         return Err(edge_refusal(reason, ctx));
     }

@@ -10,8 +10,7 @@ use std::fmt;
 /// `proxy_protocol` and `edge` settings apply on reload.
 fn same_sockets(a: &[crate::config::ListenerConfig], b: &[crate::config::ListenerConfig]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.address == y.address && x.tls == y.tls)
 }
@@ -119,7 +118,10 @@ pub fn pending(started: &Config, new: &Config) -> Vec<RestartOnly> {
     let (s, a) = (&new.server, &new.admin);
     // In declaration order, which is the order of the file's sections.
     [
-        (R::Listeners, !same_sockets(&started.listeners, &new.listeners)),
+        (
+            R::Listeners,
+            !same_sockets(&started.listeners, &new.listeners),
+        ),
         (R::ServerThreads, *threads != s.threads),
         (R::ServerWorkStealing, *work_stealing != s.work_stealing),
         (

@@ -278,7 +278,10 @@ fn case_insensitive_routes_match_any_case_and_keep_precedence() {
     let mut private = spec(&[], PathPattern::Prefix("/Private".into()), &[]);
     private.case_insensitive = true;
     r.insert(&private, "private");
-    r.insert(&spec(&[], PathPattern::Exact("/private/exact".into()), &[]), "exact");
+    r.insert(
+        &spec(&[], PathPattern::Exact("/private/exact".into()), &[]),
+        "exact",
+    );
     let found = |p: &str| match r.lookup(None, &Method::GET, p.as_bytes()) {
         RouteMatch::Found { value, .. } => *value,
         other => panic!("{p}: {other:?}"),
@@ -296,7 +299,10 @@ fn case_insensitive_routes_match_any_case_and_keep_precedence() {
 fn case_sensitive_routes_stay_case_sensitive() {
     let mut r: Router<&str> = Router::default();
     r.insert(&spec(&[], PathPattern::Prefix("/".into()), &[]), "public");
-    r.insert(&spec(&[], PathPattern::Prefix("/private".into()), &[]), "private");
+    r.insert(
+        &spec(&[], PathPattern::Prefix("/private".into()), &[]),
+        "private",
+    );
     match r.lookup(None, &Method::GET, b"/PRIVATE") {
         RouteMatch::Found { value, .. } => assert_eq!(*value, "public"),
         other => panic!("{other:?}"),

@@ -2,10 +2,10 @@
 //! the long-lived [`Registries`] and changing nothing in them; [`resource_problems`] compiles
 //! the clean entries of a config that failed validation, on scratch registries.
 
-use crate::edge::settings::{EdgeSettings, RouteEdge};
 use super::{FixedResponse, PathRewrite, Registries, Route, RouteAction, Snapshot};
 use crate::auth::Authorizer;
 use crate::config::{self, Config, ConfigError, KeyPath, RouteConfig};
+use crate::edge::settings::{EdgeSettings, RouteEdge};
 use crate::limit::Policy;
 use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
 use crate::upstream::Pool;

@@ -253,6 +253,7 @@ mod tests {
             hsts: None,
             strict_sni: false,
             client_cert_required: true,
+            ips: Default::default(),
         };
         assert_eq!(
             check(&plain, None, "x.example.org", "/"),

@@ -457,3 +457,323 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Edge hardening helpers: listener settings, a low open-file limit, raw HTTP/1 on sockets.
+
+impl Gateway {
+    /// Like [`Self::start`], with `listener_extra` inserted right after the generated
+    /// `[[listeners]]` / `address = ...` lines (e.g. `proxy_protocol = true` or a
+    /// `[listeners.edge]` table).
+    pub fn start_listener(listener_extra: &str, body: &str) -> Self {
+        Self::launch(listener_extra, body, None)
+    }
+
+    /// Like [`Self::start`], with the gateway under an open-file limit of `nofile` (soft and
+    /// hard), set by the shell before it execs the binary (so `pid()` is the gateway's).
+    pub fn start_with_nofile(nofile: u64, body: &str) -> Self {
+        Self::launch("", body, Some(nofile))
+    }
+
+    fn launch(listener_extra: &str, body: &str, nofile: Option<u64>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let admin_port = free_port();
+        let config_path = dir.path().join("gatehouse.toml");
+        let listener_line = format!("address = \"127.0.0.1:{port}\"\n");
+        let text = Self::config(dir.path(), port, admin_port, body).replacen(
+            &listener_line,
+            &format!("{listener_line}{listener_extra}\n"),
+            1,
+        );
+        std::fs::write(&config_path, text).unwrap();
+        let mut cmd = match nofile {
+            None => {
+                let mut c = Command::new(BIN);
+                c.args(["run", "-c"]).arg(&config_path);
+                c
+            }
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" run -c \"$1\""))
+                    .arg(BIN)
+                    .arg(&config_path);
+                c
+            }
+        };
+        let child = cmd
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("spawn gatehouse");
+        let mut gw = Gateway {
+            child,
+            port,
+            admin_port,
+            dir,
+            config_path,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    /// The access log line of the request with this id, waiting for the writer to flush it.
+    pub async fn log_line(&self, request_id: &str) -> Option<serde_json::Value> {
+        self.access_log_once(|l| l["request_id"] == request_id)
+            .await
+            .into_iter()
+            .find(|l| l["request_id"] == request_id)
+    }
+
+    /// Resident memory of the gateway process (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kb * 1024
+    }
+}
+
+/// The value of a counter or gauge in a Prometheus exposition: the sum over the series named
+/// `name` whose labels contain every `key="value"` in `labels` (0 when there is none).
+pub fn metric_value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            if !(series.is_empty() || series.starts_with('{')) {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .fold(0.0, |sum, v| sum + v)
+}
+
+/// One HTTP/1 response read off a raw socket.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// The status line, e.g. `HTTP/1.1 400 Bad Request`.
+    pub status_line: String,
+    /// Header fields in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first header field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON, or `Null` when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether the response says the connection ends after it.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+    }
+}
+
+/// A client connection driven byte by byte: write anything, read responses one at a time
+/// (pipelined answers stay buffered for the next read), and notice when the server closes.
+pub struct RawConn {
+    pub stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self::from_stream(tokio::net::TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn from_stream(stream: tokio::net::TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Write all of `bytes`; an error means the server closed (or reset) the connection.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await
+    }
+
+    /// Read more bytes into the buffer; false on close, reset or the deadline.
+    async fn fill(&mut self, deadline: Instant) -> bool {
+        use tokio::io::AsyncReadExt;
+        if self.eof {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut chunk = [0u8; 16384];
+        match tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                self.eof = true;
+                false
+            }
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Read one complete response; `None` when the connection closed, or `timeout` passed,
+    /// before one was complete.
+    pub async fn response(&mut self, timeout: Duration) -> Option<RawResponse> {
+        let deadline = Instant::now() + timeout;
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            if !self.fill(deadline).await {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default().to_string();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut resp = RawResponse {
+            status,
+            status_line,
+            headers,
+            body: Vec::new(),
+        };
+        let mut at = head_end + 4;
+        let no_body = (100..200).contains(&status) || status == 204 || status == 304;
+        let chunked = resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let length: Option<usize> = resp.header("content-length").and_then(|v| v.parse().ok());
+        if no_body {
+        } else if chunked {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf[at..].windows(2).position(|w| w == b"\r\n") {
+                        break at + i;
+                    }
+                    if !self.fill(deadline).await {
+                        return None;
+                    }
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[at..line_end]).into_owned();
+                let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+                let data = line_end + 2;
+                if size == 0 {
+                    // Trailers (none expected) end with an empty line.
+                    loop {
+                        if let Some(i) = self.buf[data..].windows(2).position(|w| w == b"\r\n") {
+                            at = data + i + 2;
+                            break;
+                        }
+                        if !self.fill(deadline).await {
+                            return None;
+                        }
+                    }
+                    break;
+                }
+                while self.buf.len() < data + size + 2 {
+                    if !self.fill(deadline).await {
+                        return None;
+                    }
+                }
+                resp.body.extend_from_slice(&self.buf[data..data + size]);
+                at = data + size + 2;
+            }
+        } else if let Some(n) = length {
+            while self.buf.len() < at + n {
+                if !self.fill(deadline).await {
+                    return None;
+                }
+            }
+            resp.body.extend_from_slice(&self.buf[at..at + n]);
+            at += n;
+        } else {
+            // Delimited by the close.
+            while self.fill(deadline).await {}
+            if !self.eof {
+                return None;
+            }
+            resp.body.extend_from_slice(&self.buf[at..]);
+            at = self.buf.len();
+        }
+        self.buf.drain(..at);
+        Some(resp)
+    }
+
+    /// Wait up to `timeout` for the server to close (or reset) the connection: `Some` with
+    /// whatever else it sent before closing, `None` when it is still open.
+    pub async fn closed(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        while self.fill(deadline).await {}
+        self.eof.then(|| std::mem::take(&mut self.buf))
+    }
+}
+
+/// What one raw exchange on a fresh connection gave.
+#[derive(Debug)]
+pub struct RawExchange {
+    /// The first response, if a complete one arrived.
+    pub response: Option<RawResponse>,
+    /// Whether the server closed the connection within the timeout after that.
+    pub closed: bool,
+    /// Bytes sent after the first response and before the close.
+    pub rest: Vec<u8>,
+}
+
+/// Connect, write `bytes` (a failed write is ignored: the server may close first), read one
+/// response, then wait up to `close_wait` for the server to close the connection.
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+    close_wait: Duration,
+) -> RawExchange {
+    let mut conn = RawConn::connect(addr).await;
+    let _ = conn.send(bytes).await;
+    let response = conn.response(timeout).await;
+    let (closed, rest) = match conn.closed(close_wait).await {
+        Some(rest) => (true, rest),
+        None => (false, Vec::new()),
+    };
+    RawExchange {
+        response,
+        closed,
+        rest,
+    }
+}

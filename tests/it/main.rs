@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod common;
 mod config_props;
+mod edge;
 mod health;
 mod idp;
 mod layers;

@@ -16,7 +16,13 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     ip_list(p, top.key("ip_allow"), &edge.ip_allow);
     ip_list(p, top.key("ip_deny"), &edge.ip_deny);
     limits(p, &top, &edge.limits());
-    duration_in(p, top.key("body_timeout"), edge.body_timeout, 100 * MS, HOUR);
+    duration_in(
+        p,
+        top.key("body_timeout"),
+        edge.body_timeout,
+        100 * MS,
+        HOUR,
+    );
 
     for (i, listener) in config.listeners.iter().enumerate() {
         let at = KeyPath::top("listeners").index(i);

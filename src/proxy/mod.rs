@@ -31,6 +31,8 @@ pub mod drain;
 mod edit;
 pub mod forward;
 mod guarded;
+#[cfg(test)]
+mod path_invariant;
 mod pingora_headers;
 mod refusal;
 pub mod request_id;

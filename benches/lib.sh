@@ -14,6 +14,9 @@ address = "127.0.0.1:$2"
 address = "127.0.0.1:$3"
 [access_log]
 enabled = $4
+[edge]
+# One client connection carries every request, as nginx's is (keepalive_requests unlimited).
+max_requests_per_connection = 4294967295
 CONF
 }
 

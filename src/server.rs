@@ -4,7 +4,6 @@ use crate::admin::AdminApp;
 use crate::config::{self, Config, KeyPath};
 use crate::edge::connections::{self, Connections};
 use crate::observe::access_log::AccessLog;
-use crate::proxy::drain::Draining;
 use crate::proxy::{EdgeApp, Gateway};
 use crate::reload::Reloader;
 use crate::services::health_checks::HealthChecker;
@@ -98,7 +97,8 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     options.h2_idle_timeout = Some(h2_limits.keepalive_timeout.max(Duration::from_secs(1)));
     gateway.server_options = Some(options);
     let app = EdgeApp::new(
-        Draining::new(gateway, drain),
+        gateway,
+        drain,
         store.clone(),
         connections,
         fd_budget,

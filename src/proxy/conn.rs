@@ -40,6 +40,8 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// request to `inner` (Pingora's HTTP proxy).
 pub struct EdgeApp<A> {
     inner: Arc<A>,
+    /// How long requests already on their way get to arrive once the listeners stop.
+    drain: Duration,
     store: Arc<SnapshotStore>,
     connections: Arc<Connections>,
     /// Connections the process can hold, from the open-file limit.
@@ -51,6 +53,7 @@ pub struct EdgeApp<A> {
 impl<A> EdgeApp<A> {
     pub fn new(
         inner: A,
+        drain: Duration,
         store: Arc<SnapshotStore>,
         connections: Arc<Connections>,
         fd_budget: usize,
@@ -59,6 +62,7 @@ impl<A> EdgeApp<A> {
     ) -> Self {
         Self {
             inner: Arc::new(inner),
+            drain,
             store,
             connections,
             fd_budget,
@@ -86,6 +90,7 @@ enum HeadRead {
     Ready {
         len: usize,
         body: Body,
+        upgrade: bool,
     },
 }
 
@@ -148,7 +153,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
         None
     }
 
+    /// Once the listeners stop (SIGTERM, or SIGQUIT handing them to a new process), Pingora's
+    /// clean-up drops every connection waiting for its next request, so a client that sent
+    /// its request just before the hand-over would get the connection closed without an
+    /// answer. The clean-up waits the drain period first: requests that arrive meanwhile are
+    /// served with `Connection: close`, so clients move to the new process.
     async fn cleanup(&self) {
+        tokio::time::sleep(self.drain).await;
         self.inner.http_cleanup().await
     }
 }
@@ -184,7 +195,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
                 limits.keepalive_timeout
             };
             let started = Instant::now();
-            let (len, body) = match read_head(
+            let (len, body, upgrade) = match read_head(
                 &mut guarded,
                 &mut buf,
                 &head_limits,
@@ -199,7 +210,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
                         .await;
                     return;
                 }
-                HeadRead::Ready { len, body } => (len, body),
+                HeadRead::Ready { len, body, upgrade } => (len, body, upgrade),
             };
             served += 1;
             let mut framing = match body {
@@ -219,7 +230,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
                 .await;
                 return;
             };
-            guarded.passthrough = is_upgrade(&buf[..len]);
+            guarded.passthrough = upgrade;
             guarded.framing = framing;
             guarded.stash_limit = limits.max_header_bytes;
             let prefix = buf.split_to(len + in_buffer);
@@ -347,24 +358,28 @@ async fn read_head(
     idle: Duration,
     header_timeout: Duration,
 ) -> HeadRead {
-    let start = tokio::time::Instant::now();
+    let start = Instant::now();
     let mut deadline = (!buf.is_empty()).then(|| start + header_timeout);
     loop {
         if !buf.is_empty() {
             match head::scan(buf, limits) {
                 Scan::Partial => {}
-                Scan::Complete { len, body } => return HeadRead::Ready { len, body },
+                Scan::Complete { len, body, upgrade } => {
+                    return HeadRead::Ready { len, body, upgrade }
+                }
                 Scan::Refused(reason) => return HeadRead::Refused(reason),
             }
         }
         buf.reserve(4096);
         let until = deadline.unwrap_or(start + idle);
-        match tokio::time::timeout_at(until, guarded.inner.read_buf(buf)).await {
+        let left = until.saturating_duration_since(Instant::now());
+        // Pingora's timer wheel, as its own reads use: cheaper than a tokio timer per read.
+        match pingora::time::fast_timeout::fast_timeout(left, guarded.inner.read_buf(buf)).await {
             Err(_) if deadline.is_some() => return HeadRead::Refused(Reason::HeaderTimeout),
             Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeadRead::Closed,
             Ok(Ok(_)) => {
                 if deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + header_timeout);
+                    deadline = Some(Instant::now() + header_timeout);
                 }
             }
         }
@@ -419,12 +434,6 @@ fn request_line(head: &[u8]) -> (String, String) {
     (lossy(method), lossy(path))
 }
 
-/// Whether a head asks to switch protocols (`Upgrade`): what follows may not be HTTP/1.
-fn is_upgrade(head: &[u8]) -> bool {
-    head.split(|&b| b == b'\n')
-        .any(|line| line.len() > 8 && line[..8].eq_ignore_ascii_case(b"upgrade:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,11 +446,5 @@ mod tests {
         assert_eq!((m.as_str(), p.as_str()), ("", ""));
         let (_, p) = request_line(b"GET /\x1b[31mred HTTP/1.1\r\n");
         assert_eq!(p, "/[31mred");
-    }
-
-    #[test]
-    fn upgrade_is_found_in_any_case() {
-        assert!(is_upgrade(b"GET / HTTP/1.1\r\nUPGRADE: websocket\r\n\r\n"));
-        assert!(!is_upgrade(b"GET / HTTP/1.1\r\nX-Upgrade: no\r\n\r\n"));
     }
 }

@@ -38,6 +38,8 @@ pub struct Guarded {
     pub stash_limit: usize,
     /// The socket digest with the PROXY protocol source as the peer.
     proxied: Option<Arc<SocketDigest>>,
+    /// Where reads after the body land before they join the stash; allocated on first use.
+    scratch: Vec<u8>,
 }
 
 impl Guarded {
@@ -49,6 +51,7 @@ impl Guarded {
             stash: BytesMut::new(),
             stash_limit: 0,
             proxied: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -95,12 +98,14 @@ impl AsyncRead for Guarded {
         }
         // The request is complete; Pingora reads only to notice the client leaving. Keep
         // anything that arrives for the next request, up to the limit.
-        let mut chunk = [0u8; 2048];
+        if this.scratch.is_empty() {
+            this.scratch = vec![0; 2048];
+        }
         loop {
             if this.stash.len() >= this.stash_limit {
                 return Poll::Pending;
             }
-            let mut rb = ReadBuf::new(&mut chunk);
+            let mut rb = ReadBuf::new(&mut this.scratch);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
             if rb.filled().is_empty() {
                 // A client that pipelined requests and then closed its side still wants the

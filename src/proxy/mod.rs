@@ -27,7 +27,6 @@
 mod conn;
 mod ctx;
 pub mod decide;
-pub mod drain;
 mod edit;
 pub mod forward;
 mod guarded;
@@ -57,16 +56,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Whether `e` comes from this process or the system running out of file descriptors.
-fn own_descriptor_shortage(e: &Error) -> bool {
+/// The I/O error at the root of `e`, if any.
+fn io_cause(e: &Error) -> Option<&std::io::Error> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = e.cause.as_deref().map(|c| c as _);
     while let Some(c) = cause {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return crate::upstream::health::out_of_descriptors(io);
+            return Some(io);
         }
         cause = c.source();
     }
-    false
+    None
+}
+
+/// Whether `e` comes from this process or the system running out of file descriptors.
+fn own_descriptor_shortage(e: &Error) -> bool {
+    io_cause(e).is_some_and(crate::upstream::health::out_of_descriptors)
+}
+
+/// Whether `e` is `proxy::guarded` refusing a chunked body's framing mid-stream.
+fn malformed_body(e: &Error) -> bool {
+    e.esource() == &pingora::ErrorSource::Downstream
+        && io_cause(e).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// The gateway service.
@@ -267,7 +277,12 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
-        let (status, message) = respond::status_for_error(e);
+        let (status, message) = if malformed_body(e) {
+            let refusal = steps::edge_refusal(Reason::InvalidChunked, ctx);
+            (refusal.status, refusal.message)
+        } else {
+            respond::status_for_error(e)
+        };
         if status == 408 {
             let refusal = steps::edge_refusal(Reason::BodyTimeout, ctx);
             ctx.error.get_or_insert(refusal.message);

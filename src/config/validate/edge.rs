@@ -15,7 +15,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     ip_list(p, top.key("trusted_proxies"), &edge.trusted_proxies);
     ip_list(p, top.key("ip_allow"), &edge.ip_allow);
     ip_list(p, top.key("ip_deny"), &edge.ip_deny);
-    limits(p, &top, &edge.limits());
+    limits(p, &top, &edge.limits(), |_| true);
     duration_in(
         p,
         top.key("body_timeout"),
@@ -41,7 +41,17 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
         if let Some(list) = &e.ip_deny {
             ip_list(p, at.key("ip_deny"), list);
         }
-        limits(p, &at, &e.limits(&edge.limits()));
+        // Only what the listener sets itself: `[edge]`'s values were reported above.
+        let own = |key: &str| match key {
+            "header_timeout" => e.header_timeout.is_some(),
+            "keepalive_timeout" => e.keepalive_timeout.is_some(),
+            "max_requests_per_connection" => e.max_requests_per_connection.is_some(),
+            "max_header_bytes" => e.max_header_bytes.is_some(),
+            "max_headers" => e.max_headers.is_some(),
+            "max_uri_bytes" => e.max_uri_bytes.is_some() || e.max_header_bytes.is_some(),
+            _ => false,
+        };
+        limits(p, &at, &e.limits(&edge.limits()), own);
     }
     for (name, host) in &config.hosts {
         let at = KeyPath::top("hosts").key(name);
@@ -67,40 +77,49 @@ pub(super) fn ip_list(p: &mut Problems, path: KeyPath, entries: &[String]) {
     }
 }
 
-/// Ranges for one listener's limits (after its exceptions), reported under `at`.
-fn limits(p: &mut Problems, at: &KeyPath, l: &EdgeLimits) {
-    duration_in(
-        p,
-        at.key("header_timeout"),
-        l.header_timeout,
-        100 * MS,
-        10 * MINUTE,
-    );
-    duration_in(
-        p,
-        at.key("keepalive_timeout"),
-        l.keepalive_timeout,
-        Duration::ZERO,
-        HOUR,
-    );
+/// Ranges for one listener's limits (after its exceptions), reported under `at` for the keys
+/// `report` selects.
+fn limits(p: &mut Problems, at: &KeyPath, l: &EdgeLimits, report: impl Fn(&str) -> bool) {
+    let mut problem = |key: &str, message: String| {
+        if report(key) {
+            p.at(at.key(key), message);
+        }
+    };
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if !(100 * MS..=10 * MINUTE).contains(&l.header_timeout) {
+        problem(
+            "header_timeout",
+            format!(
+                "must be between {} and {}",
+                show(100 * MS),
+                show(10 * MINUTE)
+            ),
+        );
+    }
+    if l.keepalive_timeout > HOUR {
+        problem(
+            "keepalive_timeout",
+            format!("must be at most {}", show(HOUR)),
+        );
+    }
     if l.max_requests_per_connection == 0 {
-        p.at(at.key("max_requests_per_connection"), "must be at least 1");
+        problem("max_requests_per_connection", "must be at least 1".into());
     }
     if !(1024..=MAX_HEADER_BYTES).contains(&l.max_header_bytes) {
-        p.at(
-            at.key("max_header_bytes"),
+        problem(
+            "max_header_bytes",
             format!("must be between 1024 and {MAX_HEADER_BYTES}"),
         );
     }
     if !(1..=MAX_HEADERS).contains(&l.max_headers) {
-        p.at(
-            at.key("max_headers"),
+        problem(
+            "max_headers",
             format!("must be between 1 and {MAX_HEADERS}"),
         );
     }
     if l.max_uri_bytes < 64 || l.max_uri_bytes > l.max_header_bytes {
-        p.at(
-            at.key("max_uri_bytes"),
+        problem(
+            "max_uri_bytes",
             format!(
                 "must be between 64 and max_header_bytes ({})",
                 l.max_header_bytes

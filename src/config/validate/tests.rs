@@ -73,3 +73,57 @@ fn scopes_and_claim_paths_are_checked() {
         ]
     );
 }
+
+#[test]
+fn edge_settings_are_checked_with_their_key_paths() {
+    let errs = errors_of(
+        "[edge]\ntrusted_proxies = [\"10.0.0.1/8\", \"nope\"]\nheader_timeout = \"1ms\"\n\
+         max_header_bytes = 10\nmax_headers = 0\n\
+         [hosts.\"api.example.com\"]\nip_deny = [\"300.1.1.1\"]\n\
+         [[routes]]\nname = \"r\"\nrespond = {}\nip_allow = [\"2001:db8::1/32\"]\n\
+         body_timeout = \"0s\"\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "edge.trusted_proxies[0]: \"10.0.0.1/8\" has host bits set: did you mean 10.0.0.0/8?",
+            "edge.trusted_proxies[1]: \"nope\" is not an IP address or CIDR",
+            "edge.header_timeout: must be between 100ms and 10m",
+            "edge.max_header_bytes: must be between 1024 and 1048576",
+            "edge.max_headers: must be between 1 and 256",
+            "edge.max_uri_bytes: must be between 64 and max_header_bytes (10)",
+            "hosts.\"api.example.com\".ip_deny[0]: \"300.1.1.1\" is not an IP address or CIDR",
+            "routes[0].ip_allow[0]: \"2001:db8::1/32\" has host bits set: did you mean 2001:db8::/32?",
+            "routes[0].body_timeout: must be between 100ms and 1h",
+        ]
+    );
+}
+
+#[test]
+fn listener_exceptions_are_checked_once_and_proxy_protocol_needs_plain_http() {
+    let full = "[[listeners]]\naddress = \"127.0.0.1:1\"\nproxy_protocol = true\n\
+                tls = {}\n[listeners.edge]\nmax_headers = 1000\n";
+    let errs: Vec<String> = parse(full)
+        .expect_err("invalid")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("listeners[0].proxy_protocol: not available on TLS")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.contains(&"listeners[0].edge.max_headers: must be between 1 and 256".to_string()),
+        "{errs:?}"
+    );
+    assert!(!errs.iter().any(|e| e.starts_with("edge.")), "{errs:?}");
+}
+
+#[test]
+fn unknown_path_exceptions_name_the_choices() {
+    let errs = errors_of("[[routes]]\nname = \"r\"\nrespond = {}\nallow_in_path = [\"slashes\"]\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("routes[0].allow_in_path"), "{errs:?}");
+    assert!(errs[0].contains("encoded_slash"), "{errs:?}");
+}

@@ -14,10 +14,12 @@ address = "127.0.0.1:$2"
 address = "127.0.0.1:$3"
 [access_log]
 enabled = $4
-[edge]
-# One client connection carries every request, as nginx's is (keepalive_requests unlimited).
-max_requests_per_connection = 4294967295
 CONF
+  # One client connection carries every request, as nginx's does (keepalive_requests
+  # unlimited). GATEHOUSE_NO_EDGE=1 leaves it out, for binaries older than [edge].
+  if [ -z "${GATEHOUSE_NO_EDGE:-}" ]; then
+    printf '[edge]\nmax_requests_per_connection = 4294967295\n'
+  fi
 }
 
 # plain_route UPSTREAM_PORT: pool `u` with one target and the catch-all route "plain" to it

@@ -372,9 +372,10 @@ async fn read_head(
         }
         buf.reserve(4096);
         let until = deadline.unwrap_or(start + idle);
-        let left = until.saturating_duration_since(Instant::now());
-        // Pingora's timer wheel, as its own reads use: cheaper than a tokio timer per read.
-        match pingora::time::fast_timeout::fast_timeout(left, guarded.inner.read_buf(buf)).await {
+        // A tokio timer: Pingora's timer wheel would be cheaper per read, but its clock thread
+        // ticks every millisecond while any timer is pending, and every idle kept-alive
+        // connection has one here.
+        match tokio::time::timeout_at(until.into(), guarded.inner.read_buf(buf)).await {
             Err(_) if deadline.is_some() => return HeadRead::Refused(Reason::HeaderTimeout),
             Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeadRead::Closed,
             Ok(Ok(_)) => {

@@ -57,7 +57,8 @@ fn decode_unreserved(path: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// The value of an ASCII hex digit.
+pub fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -125,7 +125,7 @@ impl Chunked {
             let b = bytes[i];
             i += 1;
             self.state = match self.state {
-                State::Size => match hex(b) {
+                State::Size => match crate::urlpath::hex_value(b) {
                     Some(d) => {
                         // 16 hex digits already overflow any body this gateway would take.
                         if self.digits >= 15 {
@@ -216,15 +216,6 @@ fn expect(b: u8, want: u8, next: State) -> Result<State, Invalid> {
 /// malformed input rather than a panic.
 fn unreachable_state() -> Result<State, Invalid> {
     Err(Invalid)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! upstream serves under a different route (`/public%2F..%2Fprivate`). Refusing them at the
 //! edge closes that gap; a route whose upstream needs one of them allows it explicitly.
 
+use crate::urlpath::hex_value;
 use memchr::memchr3;
 
 use crate::edge::Reason;
@@ -88,16 +89,6 @@ pub fn check(raw_path: &[u8], allow: PathAllow) -> Result<(), Reason> {
         run: Run::default(),
     }
     .check(raw_path)
-}
-
-/// The value of a hex digit.
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The refusal for `reason` unless `allow` contains `flag`.
@@ -190,7 +181,7 @@ impl Checker {
             if b == b'%' {
                 if let Some(d) = raw
                     .get(i + 1..i + 3)
-                    .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?))
+                    .and_then(|h| Some(hex_value(h[0])? << 4 | hex_value(h[1])?))
                 {
                     self.escape(d)?;
                     i += 3;
@@ -600,8 +591,8 @@ mod tests {
         while i < raw.len() {
             if raw[i] == b'%' {
                 if let (Some(h), Some(l)) = (
-                    raw.get(i + 1).copied().and_then(hex),
-                    raw.get(i + 2).copied().and_then(hex),
+                    raw.get(i + 1).copied().and_then(hex_value),
+                    raw.get(i + 2).copied().and_then(hex_value),
                 ) {
                     run.push(h << 4 | l);
                     i += 3;

@@ -60,9 +60,20 @@ impl Gateway {
             .replacen("[server]\n", &format!("[server]\n{server_extra}\n"), 1)
             .replacen("[admin]\n", &format!("[admin]\n{admin_extra}\n"), 1);
         std::fs::write(&config_path, text).unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(&config_path)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "-c"]).arg(&config_path);
+        Self::spawn(cmd, dir, port, admin_port, config_path)
+    }
+
+    /// Run `cmd` (gatehouse on `config_path`) with its output in `dir`, and wait until it serves.
+    fn spawn(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        port: u16,
+        admin_port: u16,
+        config_path: PathBuf,
+    ) -> Self {
+        let child = cmd
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
             .spawn()
@@ -466,16 +477,16 @@ impl Gateway {
     /// `[[listeners]]` / `address = ...` lines (e.g. `proxy_protocol = true` or a
     /// `[listeners.edge]` table).
     pub fn start_listener(listener_extra: &str, body: &str) -> Self {
-        Self::launch(listener_extra, body, None)
+        Self::start_custom(listener_extra, body, None)
     }
 
     /// Like [`Self::start`], with the gateway under an open-file limit of `nofile` (soft and
     /// hard), set by the shell before it execs the binary (so `pid()` is the gateway's).
     pub fn start_with_nofile(nofile: u64, body: &str) -> Self {
-        Self::launch("", body, Some(nofile))
+        Self::start_custom("", body, Some(nofile))
     }
 
-    fn launch(listener_extra: &str, body: &str, nofile: Option<u64>) -> Self {
+    fn start_custom(listener_extra: &str, body: &str, nofile: Option<u64>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let admin_port = free_port();
@@ -487,7 +498,7 @@ impl Gateway {
             1,
         );
         std::fs::write(&config_path, text).unwrap();
-        let mut cmd = match nofile {
+        let cmd = match nofile {
             None => {
                 let mut c = Command::new(BIN);
                 c.args(["run", "-c"]).arg(&config_path);
@@ -502,20 +513,7 @@ impl Gateway {
                 c
             }
         };
-        let child = cmd
-            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .expect("spawn gatehouse");
-        let mut gw = Gateway {
-            child,
-            port,
-            admin_port,
-            dir,
-            config_path,
-        };
-        gw.wait_ready();
-        gw
+        Self::spawn(cmd, dir, port, admin_port, config_path)
     }
 
     /// The access log line of the request with this id, waiting for the writer to flush it.

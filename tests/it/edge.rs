@@ -1547,3 +1547,48 @@ async fn the_last_request_allowed_on_a_connection_closes_it() {
         "connection open after the last allowed request"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reloads
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edge_settings_apply_on_reload_without_a_restart() {
+    let (up, _seen) = recorder().await;
+    let body = format!("{}{CATCH_ALL}", pool(&up));
+    let gw = Gateway::start(&body);
+    let r = ask(gw.addr(), &get("/", &[])).await;
+    assert_eq!(r.map(|r| r.status), Some(200));
+
+    // A deny list and a smaller head limit, both on the running listener.
+    gw.rewrite(&format!(
+        "[edge]\nip_deny = [\"127.0.0.0/8\"]\nmax_header_bytes = 2048\nmax_uri_bytes = 1024\n{body}"
+    ));
+    let resp = gw.reload_via_admin().await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let r = ask(gw.addr(), &get("/", &[])).await.expect("an answer");
+    assert_eq!(r.status, 403);
+    let config: Value = get_json(gw.admin_url("/-/config")).await;
+    assert!(
+        config["pending_restart"]
+            .as_array()
+            .is_none_or(|p| p.is_empty()),
+        "edge settings need no restart: {config}"
+    );
+
+    gw.rewrite(&format!(
+        "[edge]\nmax_header_bytes = 2048\nmax_uri_bytes = 1024\n{body}"
+    ));
+    assert_eq!(gw.reload_via_admin().await.status(), 200);
+    let big = get("/", &[("x-fill", &"f".repeat(4000))]);
+    let r = ask(gw.addr(), &big).await.expect("an answer");
+    assert_eq!(r.status, 431);
+
+    // A bad list is refused with its key path, and the last good settings keep serving.
+    gw.rewrite(&format!("[edge]\nip_deny = [\"10.0.0.1/8\"]\n{body}"));
+    let resp = gw.reload_via_admin().await;
+    assert_eq!(resp.status(), 422);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("edge.ip_deny[0]"), "{text}");
+    let r = ask(gw.addr(), &big).await.expect("an answer");
+    assert_eq!(r.status, 431);
+}

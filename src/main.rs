@@ -110,11 +110,40 @@ fn check(path: PathBuf) -> ExitCode {
 }
 
 fn init_logging() {
+    use gatehouse::observe::log_limit::{site_key, unix_second, LogLimiter, Verdict};
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let limiter = LogLimiter::default();
+    // A line that repeats in a loop is written a few times a second, with a count of the rest.
+    let limit = tracing_subscriber::filter::filter_fn(move |meta| {
+        // Lines from the `log` crate are first asked about with only a level and a target
+        // (`log::Log::enabled`), then dispatched with their file and line: count them once.
+        if !meta.is_event() || meta.line().is_none() {
+            return true;
+        }
+        match limiter.check(site_key(meta), unix_second()) {
+            Verdict::Drop => false,
+            Verdict::Write { suppressed: 0 } => true,
+            Verdict::Write { suppressed } => {
+                eprintln!(
+                    "gatehouse: {suppressed} more lines from {} ({}:{}) were not written since the \
+                     one before",
+                    meta.target(),
+                    meta.file().unwrap_or("?"),
+                    meta.line().unwrap_or(0)
+                );
+                true
+            }
+        }
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(limit),
+        )
         .init();
 }

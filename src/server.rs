@@ -64,6 +64,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let (watch_config, watch_certificates) = (config.server.watch_config, config.tls.watch);
     let watch = (watch_config || watch_certificates).then_some(config.server.watch_interval);
     let shutdown_delay = config.server.shutdown_delay;
+    let graceful_shutdown_timeout = config.server.graceful_shutdown_timeout;
     let handshake_threads = config.server.tls_handshake_threads;
     let listeners: Vec<(String, Option<crate::config::ListenerTlsConfig>)> = config
         .listeners
@@ -148,6 +149,8 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_signal: Box::new(ShutdownSignals {
             reloader,
             delay: shutdown_delay,
+            grace_period: drain,
+            graceful_shutdown_timeout,
         }),
     });
     Ok(())

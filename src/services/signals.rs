@@ -53,16 +53,81 @@ impl BackgroundService for ReloadTriggers {
     }
 }
 
-/// Pingora's signal handling with one addition: SIGTERM first turns `/-/ready` false and keeps
-/// serving for `delay`, so load balancers stop sending before the listeners close.
+/// Pingora's signal handling with two additions: SIGTERM first turns `/-/ready` false and
+/// keeps serving for `delay`, so load balancers stop sending before the listeners close; and
+/// every stop has a deadline ([`exit_after`]), so the process ends even when Pingora's
+/// shutdown does not.
 pub struct ShutdownSignals {
     pub reloader: Arc<Reloader>,
     pub delay: Duration,
+    /// `server.grace_period` and `server.graceful_shutdown_timeout`: what Pingora waits after
+    /// a graceful stop.
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+}
+
+/// How long a fast stop (SIGINT) may take: Pingora does not wait for anything on this path.
+pub const FAST_STOP: Duration = Duration::from_secs(2);
+/// Slack on top of the configured waits of a graceful stop.
+const GRACEFUL_SLACK: Duration = Duration::from_secs(3);
+const UPGRADE_SLACK: Duration = Duration::from_secs(5);
+
+impl ShutdownSignals {
+    /// The deadline for a stop of kind `signal`, from the moment Pingora is told to stop.
+    pub fn bound(&self, signal: &ShutdownSignal) -> Duration {
+        // Pingora rounds the grace period up to whole seconds.
+        let graceful = Duration::from_secs(self.grace_period.as_secs_f64().ceil() as u64)
+            + self.graceful_shutdown_timeout
+            + GRACEFUL_SLACK;
+        match signal {
+            ShutdownSignal::FastShutdown => FAST_STOP,
+            ShutdownSignal::GracefulTerminate => graceful,
+            // Handing the sockets over retries for a few seconds when the new process is slow
+            // to take them.
+            ShutdownSignal::GracefulUpgrade => graceful + UPGRADE_SLACK,
+        }
+    }
+}
+
+/// End the process after `bound`, whatever Pingora's shutdown is doing by then.
+///
+/// Pingora 0.9 can leave a listener task spinning after a fast shutdown: the stop is not
+/// broadcast to the accept loops on SIGINT, a loop whose socket belongs to a runtime thread
+/// that has already shut down gets "A Tokio 1.x context was found, but it is being shutdown"
+/// from every `accept()` without waiting, and retries at once (only EMFILE gets a pause). Its
+/// thread then never takes its own shutdown message, and `Server::run` waits for it forever.
+/// What Pingora would need: the shutdown watch sent on every stop, and the accept loop ending
+/// (or at least pausing) on errors that will not go away.
+pub fn exit_after(bound: Duration, what: &'static str) {
+    let spawned = std::thread::Builder::new()
+        .name("stop deadline".into())
+        .spawn(move || {
+            std::thread::sleep(bound);
+            tracing::error!(?bound, "{what}: shutdown did not finish in time; exiting now");
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the shutdown deadline");
+    }
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for ShutdownSignals {
     async fn recv(&self) -> ShutdownSignal {
+        let signal = self.wait().await;
+        let what = match signal {
+            ShutdownSignal::FastShutdown => "fast stop",
+            ShutdownSignal::GracefulUpgrade => "upgrade hand-over",
+            ShutdownSignal::GracefulTerminate => "graceful stop",
+        };
+        exit_after(self.bound(&signal), what);
+        signal
+    }
+}
+
+impl ShutdownSignals {
+    /// The first stop signal, as the kind of stop it asks for.
+    async fn wait(&self) -> ShutdownSignal {
         let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::quit()),
             signal(SignalKind::terminate()),

@@ -17,4 +17,5 @@ mod pki;
 mod proxy;
 mod reload;
 mod shared_limits;
+mod shutdown;
 mod tls;

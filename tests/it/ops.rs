@@ -469,6 +469,8 @@ async fn daemon_mode_serves_and_writes_the_access_log() {
     })
     .await;
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    // Killed when the test ends, however it ends.
+    let _guard = KillOnDrop(pid.trim().to_string());
     let logged = up
         && eventually(Duration::from_secs(5), || async {
             let _ = client().get(&url).send().await;
@@ -485,6 +487,26 @@ async fn daemon_mode_serves_and_writes_the_access_log() {
     assert!(up, "daemon did not serve");
     assert!(!pid.trim().is_empty(), "no pid file");
     assert!(logged, "daemon wrote no access log line");
+    let pid: i32 = pid.trim().parse().unwrap();
+    let gone = eventually(Duration::from_secs(10), || async move {
+        !crate::shutdown::alive(pid)
+    })
+    .await;
+    assert!(gone, "the daemon did not exit after SIGINT");
+}
+
+/// Sends SIGKILL to a pid when dropped.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,7 +37,9 @@ impl Default for LogLimiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Write it; `suppressed` lines of this call site were dropped before it.
-    Write { suppressed: u64 },
+    Write {
+        suppressed: u64,
+    },
     Drop,
 }
 

@@ -103,7 +103,10 @@ pub fn exit_after(bound: Duration, what: &'static str) {
         .name("stop deadline".into())
         .spawn(move || {
             std::thread::sleep(bound);
-            tracing::error!(?bound, "{what}: shutdown did not finish in time; exiting now");
+            tracing::error!(
+                ?bound,
+                "{what}: shutdown did not finish in time; exiting now"
+            );
             std::process::exit(1);
         });
     if let Err(e) = spawned {

@@ -131,8 +131,11 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin) = (free_port(), free_port());
         let path = dir.path().join("g.toml");
-        let text = Gateway::config(dir.path(), port, admin, BODY)
-            .replacen("[server]\n", &format!("[server]\n{FAST_WAITS}\n"), 1);
+        let text = Gateway::config(dir.path(), port, admin, BODY).replacen(
+            "[server]\n",
+            &format!("[server]\n{FAST_WAITS}\n"),
+            1,
+        );
         std::fs::write(&path, text).unwrap();
         let status = std::process::Command::new(BIN)
             .args(["run", "--daemon", "-c"])
@@ -174,7 +177,13 @@ impl Drop for Daemon {
 /// Whether process `pid` exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 

@@ -66,10 +66,14 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown_delay = config.server.shutdown_delay;
     let graceful_shutdown_timeout = config.server.graceful_shutdown_timeout;
     let handshake_threads = config.server.tls_handshake_threads;
-    let listeners: Vec<(String, Option<crate::config::ListenerTlsConfig>)> = config
+    let listeners: Vec<(
+        std::net::SocketAddr,
+        Option<crate::config::ListenerTlsConfig>,
+        bool,
+    )> = config
         .listeners
         .iter()
-        .map(|l| (l.address.to_string(), l.tls.clone()))
+        .map(|l| (l.address, l.tls.clone(), l.proxy_protocol))
         .collect();
     let admin = config
         .admin
@@ -97,7 +101,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2_idle_timeout = Some(h2_limits.keepalive_timeout.max(Duration::from_secs(1)));
     gateway.server_options = Some(options);
-    let app = EdgeApp::new(
+    let mut app = EdgeApp::new(
         gateway,
         drain,
         store.clone(),
@@ -106,21 +110,38 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         &registries.metrics.edge_refusals,
         Some(access_log),
     );
-    let mut proxy = Service::new("gatehouse proxy".to_string(), app);
-    for (i, (address, tls)) in listeners.iter().enumerate() {
-        match tls {
-            Some(tls) => {
-                let path = KeyPath::top("listeners").index(i).key("tls");
+    let startup_error = |e| config::ConfigErrors {
+        file: reloader.path.clone(),
+        errors: vec![e],
+    };
+    // A TLS listener behind PROXY protocol listens as TCP; `EdgeApp` reads the header and
+    // then does the handshake itself.
+    let mut tcp = Vec::new();
+    let mut tls_listeners = Vec::new();
+    for (i, (address, tls, proxy_protocol)) in listeners.iter().enumerate() {
+        let path = KeyPath::top("listeners").index(i).key("tls");
+        match (tls, proxy_protocol) {
+            (Some(tls), true) => {
+                let proxied = crate::tls::listener::ProxiedTls::new(tls, &path, store.clone())
+                    .map_err(startup_error)?;
+                app.add_proxied_tls(*address, proxied);
+                tcp.push(address.to_string());
+            }
+            (Some(tls), false) => {
                 let settings =
                     crate::tls::listener::settings(tls, &path, store.clone(), handshake_threads)
-                        .map_err(|e| config::ConfigErrors {
-                            file: reloader.path.clone(),
-                            errors: vec![e],
-                        })?;
-                proxy.add_tls_with_settings(address, None, settings);
+                        .map_err(startup_error)?;
+                tls_listeners.push((address.to_string(), settings));
             }
-            None => proxy.add_tcp(address),
+            (None, _) => tcp.push(address.to_string()),
         }
+    }
+    let mut proxy = Service::new("gatehouse proxy".to_string(), app);
+    for address in &tcp {
+        proxy.add_tcp(address);
+    }
+    for (address, settings) in tls_listeners {
+        proxy.add_tls_with_settings(&address, None, settings);
     }
     server.add_service(proxy);
 

@@ -21,10 +21,12 @@ use crate::edge::settings::ListenerEdge;
 use crate::edge::Reason;
 use crate::observe::access_log::{AccessEntry, AccessLog};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::tls::listener::ProxiedTls;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
@@ -48,6 +50,9 @@ pub struct EdgeApp<A> {
     fd_budget: usize,
     refusals: Vec<IntCounter>,
     access_log: Option<Arc<AccessLog>>,
+    /// TLS listeners behind a PROXY protocol header, by address: their handshake is done
+    /// here, after the header.
+    proxied_tls: Vec<(SocketAddr, Arc<ProxiedTls>)>,
 }
 
 impl<A> EdgeApp<A> {
@@ -71,7 +76,23 @@ impl<A> EdgeApp<A> {
                 .map(|r| refusals.with_label_values(&[r.label()]))
                 .collect(),
             access_log,
+            proxied_tls: Vec::new(),
         }
+    }
+
+    /// Do the TLS handshake of the listener on `address` here, after its PROXY header.
+    pub fn add_proxied_tls(&mut self, address: SocketAddr, tls: ProxiedTls) {
+        self.proxied_tls.push((address, Arc::new(tls)));
+    }
+
+    fn proxied_tls(&self, local: Option<SocketAddr>) -> Option<&ProxiedTls> {
+        let local = local?;
+        self.proxied_tls
+            .iter()
+            .find(|(a, _)| {
+                a.port() == local.port() && (a.ip() == local.ip() || a.ip().is_unspecified())
+            })
+            .map(|(_, t)| t.as_ref())
     }
 }
 
@@ -124,31 +145,51 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
                 return None;
             }
         };
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            let _ip_guard = self.admit_client(&peer, listener)?;
-            return self.inner.process_new(stream, shutdown).await;
-        }
-        let mut guarded = Box::new(Guarded::new(stream));
+        let mut stream = stream;
         let mut buf = BytesMut::with_capacity(4096);
-        if listener.proxy_protocol {
-            let limits = listener.limits;
-            match read_proxy_header(&mut guarded, &mut buf, limits.header_timeout).await {
-                Ok(Some(source)) => {
-                    guarded.set_client(source);
-                    peer.client = Some(source);
-                }
-                Ok(None) => {}
+        let mut proxied = None;
+        // A TLS listener set up for PROXY at startup keeps expecting it until a restart, even
+        // if a reload turned the setting off (that change is reported as pending a restart).
+        let proxied_tls = self.proxied_tls(peer.local);
+        if listener.proxy_protocol || proxied_tls.is_some() {
+            let timeout = listener.limits.header_timeout;
+            match read_proxy_header(&mut stream, &mut buf, timeout).await {
+                Ok(source) => proxied = source,
                 Err(()) => {
                     self.count(Reason::ProxyProtocol, &snapshot, &peer, b"", Instant::now());
                     return None;
                 }
             }
+            if let Some(tls) = proxied_tls {
+                // The TLS handshake starts right after the PROXY header, possibly in bytes
+                // already read with it.
+                let l4 = stream.into_any().downcast::<L4Stream>().ok()?;
+                let mut l4 = *l4;
+                l4.rewind(&buf);
+                buf.clear();
+                let handshake = tokio::time::timeout(timeout, tls.handshake(l4)).await;
+                let Ok(Ok(tls_stream)) = handshake else {
+                    return None;
+                };
+                stream = Box::new(tls_stream);
+            }
+        }
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let mut guarded = Box::new(Guarded::new(stream));
+        if let Some(source) = proxied {
+            guarded.set_client(source);
+            peer.client = Some(source);
         }
         let Some(_ip_guard) = self.admit_client(&peer, listener) else {
             self.refuse_connection(guarded, &snapshot, &peer).await;
             return None;
         };
         drop(snapshot);
+        if h2 {
+            // HTTP/2 frames its own streams: the wrapper only carries the client address.
+            guarded.passthrough = true;
+            return self.inner.process_new(guarded, shutdown).await;
+        }
         self.serve_http1(guarded, buf, &peer, shutdown).await;
         None
     }
@@ -389,7 +430,7 @@ async fn read_head(
 
 /// Read and remove the PROXY protocol header; `Ok(None)` when it names no client (LOCAL).
 async fn read_proxy_header(
-    guarded: &mut Guarded,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<Option<SocketAddr>, ()> {
@@ -407,7 +448,7 @@ async fn read_proxy_header(
             return Err(());
         }
         buf.reserve(512);
-        match tokio::time::timeout_at(deadline, guarded.inner.read_buf(buf)).await {
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return Err(()),
         }

@@ -6,13 +6,16 @@ use crate::config::{AccessLogConfig, AdminConfig, Config, ServerConfig, TlsConfi
 use serde::{Serialize, Serializer};
 use std::fmt;
 
-/// Whether two listener lists bind the same sockets with the same TLS settings; their
-/// `proxy_protocol` and `edge` settings apply on reload.
+/// Whether two listener lists bind the same sockets with the same TLS settings; their `edge`
+/// settings, and `proxy_protocol` of plain listeners, apply on reload. A TLS listener behind
+/// PROXY protocol listens differently (gatehouse does its handshake), so that needs a restart.
 fn same_sockets(a: &[crate::config::ListenerConfig], b: &[crate::config::ListenerConfig]) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.address == y.address && x.tls == y.tls)
+        && a.iter().zip(b).all(|(x, y)| {
+            x.address == y.address
+                && x.tls == y.tls
+                && (x.tls.is_none() || x.proxy_protocol == y.proxy_protocol)
+        })
 }
 
 /// One setting that only a restart (or a graceful upgrade) applies.

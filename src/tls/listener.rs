@@ -76,3 +76,48 @@ pub fn settings<S: CertificateSource>(
     }
     Ok(s)
 }
+
+/// A TLS listener's handshake done by gatehouse itself, for listeners whose connections start
+/// with a PROXY protocol header: Pingora's TLS listener would take that header for the
+/// ClientHello. The same settings and certificate callbacks as [`settings`].
+pub struct ProxiedTls {
+    acceptor: openssl::ssl::SslAcceptor,
+    callbacks: pingora::listeners::TlsAcceptCallbacks,
+}
+
+impl ProxiedTls {
+    pub fn new<S: CertificateSource>(
+        c: &ListenerTlsConfig,
+        path: &KeyPath,
+        certificates: Arc<S>,
+    ) -> Result<Self, ConfigError> {
+        let bad = |e: &dyn std::fmt::Display| ConfigError::new(path.clone(), e.to_string());
+        let mut s = settings(c, path, certificates.clone(), 0)?;
+        // Pingora builds the acceptor only inside its own listener; take the configured
+        // builder out of the settings instead.
+        let empty =
+            openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
+                .map_err(|e| bad(&e))?;
+        let acceptor = std::mem::replace(&mut *s, empty).build();
+        Ok(Self {
+            acceptor,
+            callbacks: Box::new(SniCallbacks {
+                source: certificates,
+                default_certificate: c.default_certificate.clone(),
+            }),
+        })
+    }
+
+    /// The server side of the handshake on `io`.
+    pub async fn handshake<I: pingora::protocols::IO>(
+        &self,
+        io: I,
+    ) -> pingora::Result<pingora::protocols::tls::SslStream<I>> {
+        pingora::protocols::tls::server::handshake_with_callback(
+            &self.acceptor,
+            io,
+            self.callbacks.as_ref(),
+        )
+        .await
+    }
+}

@@ -104,6 +104,8 @@ pub struct ClientOpts<'a> {
     pub max_version: Option<SslVersion>,
     pub alpn: Option<&'a [u8]>,
     pub client: Option<&'a Issued>,
+    /// Bytes sent before the handshake (a PROXY protocol header).
+    pub prefix: Option<&'a [u8]>,
 }
 
 /// A TLS connection to 127.0.0.1:`port`.
@@ -141,8 +143,11 @@ pub fn connect(port: u16, o: &ClientOpts) -> Result<SslStream<TcpStream>, String
         None => config.set_use_server_name_indication(false),
     }
     config.set_verify_hostname(o.sni.is_some() && o.ca.is_some());
-    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    if let Some(prefix) = o.prefix {
+        std::io::Write::write_all(&mut tcp, prefix).map_err(|e| e.to_string())?;
+    }
     config
         .connect(o.sni.unwrap_or("none"), tcp)
         .map_err(|e| e.to_string())

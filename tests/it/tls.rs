@@ -717,3 +717,52 @@ fn certificate_problems_are_reported_by_check() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_after_a_proxy_protocol_header_names_the_client() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = ca.server(&["a.test"], 30).write(dir.path(), "a");
+    let upstream = Upstream::echo().await;
+    let port = free_port();
+    let gw = Gateway::start(&format!(
+        "{}proxy_protocol = true\n{}{}{ECHO_ROUTE}",
+        tls_listener(port, ""),
+        certificates(&[("a", &c, &k)]),
+        single_pool_only(&upstream),
+    ));
+    let ca_pem = ca.pem();
+    let (status, body, alpn, plain) = blocking(move || {
+        let header = b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\n";
+        let o = ClientOpts {
+            sni: Some("a.test"),
+            ca: Some(&ca_pem),
+            alpn: Some(b"\x02h2\x08http/1.1"),
+            prefix: Some(header),
+            ..Default::default()
+        };
+        let h2 = connect(port, &o).unwrap();
+        let alpn = h2.ssl().selected_alpn_protocol().map(<[u8]>::to_vec);
+        let o = ClientOpts { alpn: None, ..o };
+        let mut s = connect(port, &o).unwrap();
+        assert_eq!(served_names(&s), ["a.test"]);
+        let (status, _, body) = request(&mut s, "a.test", "/who", "").unwrap();
+        // Without the header the ClientHello is not a PROXY header: closed.
+        let plain = connect(port, &ClientOpts { prefix: None, ..o });
+        (status, body, alpn, plain.is_ok())
+    });
+    assert_eq!(status, 200);
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "203.0.113.7");
+    assert_eq!(
+        alpn.as_deref(),
+        Some(&b"h2"[..]),
+        "ALPN still offers HTTP/2"
+    );
+    assert!(!plain, "a handshake without the PROXY header was accepted");
+    let logged = gw.access_log();
+    assert!(
+        logged.iter().any(|l| l["client_ip"] == "203.0.113.7"),
+        "{logged:?}"
+    );
+}

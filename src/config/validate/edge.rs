@@ -26,13 +26,6 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
 
     for (i, listener) in config.listeners.iter().enumerate() {
         let at = KeyPath::top("listeners").index(i);
-        if listener.proxy_protocol && listener.tls.is_some() {
-            p.at(
-                at.key("proxy_protocol"),
-                "not available on TLS listeners: the PROXY header precedes the TLS handshake, \
-                 which Pingora completes before gatehouse sees the connection",
-            );
-        }
         let e = &listener.edge;
         let at = at.key("edge");
         if let Some(list) = &e.ip_allow {

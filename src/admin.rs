@@ -62,6 +62,12 @@ impl AdminApp {
             }
             _ => return json(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
         };
+        if access == Access::Admin && cross_site(headers) {
+            return json(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "cross-site requests may not change the gateway"}),
+            );
+        }
         if let Some(denied) = self.denial(headers, access) {
             return denied;
         }
@@ -302,9 +308,53 @@ impl ServeHttp for AdminApp {
     }
 }
 
+/// Whether a browser sent this request on behalf of another site. A page anywhere can make a
+/// visitor's browser POST to a loopback admin address (a simple cross-site request needs no
+/// preflight), so changes refuse what browsers mark as coming from elsewhere: a
+/// `Sec-Fetch-Site` other than `same-origin` or `none`, or an `Origin` that is not this
+/// listener's own. Tools such as curl send neither header.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.as_bytes().to_ascii_lowercase());
+    if fetch_site.is_some_and(|s| s != b"same-origin" && s != b"none") {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).map(|h| h.as_bytes());
+    let own = |scheme: &[u8]| host.is_some_and(|h| origin.as_bytes() == [scheme, h].concat());
+    !(own(b"http://") || own(b"https://"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_site_browser_requests_are_recognised() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        assert!(!cross_site(&h(&[])), "curl sends neither header");
+        assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "same-site")])));
+        assert!(!cross_site(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(cross_site(&h(&[("origin", "https://evil.example")])));
+        assert!(cross_site(&h(&[("origin", "null")])));
+        assert!(!cross_site(&h(&[
+            ("origin", "http://127.0.0.1:9901"),
+            ("host", "127.0.0.1:9901")
+        ])));
+    }
 
     #[test]
     fn token_comparison() {

@@ -264,3 +264,32 @@ async fn a_changed_access_log_path_is_pending_until_a_restart() {
         "the reload opened the new access log file"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_site_browser_requests_cannot_reload() {
+    let gw = Gateway::start("[[routes]]\nname = \"a\"\npath = \"/a\"\nrespond = {}\n");
+    gw.rewrite("[[routes]]\nname = \"b\"\npath = \"/b\"\nrespond = {}\n");
+    // What a page on another site makes a visitor's browser send to a loopback admin address.
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp = client()
+            .post(gw.admin_url("/-/reload"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{name}: {value}");
+    }
+    assert_eq!(
+        client().get(gw.url("/a")).send().await.unwrap().status(),
+        200
+    );
+    // The operator's own tools send neither header.
+    assert_eq!(gw.reload_via_admin().await.status(), 200);
+    assert_eq!(
+        client().get(gw.url("/b")).send().await.unwrap().status(),
+        200
+    );
+}

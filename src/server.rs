@@ -59,7 +59,8 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         daemon: opts.daemon,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(pingora_opt, server_conf(&config));
+    let mut server =
+        Server::new_with_opt_and_conf(pingora_opt, server_conf(&config, &opts.config_path));
     server.bootstrap();
     let (watch_config, watch_certificates) = (config.server.watch_config, config.tls.watch);
     let watch = (watch_config || watch_certificates).then_some(config.server.watch_interval);
@@ -179,7 +180,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Pingora settings from `[server]`, with the defaults measured to be fastest here
 /// (see PERF-NOTES.md).
-fn server_conf(config: &Config) -> ServerConf {
+fn server_conf(config: &Config, config_path: &Path) -> ServerConf {
     let s = &config.server;
     let threads = match s.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -191,10 +192,27 @@ fn server_conf(config: &Config) -> ServerConf {
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         grace_period_seconds: Some(s.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
-        pid_file: s.pid_file.display().to_string(),
-        upgrade_sock: s.upgrade_sock.display().to_string(),
+        pid_file: instance_path(&s.pid_file, config_path, "pid")
+            .display()
+            .to_string(),
+        upgrade_sock: instance_path(&s.upgrade_sock, config_path, "sock")
+            .display()
+            .to_string(),
         ..ServerConf::default()
     }
+}
+
+/// `configured`, or when it is empty `/tmp/gatehouse-<12 hex digits of the SHA-256 of the
+/// config file's absolute path>.<ext>`: the same for every process started from that file
+/// (an upgrade finds its predecessor), different for another instance on the host.
+pub fn instance_path(configured: &Path, config_path: &Path, ext: &str) -> PathBuf {
+    if !configured.as_os_str().is_empty() {
+        return configured.to_path_buf();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(config_path.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/tmp/gatehouse-{hex}.{ext}"))
 }
 
 /// Fail with a clear message before Pingora would abort on a busy port.
@@ -213,4 +231,24 @@ fn check_listeners_free(config: &Config, file: &Path) -> Result<(), String> {
             .map_err(|e| format!("{}: {key}: cannot listen on {addr}: {e}", file.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_paths_follow_the_config_file_unless_set() {
+        let a = instance_path(Path::new(""), Path::new("/etc/a.toml"), "pid");
+        let b = instance_path(Path::new(""), Path::new("/etc/b.toml"), "pid");
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            instance_path(Path::new(""), Path::new("/etc/a.toml"), "pid")
+        );
+        assert!(a.to_string_lossy().starts_with("/tmp/gatehouse-"));
+        assert!(a.to_string_lossy().ends_with(".pid"));
+        let set = Path::new("/run/g.pid");
+        assert_eq!(instance_path(set, Path::new("/etc/a.toml"), "pid"), set);
+    }
 }

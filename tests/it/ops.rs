@@ -593,3 +593,47 @@ async fn a_reload_cannot_remove_the_admin_tokens() {
         gw.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_with_default_settings_keep_their_own_pid_file_and_upgrade_socket() {
+    // Daemons: Pingora writes the pid file when it daemonizes.
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut guards = Vec::new();
+    let mut seen = Vec::new();
+    for dir in &dirs {
+        let (port, admin) = (free_port(), free_port());
+        let path = dir.path().join("g.toml");
+        let log = dir.path().join("access.log");
+        std::fs::write(
+            &path,
+            format!(
+                "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+                 [access_log]\npath = \"{}\"\n[[routes]]\nname = \"r\"\nrespond = {{}}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let pid_file = gatehouse::server::instance_path(std::path::Path::new(""), &path, "pid");
+        let sock = gatehouse::server::instance_path(std::path::Path::new(""), &path, "sock");
+        assert_ne!(pid_file, sock);
+        let status = std::process::Command::new(BIN)
+            .args(["run", "--daemon", "-c"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let up = eventually(Duration::from_secs(20), || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        guards.push(KillOnDrop(pid.trim().to_string()));
+        assert!(up, "daemon {} did not serve", dirs.len());
+        assert!(!pid.trim().is_empty(), "no pid in {}", pid_file.display());
+        seen.push((pid_file, pid.trim().to_string()));
+    }
+    assert_ne!(seen[0].0, seen[1].0, "the same pid file for two configs");
+    assert_ne!(seen[0].1, seen[1].1);
+}

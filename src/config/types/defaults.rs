@@ -23,11 +23,13 @@ pub(super) fn default_shutdown_timeout() -> Duration {
 pub(super) fn default_watch_interval() -> Duration {
     Duration::from_secs(2)
 }
+/// Empty: derived from the config file's path when the server starts (`server::instance_path`),
+/// so two instances with different configs never share a pid file or an upgrade socket.
 pub(super) fn default_pid_file() -> PathBuf {
-    PathBuf::from("/tmp/gatehouse.pid")
+    PathBuf::new()
 }
 pub(super) fn default_upgrade_sock() -> PathBuf {
-    PathBuf::from("/tmp/gatehouse_upgrade.sock")
+    PathBuf::new()
 }
 pub(super) fn default_admin_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9901))

@@ -41,10 +41,13 @@ pub struct ServerConfig {
     /// behind handshakes when many clients connect at once.
     #[serde(default)]
     pub tls_handshake_threads: usize,
-    /// Where the process writes its pid.
+    /// Where the process writes its pid. Default: `/tmp/gatehouse-<hash of the config file's
+    /// path>.pid`, one per config.
     #[serde(default = "default_pid_file")]
     pub pid_file: PathBuf,
-    /// Unix socket used to hand listening sockets to a new binary during an upgrade.
+    /// Unix socket used to hand listening sockets to a new binary during an upgrade. Default:
+    /// `/tmp/gatehouse-<hash of the config file's path>.sock`, so an upgrade only takes over
+    /// the listeners of an instance started from the same config.
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: PathBuf,
 }

@@ -313,3 +313,43 @@ fn a_bad_digest_or_an_unresolvable_name_causes_no_follow_on_errors() {
          \x20 FILE: upstreams.far.targets[0].address: cannot resolve \"no-such-host.invalid:80\"\n"
     );
 }
+
+/// Every ```toml block in the README is valid TOML and valid gatehouse configuration: read and
+/// validated (not compiled, so the files and hosts it names need not exist), with a listener
+/// added to blocks that show only other sections.
+#[test]
+fn every_readme_toml_block_is_a_valid_config() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    // The secrets the examples read from the environment. No other test reads these names.
+    for (name, value) in [
+        ("GATEHOUSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ("ACME_API_KEY", "acme-example-key-0123456789"),
+        ("GATEHOUSE_ADMIN_TOKEN", "admin-example-token-0123456789"),
+        ("GATEHOUSE_READ_TOKEN", "read-example-token-0123456789"),
+    ] {
+        std::env::set_var(name, value);
+    }
+    let mut problems = Vec::new();
+    let mut rest = readme.as_str();
+    let mut blocks = 0;
+    while let Some(start) = rest.find("```toml\n") {
+        let line = readme[..readme.len() - rest.len() + start].lines().count() + 1;
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("an unterminated toml block");
+        let block = &body[..end];
+        rest = &body[end + 3..];
+        blocks += 1;
+        let text = if block.contains("[[listeners]]") {
+            block.to_string()
+        } else {
+            format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{block}")
+        };
+        let (_, errors) = gatehouse::config::check(&text);
+        for e in errors {
+            problems.push(format!("README.md:{line}: {e}"));
+        }
+    }
+    assert!(blocks >= 5, "found only {blocks} toml blocks");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -760,9 +760,12 @@ async fn tls_after_a_proxy_protocol_header_names_the_client() {
         "ALPN still offers HTTP/2"
     );
     assert!(!plain, "a handshake without the PROXY header was accepted");
-    let logged = gw.access_log();
-    assert!(
-        logged.iter().any(|l| l["client_ip"] == "203.0.113.7"),
-        "{logged:?}"
-    );
+    // The access log writer flushes every 20 ms.
+    let logged = eventually(Duration::from_secs(5), || async {
+        gw.access_log()
+            .iter()
+            .any(|l| l["client_ip"] == "203.0.113.7")
+    })
+    .await;
+    assert!(logged, "{:?}", gw.access_log());
 }

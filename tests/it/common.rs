@@ -775,3 +775,15 @@ pub async fn raw_exchange(
         rest,
     }
 }
+
+/// `gatehouse run --daemon -c PATH`: the status of the foreground process, which exits once the
+/// daemon runs. The caller stops the daemon (its pid is in the pid file).
+pub fn run_daemon(path: &Path) -> std::process::ExitStatus {
+    Command::new(BIN)
+        .args(["run", "--daemon", "-c"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run gatehouse --daemon")
+}

@@ -450,13 +450,7 @@ async fn daemon_mode_serves_and_writes_the_access_log() {
     );
     let path = dir.path().join("g.toml");
     std::fs::write(&path, Gateway::config(dir.path(), port, admin, &body)).unwrap();
-    let status = std::process::Command::new(BIN)
-        .args(["run", "--daemon", "-c"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    let status = run_daemon(&path);
     assert!(
         status.success(),
         "the foreground process exits once the daemon runs"
@@ -616,13 +610,7 @@ async fn two_instances_with_default_settings_keep_their_own_pid_file_and_upgrade
         let pid_file = gatehouse::server::instance_path(std::path::Path::new(""), &path, "pid");
         let sock = gatehouse::server::instance_path(std::path::Path::new(""), &path, "sock");
         assert_ne!(pid_file, sock);
-        let status = std::process::Command::new(BIN)
-            .args(["run", "--daemon", "-c"])
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
+        let status = run_daemon(&path);
         assert!(status.success());
         let up = eventually(Duration::from_secs(20), || async move {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

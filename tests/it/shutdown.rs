@@ -137,13 +137,7 @@ impl Daemon {
             1,
         );
         std::fs::write(&path, text).unwrap();
-        let status = std::process::Command::new(BIN)
-            .args(["run", "--daemon", "-c"])
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
+        let status = run_daemon(&path);
         assert!(status.success());
         let pid_file = dir.path().join("gatehouse.pid");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -108,7 +108,6 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         connections,
         fd_budget,
-        &registries.metrics.edge_refusals,
         Some(access_log),
     );
     let startup_error = |e| config::ConfigErrors {
@@ -211,7 +210,7 @@ pub fn instance_path(configured: &Path, config_path: &Path, ext: &str) -> PathBu
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(config_path.as_os_str().as_encoded_bytes());
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hex = crate::text::hex(&digest[..6]);
     PathBuf::from(format!("/tmp/gatehouse-{hex}.{ext}"))
 }
 

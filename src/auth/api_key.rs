@@ -75,10 +75,7 @@ mod tests {
 
     /// Hex SHA-256 of a key, as `keys_file` and `sha256 =` expect it.
     fn digest_hex(key: &str) -> String {
-        Sha256::digest(key.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::text::hex(&Sha256::digest(key.as_bytes()))
     }
 
     #[test]

@@ -205,21 +205,41 @@ pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
     }
 }
 
-/// An entry of an IP list: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address. Host
-/// bits must be clear, so `10.0.0.1/8` (which reads as one address but means 16M) is refused.
+/// An entry of an IP list: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address,
+/// surrounding whitespace ignored. Host bits must be clear, so `10.0.0.1/8` (which reads as one
+/// address but means 16M) is refused.
 pub fn parse_cidr(entry: &str) -> Result<ipnet::IpNet, String> {
+    use ipnet::IpNet;
+    use std::net::IpAddr;
     let entry = entry.trim();
-    if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
-        return Ok(ipnet::IpNet::from(ip));
-    }
-    let net: ipnet::IpNet = entry
-        .parse()
-        .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))?;
-    if net.trunc() != net {
-        return Err(format!(
-            "{entry:?} has host bits set: did you mean {}?",
-            net.trunc()
-        ));
+    let net = match entry.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => match entry.parse::<IpAddr>() {
+            Ok(addr) => IpNet::from(addr),
+            Err(_) => return Err(explain_bad_entry(entry)),
+        },
+    };
+    let trunc = net.trunc();
+    if trunc != net {
+        // Usually a typo or a misunderstanding of CIDR: refusing beats silently widening
+        // or narrowing the list.
+        return Err(format!("host bits set in {entry}: did you mean {trunc}?"));
     }
     Ok(net)
+}
+
+/// Why an entry is neither a CIDR nor an address, as precisely as cheaply possible.
+fn explain_bad_entry(entry: &str) -> String {
+    if entry.is_empty() {
+        return "empty entry: not an IP address or CIDR".to_string();
+    }
+    if let Some((addr, prefix)) = entry.split_once('/') {
+        if let Ok(addr) = addr.parse::<std::net::IpAddr>() {
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            return format!(
+                "bad prefix length in {entry}: expected a number from 0 to {max}, found {prefix:?}"
+            );
+        }
+    }
+    format!("{entry:?} is not an IP address or CIDR")
 }

@@ -67,12 +67,7 @@ impl Connections {
     }
 
     fn listener_count(&self, local: Option<SocketAddr>) -> &AtomicUsize {
-        local
-            .and_then(|local| {
-                self.listeners.iter().find(|(a, _)| {
-                    a.port() == local.port() && (a.ip() == local.ip() || a.ip().is_unspecified())
-                })
-            })
+        super::listener_for(&self.listeners, |(a, _)| Some(*a), local)
             .map_or(&self.other, |(_, n)| n)
     }
 

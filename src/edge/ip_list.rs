@@ -38,41 +38,6 @@ fn mask6(prefix: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
-/// Parses one entry: a CIDR or a single address, with host bits clear.
-fn parse_entry(entry: &str) -> Result<IpNet, String> {
-    let entry = entry.trim();
-    let net = match entry.parse::<IpNet>() {
-        Ok(net) => net,
-        Err(_) => match entry.parse::<IpAddr>() {
-            Ok(addr) => IpNet::from(addr),
-            Err(_) => return Err(explain_bad_entry(entry)),
-        },
-    };
-    let trunc = net.trunc();
-    if trunc != net {
-        // Usually a typo or a misunderstanding of CIDR: refusing beats silently widening
-        // or narrowing the list.
-        return Err(format!("host bits set in {entry}: did you mean {trunc}?"));
-    }
-    Ok(net)
-}
-
-/// Why an entry is neither a CIDR nor an address, as precisely as cheaply possible.
-fn explain_bad_entry(entry: &str) -> String {
-    if entry.is_empty() {
-        return "empty entry: not an IP address or CIDR".to_string();
-    }
-    if let Some((addr, prefix)) = entry.split_once('/') {
-        if let Ok(addr) = addr.parse::<IpAddr>() {
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            return format!(
-                "bad prefix length in {entry}: expected a number from 0 to {max}, found {prefix:?}"
-            );
-        }
-    }
-    format!("{entry:?} is not an IP address or CIDR")
-}
-
 /// The entry in canonical form: networks inside the IPv4-mapped range `::ffff:0:0/96` become
 /// the IPv4 networks they map, matching how addresses are canonicalized on lookup.
 fn canonical_net(net: IpNet) -> IpNet {
@@ -113,10 +78,21 @@ impl IpList {
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, (usize, String)> {
         let mut list = IpList::default();
         for (i, entry) in entries.iter().enumerate() {
-            let net = parse_entry(entry.as_ref()).map_err(|why| (i, why))?;
+            let net = crate::config::parse_cidr(entry.as_ref()).map_err(|why| (i, why))?;
             list.add(net);
         }
         Ok(list)
+    }
+
+    /// The entries that parse, the others left out: for lists validation has checked.
+    pub fn parse_valid<S: AsRef<str>>(entries: &[S]) -> Self {
+        let mut list = IpList::default();
+        for entry in entries {
+            if let Ok(net) = crate::config::parse_cidr(entry.as_ref()) {
+                list.add(net);
+            }
+        }
+        list
     }
 
     /// Adds one network (host bits already clear).

@@ -17,6 +17,24 @@ pub mod path;
 pub mod proxy_protocol;
 pub mod settings;
 
+/// The entry of `listeners` (by its bound address) that accepted a connection arriving at
+/// `local`: the listener on that exact address, else one on `0.0.0.0`/`::` of the same port.
+pub fn listener_for<T>(
+    listeners: &[T],
+    address: impl Fn(&T) -> Option<std::net::SocketAddr>,
+    local: Option<std::net::SocketAddr>,
+) -> Option<&T> {
+    let local = local?;
+    listeners
+        .iter()
+        .find(|l| address(l) == Some(local))
+        .or_else(|| {
+            listeners.iter().find(|l| {
+                address(l).is_some_and(|a| a.port() == local.port() && a.ip().is_unspecified())
+            })
+        })
+}
+
 /// Why the edge refused a request or a connection. Each reason has a fixed status, a stable
 /// label (the `reason` of `gatehouse_edge_refusals_total` and the access log's `error`) and
 /// the message of the JSON body.
@@ -180,9 +198,40 @@ impl Reason {
     }
 }
 
+/// `gatehouse_edge_refusals_total`, one counter per reason, resolved once so that counting a
+/// refusal is an index, not a label lookup.
+#[derive(Debug, Clone)]
+pub struct RefusalCounters(Vec<prometheus::IntCounter>);
+
+impl RefusalCounters {
+    pub fn new(family: &prometheus::IntCounterVec) -> Self {
+        Self(
+            Reason::ALL
+                .iter()
+                .map(|r| family.with_label_values(&[r.label()]))
+                .collect(),
+        )
+    }
+
+    /// Count one refusal for `reason`.
+    pub fn count(&self, reason: Reason) {
+        // `ALL` lists the reasons in declaration order (tested), so the discriminant is the index.
+        if let Some(c) = self.0.get(reason as usize) {
+            c.inc();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_reasons_in_declaration_order() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+    }
 
     #[test]
     fn labels_are_unique_and_statuses_are_client_errors() {

@@ -22,8 +22,8 @@ impl IpRules {
     /// Lists that validation has checked; an entry that still does not parse is left out.
     pub fn compile(allow: &[String], deny: &[String]) -> Self {
         Self {
-            allow: lenient(allow),
-            deny: lenient(deny),
+            allow: IpList::parse_valid(allow),
+            deny: IpList::parse_valid(deny),
         }
     }
 
@@ -35,14 +35,6 @@ impl IpRules {
     pub fn permits(&self, ip: IpAddr) -> bool {
         (self.allow.is_empty() || self.allow.contains(ip)) && !self.deny.contains(ip)
     }
-}
-
-fn lenient(entries: &[String]) -> IpList {
-    let ok: Vec<&String> = entries
-        .iter()
-        .filter(|e| crate::config::parse_cidr(e).is_ok())
-        .collect();
-    IpList::parse(&ok).unwrap_or_default()
 }
 
 /// What one listener enforces.
@@ -74,7 +66,7 @@ impl EdgeSettings {
     pub fn compile(config: &Config) -> Self {
         let edge = &config.edge;
         Self {
-            trusted_proxies: lenient(&edge.trusted_proxies),
+            trusted_proxies: IpList::parse_valid(&edge.trusted_proxies),
             client_ip_header: match edge.client_ip_header {
                 ClientIpHeader::XForwardedFor => ForwardedHeader::XForwardedFor,
                 ClientIpHeader::Forwarded => ForwardedHeader::Forwarded,
@@ -92,19 +84,7 @@ impl EdgeSettings {
     /// The settings of the listener bound to `local` (the socket's own address; a listener on
     /// `0.0.0.0` or `::` covers every address of its port).
     pub fn listener(&self, local: Option<SocketAddr>) -> &ListenerEdge {
-        let Some(local) = local else {
-            return &self.fallback;
-        };
-        self.listeners
-            .iter()
-            .find(|l| l.address == Some(local))
-            .or_else(|| {
-                self.listeners.iter().find(|l| {
-                    l.address
-                        .is_some_and(|a| a.port() == local.port() && a.ip().is_unspecified())
-                })
-            })
-            .unwrap_or(&self.fallback)
+        super::listener_for(&self.listeners, |l| l.address, local).unwrap_or(&self.fallback)
     }
 }
 

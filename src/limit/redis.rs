@@ -167,11 +167,7 @@ impl RedisLimiter {
         key.push_str(&self.prefix);
         key.push_str(policy);
         key.push(':');
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in &digest[..12] {
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        crate::text::push_hex(&mut key, &digest[..12]);
         if let Some(s) = suffix {
             key.push(':');
             key.push_str(itoa::Buffer::new().format(s));
@@ -266,7 +262,7 @@ mod tests {
         let limiter = RedisLimiter::new("redis://127.0.0.1:1/", Duration::from_millis(50), "gh:")
             .expect("valid url");
         let digest = Sha256::digest(b"10.0.0.1");
-        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::text::hex(&digest[..12]);
         assert_eq!(
             limiter.key("api", b"10.0.0.1", None),
             format!("gh:api:{hex}")

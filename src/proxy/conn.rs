@@ -29,7 +29,6 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use prometheus::IntCounter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -48,7 +47,6 @@ pub struct EdgeApp<A> {
     connections: Arc<Connections>,
     /// Connections the process can hold, from the open-file limit.
     fd_budget: usize,
-    refusals: Vec<IntCounter>,
     access_log: Option<Arc<AccessLog>>,
     /// TLS listeners behind a PROXY protocol header, by address: their handshake is done
     /// here, after the header.
@@ -62,7 +60,6 @@ impl<A> EdgeApp<A> {
         store: Arc<SnapshotStore>,
         connections: Arc<Connections>,
         fd_budget: usize,
-        refusals: &prometheus::IntCounterVec,
         access_log: Option<Arc<AccessLog>>,
     ) -> Self {
         Self {
@@ -71,10 +68,6 @@ impl<A> EdgeApp<A> {
             store,
             connections,
             fd_budget,
-            refusals: Reason::ALL
-                .iter()
-                .map(|r| refusals.with_label_values(&[r.label()]))
-                .collect(),
             access_log,
             proxied_tls: Vec::new(),
         }
@@ -86,12 +79,7 @@ impl<A> EdgeApp<A> {
     }
 
     fn proxied_tls(&self, local: Option<SocketAddr>) -> Option<&ProxiedTls> {
-        let local = local?;
-        self.proxied_tls
-            .iter()
-            .find(|(a, _)| {
-                a.port() == local.port() && (a.ip() == local.ip() || a.ip().is_unspecified())
-            })
+        crate::edge::listener_for(&self.proxied_tls, |(a, _)| Some(*a), local)
             .map(|(_, t)| t.as_ref())
     }
 }
@@ -351,13 +339,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
         started: Instant,
     ) -> http::HeaderValue {
         let id = request_id::generate();
-        if let Some(c) = Reason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .and_then(|i| self.refusals.get(i))
-        {
-            c.inc();
-        }
+        snapshot.edge_refusals.count(reason);
         let (method, path) = request_line(head);
         let wall = SystemTime::now();
         let elapsed = started.elapsed();

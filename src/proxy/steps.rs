@@ -71,10 +71,7 @@ fn permit(rules: &IpRules, ctx: &RequestCtx) -> Result<(), Refusal> {
 
 /// An edge refusal, counted in `gatehouse_edge_refusals_total`.
 pub fn edge_refusal(reason: Reason, ctx: &RequestCtx) -> Refusal {
-    ctx.snapshot
-        .edge_refusals
-        .with_label_values(&[reason.label()])
-        .inc();
+    ctx.snapshot.edge_refusals.count(reason);
     Refusal::new(reason.status(), reason.message())
 }
 

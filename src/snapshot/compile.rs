@@ -19,7 +19,7 @@ use std::time::SystemTime;
 /// Content hash used as the config version.
 pub fn version_of(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&digest[..6])
 }
 
 /// Build a snapshot from a validated config. Only what files and name resolution reveal can
@@ -159,7 +159,7 @@ pub fn compile(
         certificate_files_hash,
         hosts,
         edge: EdgeSettings::compile(config),
-        edge_refusals: reg.metrics.edge_refusals.clone(),
+        edge_refusals: crate::edge::RefusalCounters::new(&reg.metrics.edge_refusals),
         identity_headers,
         unrouted: reg.metrics.route("-"),
         access_log: config.access_log.enabled,

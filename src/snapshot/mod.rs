@@ -124,8 +124,8 @@ pub struct Snapshot {
     pub hosts: crate::tls::policy::HostPolicies,
     /// Listener limits, trusted proxies and IP lists.
     pub edge: crate::edge::settings::EdgeSettings,
-    /// `gatehouse_edge_refusals_total`, for refusals in the proxy steps.
-    pub edge_refusals: prometheus::IntCounterVec,
+    /// `gatehouse_edge_refusals_total`, for refusals at the connection and in the proxy steps.
+    pub edge_refusals: crate::edge::RefusalCounters,
     /// Headers the gateway sets upstream from what it verified (any authorizer's identity
     /// headers, the client certificate headers): removed from every client request, on every
     /// route, so an upstream can trust them.

@@ -125,7 +125,7 @@ impl<S: CertificateSource> TlsAccept for SniCallbacks<S> {
                 let digest = cert.digest(MessageDigest::sha256()).ok()?;
                 Some(ClientCert {
                     subject: subject_of(&cert),
-                    fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+                    fingerprint: crate::text::hex(&digest),
                 })
             });
         Some(Arc::new(TlsInfo { sni, client_cert }))

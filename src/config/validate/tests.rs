@@ -86,14 +86,14 @@ fn edge_settings_are_checked_with_their_key_paths() {
     assert_eq!(
         errs,
         [
-            "edge.trusted_proxies[0]: \"10.0.0.1/8\" has host bits set: did you mean 10.0.0.0/8?",
+            "edge.trusted_proxies[0]: host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?",
             "edge.trusted_proxies[1]: \"nope\" is not an IP address or CIDR",
             "edge.header_timeout: must be between 100ms and 10m",
             "edge.max_header_bytes: must be between 1024 and 1048576",
             "edge.max_headers: must be between 1 and 256",
             "edge.max_uri_bytes: must be between 64 and max_header_bytes (10)",
             "hosts.\"api.example.com\".ip_deny[0]: \"300.1.1.1\" is not an IP address or CIDR",
-            "routes[0].ip_allow[0]: \"2001:db8::1/32\" has host bits set: did you mean 2001:db8::/32?",
+            "routes[0].ip_allow[0]: host bits set in 2001:db8::1/32: did you mean 2001:db8::/32?",
             "routes[0].body_timeout: must be between 100ms and 1h",
         ]
     );

@@ -2,6 +2,8 @@
 //! through a route other than the one its normalized form selects, whatever liberties the
 //! upstream takes when it reads the path (decoding `%2F`, treating `\` as `/`, dropping `;`
 //! parameters, trimming whitespace, matching case-insensitively when the route says so).
+//!
+//! Test code only (`#[cfg(test)] mod path_invariant` in `proxy`), hence its `unwrap`s.
 
 use super::decide;
 use crate::config;

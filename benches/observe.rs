@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
         upstream_duration: Some(Duration::from_micros(1500)),
         consumer: Some("alice"),
         auth: Some("allowed"),
+        firewall: None,
         error: None,
     };
     let mut line = Vec::with_capacity(512);

@@ -9,11 +9,14 @@
 //! | `GET /-/routes` | read | compiled routes with their last request time |
 //! | `GET /-/upstreams` | read | pools and the health of each target |
 //! | `POST /-/reload` | admin | reload the config file now |
+//! | `GET /-/bans` | read | bans in force: key, reason, time left, whether shared |
+//! | `DELETE /-/bans/KEY` | admin | lift the ban on `ip:ADDRESS` or `consumer:NAME` (everywhere, when shared) |
 //!
 //! With no tokens configured (only allowed on loopback) everything is open. Otherwise read
 //! endpoints take `Authorization: Bearer <read_token or admin_token>` and changes take the
 //! admin token. Secrets are never part of a response.
 
+use crate::firewall::BanKey;
 use crate::reload::{Reloader, Source};
 use crate::routing::{HostPattern, PathPattern};
 use crate::snapshot::RouteAction;
@@ -23,6 +26,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// Where bans are listed, and lifted with `DELETE /-/bans/KEY`.
+const BANS: &str = "/-/bans/";
 
 /// Serves the admin endpoints.
 pub struct AdminApp {
@@ -50,10 +56,12 @@ impl AdminApp {
                 "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams",
             ) => Access::Read,
             (&Method::POST, "/-/reload") => Access::Admin,
+            (&Method::GET | &Method::HEAD, "/-/bans") => Access::Read,
+            (&Method::DELETE, p) if p.starts_with(BANS) => Access::Admin,
             (
                 _,
                 "/-/health" | "/-/ready" | "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams"
-                | "/-/reload",
+                | "/-/reload" | "/-/bans",
             ) => {
                 return json(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -82,7 +90,9 @@ impl AdminApp {
             "/-/config" => self.config(),
             "/-/routes" => self.routes(),
             "/-/upstreams" => self.upstreams(),
-            _ => self.reload(),
+            "/-/bans" => self.bans(),
+            "/-/reload" => self.reload(),
+            p => self.lift_ban(p.strip_prefix(BANS).unwrap_or_default()),
         }
     }
 
@@ -232,6 +242,73 @@ impl AdminApp {
             })
             .collect();
         json(StatusCode::OK, &json!({"upstreams": pools}))
+    }
+
+    fn bans(&self) -> Response<Vec<u8>> {
+        let now_ms = crate::clock::now_millis();
+        let bans: Vec<Value> = self
+            .reloader
+            .registries
+            .firewall
+            .bans
+            .list(now_ms)
+            .into_iter()
+            .map(|(key, ban)| {
+                json!({
+                    "key": key.to_text(),
+                    "reason": ban.reason,
+                    "since_ms": ban.since_ms,
+                    "until_ms": ban.until_ms,
+                    "seconds_left": (ban.until_ms - now_ms).div_ceil(1000),
+                    "shared": ban.shared,
+                })
+            })
+            .collect();
+        json(StatusCode::OK, &json!({"bans": bans}))
+    }
+
+    /// Lift a ban here and, when bans are shared, in Redis (so every instance lifts it).
+    fn lift_ban(&self, encoded: &str) -> Response<Vec<u8>> {
+        let mut decoded = Vec::new();
+        crate::firewall::inputs::percent_decode(encoded.as_bytes(), false, &mut decoded);
+        let Some(key) = std::str::from_utf8(&decoded).ok().and_then(BanKey::parse) else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "expected /-/bans/ip:ADDRESS or /-/bans/consumer:NAME"}),
+            );
+        };
+        let lifted = self.reloader.registries.firewall.bans.remove(&key);
+        let shared = self
+            .reloader
+            .store
+            .load()
+            .firewall
+            .as_ref()
+            .and_then(|f| f.bans.as_ref())
+            .and_then(|b| b.shared.clone());
+        let mut shared_result = Value::Null;
+        if let Some(redis) = shared {
+            let fields = [key.to_text()];
+            // `handle` runs on a blocking thread of the admin runtime.
+            let removed = tokio::runtime::Handle::try_current()
+                .map(|rt| rt.block_on(redis.remove_bans(&fields)).is_ok())
+                .unwrap_or(false);
+            shared_result = Value::Bool(removed);
+        }
+        match (&lifted, &shared_result) {
+            (None, Value::Null) => json(StatusCode::NOT_FOUND, &json!({"error": "no such ban"})),
+            _ => {
+                tracing::warn!(
+                    ban = %key.to_text(),
+                    reason = lifted.as_ref().map_or("", |b| b.reason.as_str()),
+                    "ban lifted through the admin API"
+                );
+                json(
+                    StatusCode::OK,
+                    &json!({"lifted": key.to_text(), "was_banned_here": lifted.is_some(), "lifted_in_redis": shared_result}),
+                )
+            }
+        }
     }
 
     fn reload(&self) -> Response<Vec<u8>> {

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod edge;
+pub mod firewall;
 pub mod hash;
 pub mod headers;
 pub mod host;

@@ -6,6 +6,7 @@ use crate::edge::connections::{self, Connections};
 use crate::observe::access_log::AccessLog;
 use crate::proxy::{EdgeApp, Gateway};
 use crate::reload::Reloader;
+use crate::services::ban_sync::BanSync;
 use crate::services::health_checks::HealthChecker;
 use crate::services::key_refresh::KeyRefresher;
 use crate::services::signals::{ReloadTriggers, ShutdownSignals};
@@ -155,6 +156,10 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     server.add_service(background_service(
         "health checks",
         HealthChecker::new(store.clone()),
+    ));
+    server.add_service(background_service(
+        "ban sync",
+        BanSync::new(store.clone(), registries.clone()),
     ));
     server.add_service(background_service("key refresh", KeyRefresher::new(store)));
     server.add_service(background_service(

@@ -16,7 +16,7 @@ pub use error::{ConfigError, ConfigErrors, KeyPath, Problems};
 pub use read::Present;
 pub use types::*;
 pub use values::{
-    check_url, family, parse_cidr, CredentialSource, Family, HashKey, Header, JwtAlgorithm,
+    check_url, family, glob_to_regex, parse_cidr, CredentialSource, Family, HashKey, Header, JwtAlgorithm,
     KeyPart, Window,
 };
 

@@ -57,6 +57,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             "access_log" => set(&mut config.access_log, r.entry(value, &path)),
             "tls" => set(&mut config.tls, r.entry(value, &path)),
             "edge" => set(&mut config.edge, r.entry(value, &path)),
+            "firewall" => set(&mut config.firewall, r.entry(value, &path)),
             "redis" => config.redis = r.entry(value, &path),
             "listeners" => {
                 let (items, _, n) = r.elements(value, &path);
@@ -88,7 +89,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             }
             _ => r.errors.push(ConfigError::new(
                 path,
-                "unknown key, expected one of `server`, `listeners`, `edge`, `admin`, `access_log`, \
+                "unknown key, expected one of `server`, `listeners`, `edge`, `firewall`, `admin`, `access_log`, \
                  `upstreams`, `limits`, `redis`, `authorizers`, `certificates`, `tls`, `hosts`, \
                  `routes`",
             )),

@@ -243,3 +243,23 @@ fn explain_bad_entry(entry: &str) -> String {
     }
     format!("{entry:?} is not an IP address or CIDR")
 }
+
+/// A `*`/`**`/`?` path glob as an anchored regular expression.
+pub fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() * 2 + 2);
+    out.push('^');
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(".*");
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            c => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    out.push('$');
+    out
+}

@@ -227,6 +227,52 @@ impl RedisLimiter {
         })
     }
 
+    /// The hash that holds the bans every instance shares: one key, so it works on Redis
+    /// Cluster too.
+    fn bans_key(&self) -> String {
+        format!("{}bans", self.prefix)
+    }
+
+    /// Run one command on the shared connection, bounded by the timeout.
+    async fn command<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisLimitError> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| RedisLimitError::Timeout(self.timeout))?
+            .map_err(RedisLimitError::from)
+    }
+
+    /// Share a ban: `field` names who is banned, `value` until when and why.
+    pub async fn put_ban(&self, field: &str, value: &str) -> Result<(), RedisLimitError> {
+        let cmd = redis::cmd("HSET")
+            .arg(self.bans_key())
+            .arg(field)
+            .arg(value)
+            .to_owned();
+        self.command::<i64>(&cmd).await.map(|_| ())
+    }
+
+    /// Lift shared bans.
+    pub async fn remove_bans(&self, fields: &[String]) -> Result<(), RedisLimitError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let cmd = redis::cmd("HDEL")
+            .arg(self.bans_key())
+            .arg(fields)
+            .to_owned();
+        self.command::<i64>(&cmd).await.map(|_| ())
+    }
+
+    /// Every shared ban, as written by [`put_ban`](Self::put_ban).
+    pub async fn bans(&self) -> Result<Vec<(String, String)>, RedisLimitError> {
+        let cmd = redis::cmd("HGETALL").arg(self.bans_key()).to_owned();
+        self.command::<Vec<(String, String)>>(&cmd).await
+    }
+
     /// Log a failure at most once per interval; callers count every one in metrics.
     pub fn report_failure(&self, policy: &str, error: &RedisLimitError, fail_open: bool) {
         if matches!(error, RedisLimitError::Unreachable(_)) {

@@ -38,6 +38,9 @@ pub struct AccessEntry<'a> {
     pub consumer: Option<&'a str>,
     /// Auth decision (`allowed` or the refusal reason) on routes with `auth`.
     pub auth: Option<&'a str>,
+    /// Firewall decision: `ACTION:RULE` (`deny:sqli`, `log:debug-param`, `count:xss`,
+    /// `ban:ip`).
+    pub firewall: Option<&'a str>,
     pub error: Option<&'a str>,
 }
 
@@ -92,6 +95,7 @@ impl AccessEntry<'_> {
         for (key, value) in [
             ("consumer", self.consumer),
             ("auth", self.auth),
+            ("firewall", self.firewall),
             ("error", self.error),
         ] {
             if let Some(v) = value {
@@ -291,6 +295,7 @@ mod tests {
             upstream_duration: None,
             consumer: Some("alice"),
             auth: Some("allowed"),
+            firewall: Some("log:debug"),
             error: Some("tab\there \\ \"quoted\""),
         });
         let mut text = String::new();

@@ -25,6 +25,8 @@ pub struct Series {
     pub policies: Vec<String>,
     /// Pool names, each with its target labels.
     pub pools: Vec<(String, Vec<String>)>,
+    /// Firewall rule names and managed protection labels.
+    pub firewall_rules: Vec<String>,
 }
 
 /// Decision counters of one throttling policy.

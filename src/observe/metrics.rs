@@ -18,6 +18,9 @@ use std::sync::{Arc, OnceLock};
 /// The `result` labels of `gatehouse_ratelimit_decisions_total`.
 const RATELIMIT_RESULTS: [&str; 4] = ["allowed", "rejected", "dry_run_rejected", "backend_error"];
 
+/// The `action` labels of `gatehouse_firewall_decisions_total`.
+pub const FIREWALL_ACTIONS: [&str; 4] = ["deny", "log", "limit", "count"];
+
 /// Buckets in seconds, finer than Prometheus' default at the low end: a gateway adds
 /// microseconds, so the interesting part of the distribution is below 10 ms.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -45,6 +48,12 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Requests and connections refused at the edge, by reason.
     pub edge_refusals: IntCounterVec,
+    /// Firewall decisions by rule (or managed protection) and action.
+    firewall_decisions: IntCounterVec,
+    /// Bans in force.
+    pub bans_active: prometheus::IntGauge,
+    /// Bans decided by this instance, by kind of key (`ip`, `consumer`).
+    pub bans: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -201,6 +210,30 @@ impl Metrics {
                     &["reason"],
                 ),
             )?,
+            firewall_decisions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_firewall_decisions_total",
+                        "Firewall decisions by rule or managed protection and action (deny, log, limit, count).",
+                    ),
+                    &["rule", "action"],
+                ),
+            )?,
+            bans_active: register(
+                r,
+                prometheus::IntGauge::new("gatehouse_bans_active", "Bans in force."),
+            )?,
+            bans: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_bans_total",
+                        "Bans decided by this instance, by kind of key (ip, consumer).",
+                    ),
+                    &["kind"],
+                ),
+            )?,
             access_log_dropped: register(
                 r,
                 IntCounter::new(
@@ -227,6 +260,11 @@ impl Metrics {
             duration: self.request_duration.with_label_values(&[name]),
             last_request: self.route_last_request.with_label_values(&[name]),
         }
+    }
+
+    /// The counter of one firewall rule's (or managed protection's) decisions with `action`.
+    pub fn firewall_decision(&self, rule: &str, action: &str) -> IntCounter {
+        self.firewall_decisions.with_label_values(&[rule, action])
     }
 
     /// Decision counters of one throttling policy.
@@ -316,6 +354,15 @@ impl Metrics {
                 let _ = self
                     .ratelimit_decisions
                     .remove_label_values(&[gone, result]);
+            }
+        }
+        for gone in old
+            .firewall_rules
+            .iter()
+            .filter(|r| !new.firewall_rules.contains(r))
+        {
+            for action in FIREWALL_ACTIONS {
+                let _ = self.firewall_decisions.remove_label_values(&[gone, action]);
             }
         }
         for cert in old

@@ -365,6 +365,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
                 upstream_duration: None,
                 consumer: None,
                 auth: None,
+                firewall: None,
                 error: Some(reason.message()),
             });
         }

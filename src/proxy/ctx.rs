@@ -41,6 +41,12 @@ pub struct RequestCtx {
     pub auth: Option<&'static str>,
     /// Client-facing reason when the gateway refused or failed the request.
     pub error: Option<&'static str>,
+    /// The firewall's decision for the access log (`deny:sqli`, `ban:ip`, ...).
+    pub firewall: Option<Arc<str>>,
+    /// A firewall rule or protection caught the request: an event for intrusion detection.
+    pub firewall_hit: bool,
+    /// Refused because of a ban, which is not a new event.
+    pub banned: bool,
 }
 
 /// Which target the request went to, and how long it took.
@@ -100,6 +106,9 @@ impl RequestCtx {
             identity: None,
             auth: None,
             error: None,
+            firewall: None,
+            firewall_hit: false,
+            banned: false,
         }
     }
 }

@@ -52,7 +52,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use refusal::{Answer, Refusal};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -79,6 +78,36 @@ fn malformed_body(e: &Error) -> bool {
         && io_cause(e).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
+/// Count the request's outcome for intrusion detection; log and share the bans it decides.
+fn watch_for_bans(ctx: &RequestCtx, status: u16) {
+    let Some(bans) = ctx.snapshot.firewall.as_ref().and_then(|f| f.bans.as_ref()) else {
+        return;
+    };
+    if ctx.banned {
+        return;
+    }
+    let consumer = ctx.identity.as_ref().and_then(|i| i.consumer.as_deref());
+    let now_ms = crate::clock::now_millis();
+    for (key, ban) in bans.observe(ctx.client_ip, consumer, status, ctx.firewall_hit, now_ms) {
+        let enforced = if bans.enforce {
+            "banned"
+        } else {
+            "would ban (count mode)"
+        };
+        tracing::warn!(
+            ban = %key.to_text(),
+            reason = %ban.reason,
+            seconds = bans.duration.as_secs(),
+            "{enforced}"
+        );
+        if let (true, Some(redis)) = (bans.enforce, bans.shared.clone()) {
+            tokio::spawn(async move {
+                crate::firewall::bans::share(&redis, &key, &ban).await;
+            });
+        }
+    }
+}
+
 /// The gateway service.
 pub struct Gateway {
     store: Arc<SnapshotStore>,
@@ -93,17 +122,18 @@ impl Gateway {
 
 /// `request_filter`'s decisions after `steps::identify`, in order: the route to serve, or
 /// the first step's refusal.
-async fn admit(
-    req: &RequestHeader,
-    local: Option<SocketAddr>,
-    ctx: &mut RequestCtx,
-) -> Result<Arc<Route>, Refusal> {
-    steps::check_client(req, local, ctx)?;
-    steps::check_host(req, ctx)?;
-    let route = steps::route(req, ctx)?;
+async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, Refusal> {
+    let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+    steps::check_client(session.req_header(), local, ctx)?;
+    steps::check_ban(ctx)?;
+    steps::check_host(session.req_header(), ctx)?;
+    let route = steps::route(session.req_header(), ctx)?;
+    steps::inspect(session, ctx, &route).await?;
+    let req = session.req_header();
     steps::throttle(req, ctx, &route.limits_before_auth, &route.name).await?;
     if let Some(auth) = &route.auth {
         steps::authenticate(req, ctx, auth, &route.name).await?;
+        steps::check_consumer_ban(ctx)?;
     }
     steps::throttle(req, ctx, &route.limits, &route.name).await?;
     Ok(route)
@@ -128,8 +158,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
         steps::identify(session, ctx);
-        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        let admitted = admit(session.req_header(), local, ctx).await;
+        let admitted = admit(session, ctx).await;
         let answer = match admitted {
             Err(refusal) => Answer::Refuse(refusal),
             Ok(ref route) => match &route.action {
@@ -315,6 +344,7 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .map_or(&ctx.snapshot.unrouted, |r| &r.metrics);
         route_metrics.observe(&req.method, status, elapsed, wall);
+        watch_for_bans(ctx, status);
         let pool = ctx.pool();
         let upstream_elapsed = match (ctx.upstream.selected_at, ctx.upstream.header_at) {
             (Some(a), Some(b)) => Some(b.duration_since(a)),
@@ -346,6 +376,7 @@ impl ProxyHttp for Gateway {
             upstream_duration: upstream_elapsed,
             consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
             auth: ctx.auth,
+            firewall: ctx.firewall.as_deref(),
             error: ctx.error,
         });
     }

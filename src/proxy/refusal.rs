@@ -9,6 +9,7 @@
 use super::decide::Rejection;
 use super::{respond, RequestCtx};
 use crate::auth::AuthRejection;
+use crate::firewall::Verdict as FirewallVerdict;
 use crate::limit::LimitRejection;
 use crate::snapshot::FixedResponse;
 use crate::tls::policy::Verdict;
@@ -87,6 +88,34 @@ impl From<AuthRejection> for Refusal {
     fn from(rejection: AuthRejection) -> Self {
         Self::new(rejection.status, rejection.reason.message())
             .with_header(header::WWW_AUTHENTICATE, rejection.www_authenticate)
+    }
+}
+
+impl Refusal {
+    /// The refusal for a firewall verdict: 403, or 429 with `Retry-After` for a `limit` rule.
+    pub fn from_firewall(verdict: &FirewallVerdict) -> Option<Self> {
+        match verdict {
+            FirewallVerdict::Pass => None,
+            FirewallVerdict::Deny => Some(Self::new(403, "request blocked by the firewall")),
+            FirewallVerdict::Limit { retry_after_secs } => Some(
+                Self::new(429, "too many requests matching a firewall rule").with_header(
+                    header::RETRY_AFTER,
+                    Some(HeaderValue::from(*retry_after_secs)),
+                ),
+            ),
+        }
+    }
+
+    /// A banned client: 403, or 429 with `Retry-After` (the seconds left of the ban).
+    pub fn banned(status: u16, retry_after_secs: u64) -> Self {
+        if status == 429 {
+            Self::new(429, "client banned").with_header(
+                header::RETRY_AFTER,
+                Some(HeaderValue::from(retry_after_secs.max(1))),
+            )
+        } else {
+            Self::new(403, "client banned")
+        }
     }
 }
 

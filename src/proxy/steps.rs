@@ -8,9 +8,11 @@ use super::{request_id, RequestCtx};
 use crate::auth::{self, RouteAuth};
 use crate::edge::settings::IpRules;
 use crate::edge::{client_ip, path, Reason};
+use crate::firewall::{BodyKind, Firewall, ManagedInput, RuleInput};
 use crate::limit::{self, LimitInput};
 use crate::snapshot::Route;
 use crate::tls::policy;
+use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::net::SocketAddr;
@@ -182,4 +184,146 @@ pub async fn authenticate(
             Err(Refusal::from(rejected))
         }
     }
+}
+
+/// The bans of the snapshot, when they are enforced and some ban is in force.
+fn enforced_bans(ctx: &RequestCtx) -> Option<&crate::firewall::BanPolicy> {
+    let bans = ctx.snapshot.firewall.as_ref()?.bans.as_ref()?;
+    (bans.enforce && !bans.table.is_empty()).then_some(bans)
+}
+
+/// Refuse a client address that is banned.
+pub fn check_ban(ctx: &mut RequestCtx) -> Result<(), Refusal> {
+    let (Some(ip), Some(bans)) = (ctx.client_ip, enforced_bans(ctx)) else {
+        return Ok(());
+    };
+    let Some(secs) = bans.ip_banned(ip, crate::clock::now_millis()) else {
+        return Ok(());
+    };
+    let refusal = Refusal::banned(bans.status, secs);
+    ctx.banned = true;
+    ctx.firewall = Some(Arc::from("ban:ip"));
+    Err(refusal)
+}
+
+/// Refuse a consumer that is banned (once the authorizer named it).
+pub fn check_consumer_ban(ctx: &mut RequestCtx) -> Result<(), Refusal> {
+    let Some(bans) = enforced_bans(ctx) else {
+        return Ok(());
+    };
+    let Some(consumer) = ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()) else {
+        return Ok(());
+    };
+    let Some(secs) = bans.consumer_banned(consumer, crate::clock::now_millis()) else {
+        return Ok(());
+    };
+    let refusal = Refusal::banned(bans.status, secs);
+    ctx.banned = true;
+    ctx.firewall = Some(Arc::from("ban:consumer"));
+    Err(refusal)
+}
+
+/// The route's firewall rules and managed protections, before authentication. A body the
+/// firewall needs is read first when it is small enough for Pingora to replay it upstream.
+pub async fn inspect(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+) -> Result<(), Refusal> {
+    let plan = &route.firewall;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let snapshot = ctx.snapshot.clone();
+    let Some(fw) = snapshot.firewall.as_deref() else {
+        return Ok(());
+    };
+    let body = if plan.needs_body() {
+        read_body(session, ctx, fw, route).await?
+    } else {
+        None
+    };
+    let req = session.req_header();
+    let body_kind = BodyKind::of(&req.headers);
+    let json = match (body_kind, &body) {
+        (BodyKind::Json, Some(b)) => serde_json::from_slice::<serde_json::Value>(b).ok(),
+        _ => None,
+    };
+    let raw = req.raw_path();
+    let (raw_path, query) = match memchr::memchr(b'?', raw) {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    };
+    let path =
+        crate::urlpath::normalize_path(raw_path).unwrap_or(std::borrow::Cow::Borrowed(raw_path));
+    let inspected = body
+        .as_deref()
+        .map(|b| &b[..b.len().min(fw.body_inspect_bytes)]);
+    let input = RuleInput {
+        method: &req.method,
+        path: &path,
+        query,
+        headers: &req.headers,
+        client_ip: ctx.client_ip,
+        host: ctx.host.as_ref().map(Host::as_str),
+        body: inspected,
+        json: json.as_ref(),
+    };
+    let managed = ManagedInput {
+        raw_path,
+        body_kind,
+    };
+    let outcome = fw.inspect(plan, &input, &managed, crate::clock::unix_nanos());
+    ctx.firewall_hit |= outcome.hit;
+    if outcome.note.is_some() {
+        ctx.firewall = outcome.note;
+    }
+    Refusal::from_firewall(&outcome.verdict).map_or(Ok(()), Err)
+}
+
+/// The body, when the request has one and it can be read before the request goes on; Pingora
+/// keeps what was read and sends it upstream first.
+async fn read_body(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    fw: &Firewall,
+    route: &Route,
+) -> Result<Option<Bytes>, Refusal> {
+    let req = session.req_header();
+    let h2 = req.version == http::Version::HTTP_2;
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // An HTTP/2 request without Content-Length has a body unless its headers ended the stream.
+    let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
+    if !unknown_length && declared.unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    if unknown_length || !Firewall::reads_body(declared) {
+        ctx.firewall = Some(fw.oversize_body());
+        if fw.deny_oversize {
+            return Err(Refusal::new(
+                413,
+                "request body too large for the firewall to inspect",
+            ));
+        }
+        return Ok(None);
+    }
+    session.enable_retry_buffering();
+    session.set_read_timeout(Some(route.edge.body_timeout));
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) if matches!(e.etype(), pingora::ErrorType::ReadTimedout) => {
+                return Err(edge_refusal(Reason::BodyTimeout, ctx));
+            }
+            Err(_) => return Err(Refusal::new(400, "request body could not be read")),
+        }
+    }
+    Ok(Some(body.freeze()))
 }

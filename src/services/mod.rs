@@ -2,6 +2,7 @@
 //! signals and watches that reload the config. Concern modules hold no snapshot store; what
 //! needs one lives here.
 
+pub mod ban_sync;
 pub mod health_checks;
 pub mod key_refresh;
 pub mod signals;

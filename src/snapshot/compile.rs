@@ -6,6 +6,7 @@ use super::{FixedResponse, PathRewrite, Registries, Route, RouteAction, Snapshot
 use crate::auth::Authorizer;
 use crate::config::{self, Config, ConfigError, KeyPath, RouteConfig};
 use crate::edge::settings::{EdgeSettings, RouteEdge};
+use crate::firewall::{Firewall, RoutePlan as FirewallPlan};
 use crate::limit::Policy;
 use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
 use crate::upstream::Pool;
@@ -113,10 +114,23 @@ pub fn compile(
         }
     }
     let hosts = crate::tls::policy::HostPolicies::compile(&config.hosts);
+    let firewall = match Firewall::compile(
+        &config.firewall,
+        &reg.firewall,
+        &reg.metrics,
+        redis.as_ref(),
+    ) {
+        Ok(f) => f.map(Arc::new),
+        Err(e) => {
+            errors.push(ConfigError::new(KeyPath::top("firewall").key("rules"), e));
+            None
+        }
+    };
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
-        match compile_route(rc, &pools, &policies, &authorizers, &config.edge, reg) {
+        let built = compile_route(rc, &pools, &policies, &authorizers, &config.edge, reg);
+        match built.map(|r| r.map(|(spec, route)| (spec, with_firewall(route, rc, &firewall)))) {
             Some(Ok((spec, route))) => {
                 let route = Arc::new(route);
                 router.insert(&spec, route.clone());
@@ -159,6 +173,7 @@ pub fn compile(
         certificate_files_hash,
         hosts,
         edge: EdgeSettings::compile(config),
+        firewall,
         edge_refusals: crate::edge::RefusalCounters::new(&reg.metrics.edge_refusals),
         identity_headers,
         unrouted: reg.metrics.route("-"),
@@ -257,8 +272,17 @@ fn compile_route(
         auth,
         edge: RouteEdge::compile(rc, edge),
         metrics: reg.metrics.route(&rc.name),
+        firewall: FirewallPlan::default(),
     };
     Some(Ok((spec, route)))
+}
+
+/// The route with what the firewall applies to it.
+fn with_firewall(mut route: Route, rc: &RouteConfig, firewall: &Option<Arc<Firewall>>) -> Route {
+    if let Some(f) = firewall {
+        route.firewall = f.plan(&rc.name, &rc.firewall_skip);
+    }
+    route
 }
 
 fn compile_response(r: &config::RespondConfig) -> Result<FixedResponse, RouteError> {

@@ -39,6 +39,8 @@ pub struct Registries {
     pub health: HealthRegistry,
     pub limits: LimitRegistry,
     pub auth: AuthRegistry,
+    /// Rule limiters, bans and event sketches.
+    pub firewall: crate::firewall::FirewallRegistry,
 }
 
 impl Registries {
@@ -48,6 +50,7 @@ impl Registries {
             health: HealthRegistry::default(),
             limits: LimitRegistry::default(),
             auth: AuthRegistry::default(),
+            firewall: Default::default(),
         })
     }
 }
@@ -94,6 +97,8 @@ pub struct Route {
     /// Body limits, IP lists and path spellings of the route.
     pub edge: crate::edge::settings::RouteEdge,
     pub metrics: RouteMetrics,
+    /// The firewall rules and managed protections that apply to the route.
+    pub firewall: crate::firewall::RoutePlan,
 }
 
 impl std::fmt::Debug for Route {
@@ -124,6 +129,8 @@ pub struct Snapshot {
     pub hosts: crate::tls::policy::HostPolicies,
     /// Listener limits, trusted proxies and IP lists.
     pub edge: crate::edge::settings::EdgeSettings,
+    /// Rules, managed protections and bans; `None` without `[firewall]`.
+    pub firewall: Option<Arc<crate::firewall::Firewall>>,
     /// `gatehouse_edge_refusals_total`, for refusals at the connection and in the proxy steps.
     pub edge_refusals: crate::edge::RefusalCounters,
     /// Headers the gateway sets upstream from what it verified (any authorizer's identity
@@ -184,6 +191,11 @@ impl Snapshot {
                     (p.name.clone(), targets)
                 })
                 .collect(),
+            firewall_rules: self
+                .firewall
+                .as_ref()
+                .map(|f| f.series())
+                .unwrap_or_default(),
         }
     }
 }
@@ -227,6 +239,7 @@ impl Snapshot {
         }));
         reg.limits.adopt(self.policies.iter().map(|p| &**p));
         reg.auth.adopt(self.authorizers.iter().map(|a| &**a));
+        reg.firewall.adopt(self.firewall.as_deref());
     }
 }
 

@@ -414,7 +414,9 @@ async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
         cert.display(),
         key.display()
     );
-    let gw = Gateway::start(&format!("{jwt}{certs}{}", routes(&upstream, "")));
+    // And a firewall with bans, for the firewall series.
+    let firewall = "[firewall]\nmanaged = [\"sqli\"]\n[firewall.bans]\nthreshold = 100\n";
+    let gw = Gateway::start(&format!("{jwt}{certs}{firewall}{}", routes(&upstream, "")));
     // Families with labels appear once they have a series: after one request.
     client().get(gw.url("/")).send().await.unwrap();
     let counted = eventually(Duration::from_secs(5), || async {

@@ -4,6 +4,7 @@
 mod auth;
 mod defaults;
 mod edge;
+mod firewall;
 mod limits;
 mod routes;
 mod server;
@@ -12,6 +13,7 @@ mod upstreams;
 
 pub use auth::*;
 pub use edge::*;
+pub use firewall::*;
 pub use limits::*;
 pub use routes::*;
 pub use server::*;
@@ -27,6 +29,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// `[edge]`: connection and request limits, trusted proxies, IP lists.
     pub edge: EdgeConfig,
+    /// `[firewall]`: rules, managed protections, automatic bans.
+    pub firewall: FirewallConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
     /// Upstream pools by name, sorted so that compiled output is deterministic.

@@ -58,6 +58,10 @@ pub struct RouteConfig {
     /// Match `path`/`path_prefix` ignoring ASCII case, for upstreams that do.
     #[serde(default)]
     pub case_insensitive: bool,
+    /// Managed firewall protections that do not apply to this route (an upstream that takes
+    /// HTML, say, under `xss`).
+    #[serde(default)]
+    pub firewall_skip: Vec<super::ManagedProtection>,
 }
 
 /// A fixed response for mock routes.

@@ -5,6 +5,7 @@
 
 mod auth;
 mod edge;
+mod firewall;
 mod limits;
 mod routes;
 mod server;
@@ -22,6 +23,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     tls::validate(config, present, p);
     routes::validate(config, present, p);
     edge::validate(config, present, p);
+    firewall::validate(config, present, p);
 }
 
 /// Names that go into headers, RateLimit-Policy and metric labels: letters, digits, `_`, `-`

@@ -1,0 +1,593 @@
+//! The firewall: rules (`rules`), managed protections against common attacks (`managed`, on
+//! values extracted by `inputs`) and automatic bans (`bans`).
+//!
+//! [`Firewall`] is compiled once per snapshot; each route gets a [`RoutePlan`] (which rules
+//! and protections apply to it, whether the body is needed). The proxy runs
+//! [`Firewall::inspect`] after routing and before authentication. State that must outlive a
+//! reload (rule limiters, the ban table, event sketches) is in [`FirewallRegistry`].
+
+pub mod bans;
+pub mod inputs;
+pub mod managed;
+pub mod rules;
+
+pub use bans::{Ban, BanKey, BanTable};
+pub use managed::ProtectionSet;
+pub use rules::RuleInput;
+
+use crate::cache::ShardedStore;
+use crate::config::{
+    FirewallConfig, FirewallMode, ManagedProtection, OversizeBody, RuleAction,
+    MAX_BODY_INSPECT_BYTES,
+};
+use crate::limit::redis::RedisLimiter;
+use crate::limit::{Gcra, Tat};
+use crate::observe::metrics::Metrics;
+use bans::Detector;
+use http::HeaderName;
+use prometheus::IntCounter;
+use rules::Rules;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Client keys a rule limiter holds at most.
+const LIMITER_KEYS: usize = 100_000;
+
+/// A rule limiter's identity: rule name, emission and tolerance.
+type LimiterKey = (String, u64, u64);
+
+/// Firewall state that outlives a reload.
+#[derive(Default)]
+pub struct FirewallRegistry {
+    /// The bans in force.
+    pub bans: Arc<BanTable>,
+    /// Rule limiters by rule name and rate, so a reload keeps what clients used.
+    limiters: Mutex<HashMap<LimiterKey, Arc<ShardedStore<Tat>>>>,
+    /// Event sketches, kept while the window stays the same.
+    detector: Mutex<Option<Arc<Detector>>>,
+}
+
+impl FirewallRegistry {
+    fn limiter(&self, rule: &str, emission: u64, tolerance: u64) -> Arc<ShardedStore<Tat>> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        limiters
+            .entry((rule.to_string(), emission, tolerance))
+            .or_insert_with(|| Arc::new(ShardedStore::new(LIMITER_KEYS)))
+            .clone()
+    }
+
+    fn detector(&self, window: Duration) -> Arc<Detector> {
+        let mut slot = self.detector.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(d) if d.window == window => d.clone(),
+            _ => {
+                let d = Arc::new(Detector::new(window));
+                *slot = Some(d.clone());
+                d
+            }
+        }
+    }
+
+    /// Forget limiters of rules that `firewall` no longer has.
+    pub fn adopt(&self, firewall: Option<&Firewall>) {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        limiters.retain(|(name, e, t), _| {
+            firewall.is_some_and(|f| {
+                f.rules.list.iter().any(|r| {
+                    r.name == *name
+                        && r.rate.is_some_and(|(rate, per, burst)| {
+                            limit_gcra(rate, per, burst) == (*e, *t)
+                        })
+                })
+            })
+        });
+    }
+}
+
+fn limit_gcra(rate: u64, per: u64, burst: u64) -> (u64, u64) {
+    let g = Gcra::new(rate, per, burst);
+    (g.emission, g.tolerance)
+}
+
+/// The protections of `a` that are not in `b`.
+fn without(a: ProtectionSet, b: ProtectionSet) -> ProtectionSet {
+    ManagedProtection::ALL
+        .into_iter()
+        .filter(|p| a.contains(*p) && !b.contains(*p))
+        .collect()
+}
+
+/// The protections in both.
+fn intersect(a: ProtectionSet, b: ProtectionSet) -> ProtectionSet {
+    ManagedProtection::ALL
+        .into_iter()
+        .filter(|p| a.contains(*p) && b.contains(*p))
+        .collect()
+}
+
+/// What one rule needs at run time besides its conditions.
+struct RuleRuntime {
+    /// `limit`: the rate and the per-client state.
+    limiter: Option<(Gcra, Arc<ShardedStore<Tat>>)>,
+    /// Counted when the rule acts (its own action), or would have (`count`).
+    acted: IntCounter,
+    counted: IntCounter,
+    /// Access-log notes: `ACTION:NAME` and `count:NAME`.
+    acted_note: Arc<str>,
+    counted_note: Arc<str>,
+}
+
+/// Counters and notes of one managed protection.
+struct ManagedRuntime {
+    denied: IntCounter,
+    counted: IntCounter,
+    denied_note: Arc<str>,
+    counted_note: Arc<str>,
+}
+
+/// `[firewall.bans]` compiled.
+pub struct BanPolicy {
+    pub threshold: u64,
+    pub duration: Duration,
+    statuses: Vec<u16>,
+    /// 403, or 429 with `Retry-After`.
+    pub status: u16,
+    /// `false` in count mode: bans are logged, not imposed.
+    pub enforce: bool,
+    pub table: Arc<BanTable>,
+    detector: Arc<Detector>,
+    /// Set when bans are shared through Redis.
+    pub shared: Option<Arc<RedisLimiter>>,
+    ip_bans: IntCounter,
+    consumer_bans: IntCounter,
+}
+
+/// The rules and protections that apply to one route.
+#[derive(Debug, Clone, Default)]
+pub struct RoutePlan {
+    rules: Vec<u16>,
+    /// Protections that refuse.
+    managed: ProtectionSet,
+    /// Protections that only count.
+    counted: ProtectionSet,
+    /// A rule reads the body.
+    rules_need_body: bool,
+}
+
+impl RoutePlan {
+    /// Whether anything is inspected on the route.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.managed.is_empty() && self.counted.is_empty()
+    }
+
+    /// Whether the body must be read before the request goes on.
+    pub fn needs_body(&self) -> bool {
+        self.rules_need_body || !self.managed.is_empty() || !self.counted.is_empty()
+    }
+}
+
+/// The firewall of one snapshot.
+pub struct Firewall {
+    enforce: bool,
+    managed: ProtectionSet,
+    counted: ProtectionSet,
+    inspect_headers: Vec<HeaderName>,
+    /// How much of a body is inspected.
+    pub body_inspect_bytes: usize,
+    /// Refuse bodies that cannot be read before the request goes on.
+    pub deny_oversize: bool,
+    oversize: IntCounter,
+    oversize_note: Arc<str>,
+    rules: Rules,
+    runtime: Vec<RuleRuntime>,
+    protections: Vec<ManagedRuntime>,
+    pub bans: Option<BanPolicy>,
+}
+
+/// What the firewall decided about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// 403.
+    Deny,
+    /// 429 after this many seconds.
+    Limit {
+        retry_after_secs: u64,
+    },
+}
+
+/// The decision and what the access log records of it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// `ACTION:RULE` of the decisive (or last counted) match.
+    pub note: Option<Arc<str>>,
+    /// A rule or protection matched with `deny` or `limit` (enforced or counted): an event
+    /// for intrusion detection.
+    pub hit: bool,
+}
+
+impl Outcome {
+    const PASS: Outcome = Outcome {
+        verdict: Verdict::Pass,
+        note: None,
+        hit: false,
+    };
+}
+
+/// What the request's body is, for the managed detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+    Other,
+}
+
+impl BodyKind {
+    /// From the `Content-Type`.
+    pub fn of(headers: &http::HeaderMap) -> Self {
+        let Some(ct) = headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+        else {
+            return Self::Other;
+        };
+        let essence = ct.split(|&b| b == b';').next().unwrap_or_default();
+        let essence = essence.trim_ascii();
+        if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+            Self::Form
+        } else if essence.eq_ignore_ascii_case(b"application/json")
+            || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"))
+        {
+            Self::Json
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// The request as the managed protections see it, besides what rules see.
+pub struct ManagedInput<'a> {
+    /// The path as received, still percent-encoded.
+    pub raw_path: &'a [u8],
+    pub body_kind: BodyKind,
+}
+
+impl Firewall {
+    /// Compile a validated `[firewall]`; `None` when it asks for nothing. `redis` is the
+    /// client `[redis]` gave, for shared bans.
+    pub fn compile(
+        config: &FirewallConfig,
+        reg: &FirewallRegistry,
+        metrics: &Metrics,
+        redis: Option<&Arc<RedisLimiter>>,
+    ) -> Result<Option<Self>, String> {
+        if config.rules.is_empty() && config.managed.is_empty() && config.bans.is_none() {
+            return Ok(None);
+        }
+        let enforce = config.mode == FirewallMode::Enforce;
+        let rules = Rules::compile(&config.rules)?;
+        let runtime = rules
+            .list
+            .iter()
+            .map(|r| {
+                let action = match r.action {
+                    RuleAction::Deny => "deny",
+                    RuleAction::Log => "log",
+                    RuleAction::Limit => "limit",
+                };
+                let limiter = r.rate.map(|(rate, per, burst)| {
+                    let gcra = Gcra::new(rate, per, burst);
+                    (gcra, reg.limiter(&r.name, gcra.emission, gcra.tolerance))
+                });
+                RuleRuntime {
+                    limiter,
+                    acted: metrics.firewall_decision(&r.name, action),
+                    counted: metrics.firewall_decision(&r.name, "count"),
+                    acted_note: format!("{action}:{}", r.name).into(),
+                    counted_note: format!("count:{}", r.name).into(),
+                }
+            })
+            .collect();
+        let protections = ManagedProtection::ALL
+            .iter()
+            .map(|p| ManagedRuntime {
+                denied: metrics.firewall_decision(p.label(), "deny"),
+                counted: metrics.firewall_decision(p.label(), "count"),
+                denied_note: format!("deny:{}", p.label()).into(),
+                counted_note: format!("count:{}", p.label()).into(),
+            })
+            .collect();
+        let all: ProtectionSet = config.managed.iter().copied().collect();
+        let count_only: ProtectionSet = config.count_only.iter().copied().collect();
+        let (managed, counted) = if enforce {
+            (without(all, count_only), intersect(all, count_only))
+        } else {
+            (ProtectionSet::empty(), all)
+        };
+        let bans = config.bans.as_ref().map(|b| BanPolicy {
+            threshold: u64::from(b.threshold),
+            duration: b.duration,
+            statuses: b.statuses.clone(),
+            status: b.status,
+            enforce,
+            table: reg.bans.clone(),
+            detector: reg.detector(b.window),
+            shared: if b.shared { redis.cloned() } else { None },
+            ip_bans: metrics.bans.with_label_values(&["ip"]),
+            consumer_bans: metrics.bans.with_label_values(&["consumer"]),
+        });
+        Ok(Some(Self {
+            enforce,
+            managed,
+            counted,
+            inspect_headers: config
+                .inspect_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
+            body_inspect_bytes: config.body_inspect_bytes,
+            deny_oversize: enforce && config.oversize_body == OversizeBody::Deny,
+            oversize: metrics.firewall_decision(
+                "oversize_body",
+                if config.oversize_body == OversizeBody::Deny && enforce {
+                    "deny"
+                } else {
+                    "count"
+                },
+            ),
+            oversize_note: if config.oversize_body == OversizeBody::Deny && enforce {
+                "deny:oversize_body".into()
+            } else {
+                "count:oversize_body".into()
+            },
+            rules,
+            runtime,
+            protections,
+            bans,
+        }))
+    }
+
+    /// Rule names and protection labels, for the metric series this firewall owns.
+    pub fn series(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.rules.list.iter().map(|r| r.name.clone()).collect();
+        out.extend(ManagedProtection::ALL.iter().map(|p| p.label().to_string()));
+        out.push("oversize_body".to_string());
+        out
+    }
+
+    /// A body that cannot be read before the request goes on: counted, and the note for the
+    /// access log; the caller refuses it when [`deny_oversize`](Self::deny_oversize).
+    pub fn oversize_body(&self) -> Arc<str> {
+        self.oversize.inc();
+        self.oversize_note.clone()
+    }
+
+    /// Whether a body declared with `content_length` (`None`: chunked or unknown) is read and
+    /// inspected before the request goes on. Larger bodies would not fit the buffer Pingora
+    /// replays to the upstream.
+    pub fn reads_body(content_length: Option<u64>) -> bool {
+        content_length.is_some_and(|n| n <= MAX_BODY_INSPECT_BYTES as u64)
+    }
+
+    /// What applies on `route`, without the protections the route skips.
+    pub fn plan(&self, route: &str, skip: &[ManagedProtection]) -> RoutePlan {
+        let rules: Vec<u16> = self
+            .rules
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.applies_to_route(route))
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect();
+        let rules_need_body = rules
+            .iter()
+            .any(|&i| self.rules.list[usize::from(i)].needs_body());
+        let skip: ProtectionSet = skip.iter().copied().collect();
+        RoutePlan {
+            rules,
+            managed: without(self.managed, skip),
+            counted: without(self.counted, skip),
+            rules_need_body,
+        }
+    }
+
+    /// Run the route's rules, then its managed protections. `now` is Unix nanoseconds.
+    pub fn inspect(
+        &self,
+        plan: &RoutePlan,
+        input: &RuleInput<'_>,
+        managed_input: &ManagedInput<'_>,
+        now: u64,
+    ) -> Outcome {
+        let mut outcome = Outcome::PASS;
+        self.rules.each_match(&plan.rules, input, |i, rule| {
+            let Some(rt) = self.runtime.get(i) else {
+                return true;
+            };
+            let refuses = match (rule.action, &rt.limiter) {
+                (RuleAction::Log, _) => {
+                    rt.acted.inc();
+                    outcome.note = Some(rt.acted_note.clone());
+                    return true;
+                }
+                (RuleAction::Deny, _) => Verdict::Deny,
+                (RuleAction::Limit, Some((gcra, store))) => {
+                    let key = input.client_ip.map(bans::ban_prefix);
+                    let d = store.with(store.key_hash(&key), now, |s| gcra.check(s, now));
+                    if d.allowed {
+                        return true;
+                    }
+                    Verdict::Limit {
+                        retry_after_secs: d.wait.div_ceil(1_000_000_000).max(1),
+                    }
+                }
+                (RuleAction::Limit, None) => return true,
+            };
+            outcome.hit = true;
+            if self.enforce {
+                rt.acted.inc();
+                outcome.note = Some(rt.acted_note.clone());
+                outcome.verdict = refuses;
+                false
+            } else {
+                rt.counted.inc();
+                outcome.note = Some(rt.counted_note.clone());
+                true
+            }
+        });
+        if outcome.verdict != Verdict::Pass {
+            return outcome;
+        }
+        for (set, refuse) in [(plan.managed, true), (plan.counted, false)] {
+            if set.is_empty() {
+                continue;
+            }
+            let Some(p) = self.detect(set, input, managed_input) else {
+                continue;
+            };
+            let Some(rt) = self.protections.get(p as usize) else {
+                continue;
+            };
+            outcome.hit = true;
+            if refuse {
+                rt.denied.inc();
+                outcome.note = Some(rt.denied_note.clone());
+                outcome.verdict = Verdict::Deny;
+                return outcome;
+            }
+            rt.counted.inc();
+            outcome.note = Some(rt.counted_note.clone());
+        }
+        outcome
+    }
+
+    /// The first protection in `set` that the request trips.
+    fn detect(
+        &self,
+        set: ProtectionSet,
+        input: &RuleInput<'_>,
+        m: &ManagedInput<'_>,
+    ) -> Option<ManagedProtection> {
+        if let Some(p) = managed::inspect_path(set, m.raw_path) {
+            return Some(p);
+        }
+        if let Some(ua) = input.headers.get(http::header::USER_AGENT) {
+            if let Some(p) = managed::inspect_user_agent(set, ua.as_bytes()) {
+                return Some(p);
+            }
+        }
+        let found = std::cell::Cell::new(None);
+        let check = |v: &[u8]| {
+            found.set(managed::inspect_value(set, v));
+            found.get().is_none()
+        };
+        let mut buf = Vec::new();
+        if let Some(q) = input.query {
+            inputs::for_each_query_pair(q, &mut buf, |name, value| check(name) && check(value));
+        }
+        for cookie in input.headers.get_all(http::header::COOKIE) {
+            if found.get().is_some() {
+                break;
+            }
+            inputs::for_each_cookie(cookie.as_bytes(), |_, value| check(value));
+        }
+        for name in &self.inspect_headers {
+            for v in input.headers.get_all(name) {
+                if found.get().is_none() {
+                    check(v.as_bytes());
+                }
+            }
+        }
+        if found.get().is_none() {
+            match (m.body_kind, input.json, input.body) {
+                (BodyKind::Json, Some(json), _) => {
+                    inputs::for_each_json_string(json, |s| check(s.as_bytes()));
+                }
+                (BodyKind::Form, _, Some(body)) => {
+                    inputs::for_each_form_pair(body, &mut buf, |name, value| {
+                        check(name) && check(value)
+                    });
+                }
+                // A body that should be JSON and is not is still scanned whole.
+                (BodyKind::Json, None, Some(body)) => {
+                    check(body);
+                }
+                _ => {}
+            }
+        }
+        found.get()
+    }
+}
+
+impl BanPolicy {
+    /// Record the outcome of a request for intrusion detection: one event per refusal with a
+    /// configured status or firewall hit, for the client address and the consumer. Returns
+    /// the bans this decided (already in the table when enforced); the caller logs them and
+    /// shares them.
+    pub fn observe(
+        &self,
+        client_ip: Option<IpAddr>,
+        consumer: Option<&str>,
+        status: u16,
+        firewall_hit: bool,
+        now_ms: u64,
+    ) -> Vec<(BanKey, Ban)> {
+        if !firewall_hit && !self.statuses.contains(&status) {
+            return Vec::new();
+        }
+        let reason = if firewall_hit {
+            "firewall hits".to_string()
+        } else {
+            format!("too many {status} responses")
+        };
+        let mut out = Vec::new();
+        if let Some(ip) = client_ip {
+            if self.detector.ip_event(ip) >= self.threshold {
+                out.push((BanKey::Ip(bans::ban_prefix(ip)), &self.ip_bans));
+            }
+        }
+        if let Some(c) = consumer {
+            if self.detector.consumer_event(c) >= self.threshold {
+                out.push((BanKey::Consumer(c.into()), &self.consumer_bans));
+            }
+        }
+        let until_ms = now_ms.saturating_add(self.duration.as_millis() as u64);
+        out.into_iter()
+            .filter_map(|(key, counter)| {
+                let ban = Ban {
+                    since_ms: now_ms,
+                    until_ms,
+                    reason: format!(
+                        "{reason}: {} within {}",
+                        self.threshold,
+                        humantime::format_duration(self.detector.window)
+                    ),
+                    shared: false,
+                };
+                if self.enforce {
+                    // Already banned: nothing new to log or share.
+                    if self.table.get(&key, now_ms).is_some()
+                        || !self.table.insert(key.clone(), ban.clone())
+                    {
+                        return None;
+                    }
+                }
+                counter.inc();
+                Some((key, ban))
+            })
+            .collect()
+    }
+
+    /// The `Retry-After` seconds when `ip` is banned.
+    pub fn ip_banned(&self, ip: IpAddr, now_ms: u64) -> Option<u64> {
+        self.table.ip_banned(ip, now_ms)
+    }
+
+    /// The `Retry-After` seconds when `consumer` is banned.
+    pub fn consumer_banned(&self, consumer: &str, now_ms: u64) -> Option<u64> {
+        self.table.consumer_banned(consumer, now_ms)
+    }
+}

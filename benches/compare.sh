@@ -23,6 +23,11 @@
 # connections, `handshake` sends `Connection: close` so every request pays a full handshake
 # (handshakes per second). The minimal Pingora proxy has no TLS and is left out.
 # GATEHOUSE_TLS_THREADS=N gives gatehouse N dedicated handshake threads.
+# GATEHOUSE_BODY=json sends every request as a POST with a benign 1 KB JSON body (an order
+# with a customer note, as an API sees), to every proxy.
+# GATEHOUSE_FIREWALL=1 runs a second gatehouse, the same config plus every managed firewall
+# protection ("gatehouse+fw"), in the same rounds, and reports its CPU per request against
+# the gatehouse without them.
 # PIN=1 (the default with 2 or more CPUs) pins the load side (wrk and the nginx upstream) to
 # CPU 0 and every proxy to the other CPUs, so a proxy's CPU per request is not moved by how
 # the scheduler shares cores with the load generator; PIN=0 lets them float.
@@ -45,7 +50,9 @@ SCHEME=http
 [ -n "$TLS" ] && SCHEME=https
 REDIS_PORT=18086
 WORK=$(mktemp -d)
-UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085
+UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085 GHF=18087 GHF_ADMIN=18088
+FIREWALL=${GATEHOUSE_FIREWALL:-}
+BODY=${GATEHOUSE_BODY:-}
 TICKS=$(getconf CLK_TCK)
 NCPU=$(nproc)
 PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
@@ -66,7 +73,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-for port in $UP $NGX $GH $GH_ADMIN $MIN; do
+for port in $UP $NGX $GH $GH_ADMIN $MIN $GHF $GHF_ADMIN; do
   if ss -Hltn "sport = :$port" | grep -q .; then
     echo "port $port is in use (a proxy left from an earlier run?): stop it first" >&2
     exit 1
@@ -117,17 +124,50 @@ if [ "$AUTH" = jwt ]; then
   jwt_authorizer "$WORK" >> "$WORK/gatehouse.toml"
 fi
 
+WRK_SCRIPT=()
+if [ "$BODY" = json ]; then
+  # 1 KB of ordinary API JSON: quotes, an apostrophe, a URL, numbers, nested objects.
+  python3 - "$WORK/post.lua" <<'PY'
+import json, sys
+order = {"order_id": "9f1c2e7a-3b4d-4c5e-8f6a-7b8c9d0e1f2a", "customer": {"name": "Siobhan O'Brien",
+  "email": "siobhan.obrien@example.com", "phone": "+353 1 555 0142"},
+  "items": [{"sku": "BK-%04d" % i, "title": "Book %d: \"Select\" essays" % i, "qty": i % 3 + 1,
+  "price": 12.5 + i} for i in range(6)],
+  "note": "Please leave it at the door if nobody's home; ring twice. Union Square entrance.",
+  "callback": "https://shop.example.com/orders/9f1c?ref=mail&utm_source=news",
+  "gift": False, "coupon": None}
+body = json.dumps(order)
+body += " " * max(0, 1024 - len(body))
+open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' % json.dumps(body))
+PY
+  WRK_SCRIPT=(-s "$WORK/post.lua")
+fi
+if [ -n "$FIREWALL" ]; then
+  sed -e "s/127.0.0.1:$GH\"/127.0.0.1:$GHF\"/" -e "s/127.0.0.1:$GH_ADMIN\"/127.0.0.1:$GHF_ADMIN\"/" \
+    -e "s#$WORK/gh\.#$WORK/ghf.#" "$WORK/gatehouse.toml" > "$WORK/gatehouse-fw.toml"
+  printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse-fw.toml"
+fi
+
 "${LOAD_ON[@]}" nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
 "${PROXY_ON[@]}" nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & pids+=($!)
 "${PROXY_ON[@]}" "$BIN" run -c "$WORK/gatehouse.toml" >/dev/null 2>"$WORK/gh.err" & pids+=($!)
 GH_PID=$!
 "${PROXY_ON[@]}" "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$UP" >/dev/null 2>&1 & pids+=($!)
 MIN_PID=$!
+if [ -n "$FIREWALL" ]; then
+  "${PROXY_ON[@]}" "$BIN" run -c "$WORK/gatehouse-fw.toml" >/dev/null 2>"$WORK/ghf.err" & pids+=($!)
+  GHF_PID=$!
+fi
 sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
 # Measure served requests only: a refused token would make a fast, meaningless benchmark.
-code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$GH$URL_PATH")
-[ "$code" = 200 ] || { echo "gatehouse answered $code, not 200:" >&2; cat "$WORK/gh.err" >&2; exit 1; }
+CURL_BODY=()
+[ "$BODY" = json ] && CURL_BODY=(-H "Content-Type: application/json" --data-binary "@$WORK/body.json") &&
+  python3 -c 'import re,json,sys; s=open(sys.argv[1]).read(); print(json.loads(re.search(r"wrk.body = (\".*\")", s).group(1)), end="")' "$WORK/post.lua" > "$WORK/body.json"
+for port in $GH $([ -n "$FIREWALL" ] && echo $GHF); do
+  code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "${CURL_BODY[@]}" "$SCHEME://127.0.0.1:$port$URL_PATH")
+  [ "$code" = 200 ] || { echo "gatehouse on $port answered $code, not 200:" >&2; cat "$WORK"/gh*.err >&2; exit 1; }
+done
 
 cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
   local total=0 p
@@ -139,9 +179,9 @@ cpu_ticks() { # sum of utime+stime of a process and its children (nginx worker)
 
 run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
   local before after out reqs
-  "${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH" >/dev/null # warm
+  "${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d1s "${WRK_HEADER[@]}" "${WRK_SCRIPT[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH" >/dev/null # warm
   before=$(cpu_ticks "$3")
-  out=$("${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH")
+  out=$("${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "${WRK_SCRIPT[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH")
   after=$(cpu_ticks "$3")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '
@@ -168,11 +208,22 @@ for r in $(seq 1 "$ROUNDS"); do
   fi
   results+=("$(run_one gatehouse $GH "$GH_PID")")
   echo "${results[-1]}"
+  if [ -n "$FIREWALL" ]; then
+    results+=("$(run_one gatehouse+fw $GHF "$GHF_PID")")
+    echo "${results[-1]}"
+  fi
 done
 median() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $6}' | sort -n |
   awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 m_ngx=$(median nginx)
 m_gh=$(median gatehouse)
+if [ -n "$FIREWALL" ]; then
+  awk -v a="$m_gh" -v b="$(median gatehouse+fw)" 'BEGIN {
+    printf "median CPU µs/req: gatehouse %.2f, gatehouse+fw (all managed protections) %.2f, ratio %.2f\n", a, b, b / a }'
+  printf '%s\n' "${results[@]}" | awk '$1 == "gatehouse" {g = $6} $1 == "gatehouse+fw" {print $6 / g}' |
+    sort -n | awk '{v[NR] = $1} END {
+      printf "gatehouse+fw/gatehouse per round: median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
+fi
 if [ -n "$TLS" ]; then
   r_ngx=$(printf '%s\n' "${results[@]}" | awk '$1 == "nginx" {print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
   r_gh=$(printf '%s\n' "${results[@]}" | awk '$1 == "gatehouse" {print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')

@@ -91,22 +91,6 @@ fn limit_gcra(rate: u64, per: u64, burst: u64) -> (u64, u64) {
     (g.emission, g.tolerance)
 }
 
-/// The protections of `a` that are not in `b`.
-fn without(a: ProtectionSet, b: ProtectionSet) -> ProtectionSet {
-    ManagedProtection::ALL
-        .into_iter()
-        .filter(|p| a.contains(*p) && !b.contains(*p))
-        .collect()
-}
-
-/// The protections in both.
-fn intersect(a: ProtectionSet, b: ProtectionSet) -> ProtectionSet {
-    ManagedProtection::ALL
-        .into_iter()
-        .filter(|p| a.contains(*p) && b.contains(*p))
-        .collect()
-}
-
 /// What one rule needs at run time besides its conditions.
 struct RuleRuntime {
     /// `limit`: the rate and the per-client state.
@@ -303,7 +287,7 @@ impl Firewall {
         let all: ProtectionSet = config.managed.iter().copied().collect();
         let count_only: ProtectionSet = config.count_only.iter().copied().collect();
         let (managed, counted) = if enforce {
-            (without(all, count_only), intersect(all, count_only))
+            (all.without(count_only), all.intersect(count_only))
         } else {
             (ProtectionSet::empty(), all)
         };
@@ -388,8 +372,8 @@ impl Firewall {
         let skip: ProtectionSet = skip.iter().copied().collect();
         RoutePlan {
             rules,
-            managed: without(self.managed, skip),
-            counted: without(self.counted, skip),
+            managed: self.managed.without(skip),
+            counted: self.counted.without(skip),
             rules_need_body,
         }
     }
@@ -589,5 +573,167 @@ impl BanPolicy {
     /// The `Retry-After` seconds when `consumer` is banned.
     pub fn consumer_banned(&self, consumer: &str, now_ms: u64) -> Option<u64> {
         self.table.consumer_banned(consumer, now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, Method};
+
+    fn firewall(text: &str) -> (Firewall, FirewallRegistry) {
+        let config: FirewallConfig = toml::from_str(text).unwrap();
+        let reg = FirewallRegistry::default();
+        let metrics = Metrics::new().unwrap();
+        let fw = Firewall::compile(&config, &reg, &metrics, None)
+            .unwrap()
+            .unwrap();
+        (fw, reg)
+    }
+
+    fn run(fw: &Firewall, plan: &RoutePlan, query: &str, ip: &str) -> Outcome {
+        let headers = HeaderMap::new();
+        let input = RuleInput {
+            method: &Method::GET,
+            path: b"/x",
+            query: Some(query.as_bytes()),
+            headers: &headers,
+            client_ip: ip.parse().ok(),
+            host: None,
+            body: None,
+            json: None,
+        };
+        let managed = ManagedInput {
+            raw_path: b"/x",
+            body_kind: BodyKind::Other,
+        };
+        fw.inspect(plan, &input, &managed, crate::clock::unix_nanos())
+    }
+
+    const RULES: &str = r#"
+        managed = ["sqli", "xss"]
+        count_only = ["xss"]
+        [[rules]]
+        name = "debug"
+        action = "deny"
+        query = [{ name = "debug", present = true }]
+        [[rules]]
+        name = "seen"
+        action = "log"
+        query = [{ name = "trace", present = true }]
+        [[rules]]
+        name = "slow"
+        action = "limit"
+        query = [{ name = "slow", present = true }]
+        rate = 2
+        per = "1m"
+    "#;
+
+    #[test]
+    fn enforce_mode_refuses_counts_and_limits() {
+        let (fw, _) = firewall(RULES);
+        let plan = fw.plan("r", &[]);
+        let o = run(&fw, &plan, "debug=1", "192.0.2.1");
+        assert_eq!(
+            (o.verdict, o.note.as_deref(), o.hit),
+            (Verdict::Deny, Some("deny:debug"), true)
+        );
+        let o = run(&fw, &plan, "trace=1", "192.0.2.1");
+        assert_eq!(
+            (o.verdict, o.note.as_deref(), o.hit),
+            (Verdict::Pass, Some("log:seen"), false)
+        );
+        let o = run(&fw, &plan, "q=1'+OR+'1'='1", "192.0.2.1");
+        assert_eq!(
+            (o.verdict, o.note.as_deref()),
+            (Verdict::Deny, Some("deny:sqli"))
+        );
+        let o = run(&fw, &plan, "q=<script>alert(1)</script>", "192.0.2.1");
+        assert_eq!(
+            (o.verdict, o.note.as_deref()),
+            (Verdict::Pass, Some("count:xss"))
+        );
+        let skip = fw.plan("r", &[ManagedProtection::Sqli]);
+        assert_eq!(
+            run(&fw, &skip, "q=1'+OR+'1'='1", "192.0.2.1").verdict,
+            Verdict::Pass
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                run(&fw, &plan, "slow=1", "192.0.2.1").verdict,
+                Verdict::Pass
+            );
+        }
+        assert!(matches!(
+            run(&fw, &plan, "slow=1", "192.0.2.1").verdict,
+            Verdict::Limit { retry_after_secs } if (1..=30).contains(&retry_after_secs)
+        ));
+        assert_eq!(
+            run(&fw, &plan, "slow=1", "192.0.2.2").verdict,
+            Verdict::Pass,
+            "per client"
+        );
+    }
+
+    #[test]
+    fn count_mode_refuses_nothing() {
+        let (fw, _) = firewall(&format!("mode = \"count\"\n{RULES}"));
+        let plan = fw.plan("r", &[]);
+        for q in ["debug=1", "q=1'+OR+'1'='1", "slow=1", "slow=1", "slow=1"] {
+            let o = run(&fw, &plan, q, "192.0.2.1");
+            assert_eq!(o.verdict, Verdict::Pass, "{q}");
+        }
+        let o = run(&fw, &plan, "debug=1", "192.0.2.1");
+        assert_eq!((o.note.as_deref(), o.hit), (Some("count:debug"), true));
+    }
+
+    #[test]
+    fn bans_follow_the_threshold_and_count_mode_only_reports_them() {
+        let (fw, reg) = firewall("[bans]\nthreshold = 3\nwindow = \"1m\"\n");
+        let bans = fw.bans.as_ref().unwrap();
+        let ip = "198.51.100.7".parse().ok();
+        assert!(
+            bans.observe(ip, None, 200, false, 1000).is_empty(),
+            "not an event"
+        );
+        assert!(bans.observe(ip, None, 401, false, 1000).is_empty());
+        assert!(bans.observe(ip, Some("eve"), 404, false, 1000).is_empty());
+        let banned = bans.observe(ip, None, 200, true, 1000);
+        assert_eq!(banned.len(), 1);
+        assert_eq!(banned[0].0.to_text(), "ip:198.51.100.7");
+        assert!(reg
+            .bans
+            .ip_banned("198.51.100.7".parse().unwrap(), 2000)
+            .is_some());
+        assert!(
+            bans.observe(ip, None, 401, false, 1000).is_empty(),
+            "already banned"
+        );
+
+        let (fw, reg) = firewall("mode = \"count\"\n[bans]\nthreshold = 1\n");
+        let banned = fw
+            .bans
+            .as_ref()
+            .unwrap()
+            .observe(ip, None, 401, false, 1000);
+        assert_eq!(banned.len(), 1, "reported");
+        assert!(reg.bans.is_empty(), "not imposed");
+    }
+
+    #[test]
+    fn body_kinds_come_from_the_content_type() {
+        let kind = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ct),
+            );
+            BodyKind::of(&h)
+        };
+        assert_eq!(kind("application/json; charset=utf-8"), BodyKind::Json);
+        assert_eq!(kind("application/problem+json"), BodyKind::Json);
+        assert_eq!(kind("Application/X-WWW-Form-Urlencoded"), BodyKind::Form);
+        assert_eq!(kind("text/plain"), BodyKind::Other);
+        assert_eq!(BodyKind::of(&HeaderMap::new()), BodyKind::Other);
     }
 }

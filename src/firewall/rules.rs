@@ -188,7 +188,10 @@ impl Builder {
             .collect();
         let rate = match (rc.action, rc.rate, rc.per) {
             (RuleAction::Limit, Some(rate), Some(per)) => {
-                Some((rate, per.as_nanos().min(u64::MAX as u128) as u64, rc.burst))
+                let per = u64::try_from(per.as_nanos()).unwrap_or(u64::MAX);
+                // GCRA's burst counts requests beyond the first.
+                let at_once = rc.burst.unwrap_or(rate).max(1);
+                Some((rate, per, at_once - 1))
             }
             _ => None,
         };
@@ -437,5 +440,215 @@ fn json_text(v: &serde_json::Value) -> Vec<u8> {
     match v {
         serde_json::Value::String(s) => s.as_bytes().to_vec(),
         other => other.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn rules(text: &str) -> Rules {
+        #[derive(serde::Deserialize)]
+        struct File {
+            rules: Vec<FirewallRuleConfig>,
+        }
+        let file: File = toml::from_str(text).unwrap();
+        Rules::compile(&file.rules).unwrap()
+    }
+
+    struct Req {
+        method: Method,
+        path: &'static str,
+        query: Option<&'static str>,
+        headers: HeaderMap,
+        ip: Option<IpAddr>,
+        host: Option<&'static str>,
+        body: Option<&'static str>,
+    }
+
+    fn get(path: &'static str) -> Req {
+        Req {
+            method: Method::GET,
+            path,
+            query: None,
+            headers: HeaderMap::new(),
+            ip: None,
+            host: None,
+            body: None,
+        }
+    }
+
+    impl Req {
+        fn header(mut self, name: &'static str, value: &'static str) -> Self {
+            self.headers.append(name, HeaderValue::from_static(value));
+            self
+        }
+    }
+
+    /// Names of the rules matching `req`, in order.
+    fn matching(rules: &Rules, route: &str, req: &Req) -> Vec<String> {
+        let json = req.body.and_then(|b| serde_json::from_str(b).ok());
+        let input = RuleInput {
+            method: &req.method,
+            path: req.path.as_bytes(),
+            query: req.query.map(str::as_bytes),
+            headers: &req.headers,
+            client_ip: req.ip,
+            host: req.host,
+            body: req.body.map(str::as_bytes),
+            json: json.as_ref(),
+        };
+        let candidates: Vec<u16> = (0..rules.list.len() as u16)
+            .filter(|&i| rules.list[usize::from(i)].applies_to_route(route))
+            .collect();
+        let mut out = Vec::new();
+        rules.each_match(&candidates, &input, |_, r| {
+            out.push(r.name.clone());
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn each_condition_kind_matches_and_near_misses_do_not() {
+        let r = rules(
+            r#"
+            [[rules]]
+            name = "method"
+            action = "deny"
+            methods = ["delete"]
+            [[rules]]
+            name = "prefix"
+            action = "deny"
+            path_prefix = "/admin"
+            [[rules]]
+            name = "glob"
+            action = "deny"
+            path_glob = "/v*/internal/**"
+            [[rules]]
+            name = "regex"
+            action = "deny"
+            path_regex = "\\.php$"
+            [[rules]]
+            name = "query"
+            action = "deny"
+            query = [{ name = "debug", present = true }, { name = "q", regex = "(?i)union" }]
+            [[rules]]
+            name = "absent"
+            action = "log"
+            path_prefix = "/pay"
+            headers = [{ name = "x-signature", absent = true }]
+            [[rules]]
+            name = "ua"
+            action = "deny"
+            user_agent = "(?i)^curl/"
+            [[rules]]
+            name = "ips"
+            action = "deny"
+            ips = ["203.0.113.0/24"]
+            [[rules]]
+            name = "body"
+            action = "deny"
+            body = "BEGIN RSA"
+            [[rules]]
+            name = "json"
+            action = "deny"
+            json = [{ name = "/user/role", regex = "^admin$" }]
+            [[rules]]
+            name = "host"
+            action = "deny"
+            hosts = ["Internal.Example.com"]
+            [[rules]]
+            name = "scoped"
+            action = "deny"
+            routes = ["orders"]
+            path_prefix = "/"
+            "#,
+        );
+        let none: Vec<String> = Vec::new();
+        let one = |n: &str| vec![n.to_string()];
+        let mut del = get("/x");
+        del.method = Method::DELETE;
+        assert_eq!(matching(&r, "api", &del), one("method"));
+        assert_eq!(matching(&r, "api", &get("/admin/users")), one("prefix"));
+        assert_eq!(matching(&r, "api", &get("/administrator")), one("prefix"));
+        assert_eq!(matching(&r, "api", &get("/v2/internal/a/b")), one("glob"));
+        assert_eq!(matching(&r, "api", &get("/v2/x/internal/a")), none);
+        assert_eq!(matching(&r, "api", &get("/index.php")), one("regex"));
+        assert_eq!(matching(&r, "api", &get("/index.php5")), none);
+        let mut q = get("/s");
+        q.query = Some("debug=&q=1+UNION+select");
+        assert_eq!(matching(&r, "api", &q), one("query"));
+        q.query = Some("q=1+UNION+select");
+        assert_eq!(
+            matching(&r, "api", &q),
+            none,
+            "both query conditions must hold"
+        );
+        assert_eq!(matching(&r, "api", &get("/pay")), one("absent"));
+        assert_eq!(
+            matching(&r, "api", &get("/pay").header("x-signature", "s")),
+            none
+        );
+        assert_eq!(
+            matching(&r, "api", &get("/x").header("user-agent", "curl/8.5")),
+            one("ua")
+        );
+        assert_eq!(
+            matching(&r, "api", &get("/x").header("user-agent", "Mozilla curl/8")),
+            none
+        );
+        let mut ip = get("/x");
+        ip.ip = "203.0.113.77".parse().ok();
+        assert_eq!(matching(&r, "api", &ip), one("ips"));
+        ip.ip = "198.51.100.1".parse().ok();
+        assert_eq!(matching(&r, "api", &ip), none);
+        let mut body = get("/x");
+        body.body = Some("-----BEGIN RSA PRIVATE KEY-----");
+        assert_eq!(matching(&r, "api", &body), one("body"));
+        body.body = Some(r#"{"user":{"role":"admin"}}"#);
+        assert_eq!(matching(&r, "api", &body), one("json"));
+        body.body = Some(r#"{"user":{"role":"administrator"}}"#);
+        assert_eq!(matching(&r, "api", &body), none);
+        let mut host = get("/x");
+        host.host = Some("internal.example.com");
+        assert_eq!(matching(&r, "api", &host), one("host"));
+        assert_eq!(matching(&r, "orders", &get("/x")), one("scoped"));
+    }
+
+    #[test]
+    fn a_set_runs_once_per_field_and_request() {
+        let r = rules(
+            r#"
+            [[rules]]
+            name = "a"
+            action = "log"
+            path_regex = "^/a"
+            [[rules]]
+            name = "b"
+            action = "log"
+            path_regex = "b$"
+            [[rules]]
+            name = "c"
+            action = "log"
+            headers = [{ name = "x-a", regex = "1" }]
+            [[rules]]
+            name = "d"
+            action = "log"
+            headers = [{ name = "x-a", regex = "2" }, { name = "x-b", present = true }]
+            "#,
+        );
+        assert_eq!(r.fields.sets.len(), 2, "one set for the path, one for x-a");
+        assert_eq!(matching(&r, "r", &get("/ab")), vec!["a", "b"]);
+        let req = get("/")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .header("x-b", "");
+        assert_eq!(
+            matching(&r, "r", &req),
+            vec!["c", "d"],
+            "any value of a header"
+        );
     }
 }

@@ -180,9 +180,10 @@ pub struct FirewallRuleConfig {
     pub rate: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     pub per: Option<Duration>,
-    /// `limit`: extra requests allowed at once.
+    /// `limit`: requests allowed at once; `rate` when absent, so `rate = 5, per = "1m"`
+    /// allows 5 requests at once and then one every 12 seconds.
     #[serde(default)]
-    pub burst: u64,
+    pub burst: Option<u64>,
 }
 
 /// A condition on a named field (header, query parameter, JSON pointer): exactly one of

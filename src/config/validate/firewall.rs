@@ -168,7 +168,7 @@ fn rule(p: &mut Problems, at: &KeyPath, rule: &FirewallRuleConfig) {
         }
         (RuleAction::Limit, _, _) => p.at(at.clone(), "`limit` needs `rate` and `per`"),
         (_, rate, per) => {
-            if rate.is_some() || per.is_some() || rule.burst != 0 {
+            if rate.is_some() || per.is_some() || rule.burst.is_some() {
                 p.at(
                     at.key("action"),
                     "`rate`, `per` and `burst` only apply to `action = \"limit\"`",

@@ -122,3 +122,68 @@ fn unknown_path_exceptions_name_the_choices() {
     assert!(errs[0].starts_with("routes[0].allow_in_path"), "{errs:?}");
     assert!(errs[0].contains("encoded_slash"), "{errs:?}");
 }
+
+#[test]
+fn firewall_problems_are_reported_with_their_key_paths() {
+    let mut errs = errors_of(
+        r#"
+[firewall]
+managed = ["sqli"]
+count_only = ["xss"]
+body_inspect_bytes = 100000
+inspect_headers = ["bad header"]
+[[firewall.rules]]
+name = "a"
+action = "deny"
+path_regex = "(unclosed"
+[[firewall.rules]]
+name = "a"
+action = "limit"
+path_glob = "no-slash"
+[[firewall.rules]]
+name = "c"
+action = "deny"
+[[firewall.rules]]
+name = "d"
+action = "log"
+routes = ["nope"]
+rate = 5
+ips = ["10.0.0.1/8"]
+headers = [{ name = "x", present = true, regex = "y" }]
+json = [{ name = "user", present = true }]
+[firewall.bans]
+threshold = 0
+window = "10ms"
+status = 404
+statuses = [200]
+shared = true
+[[routes]]
+name = "r"
+respond = {}
+"#,
+    );
+    errs.sort();
+    assert_eq!(
+        errs,
+        [
+            "firewall.bans.shared: shared bans need a `[redis]` section",
+            "firewall.bans.status: must be 403 or 429",
+            "firewall.bans.statuses[0]: 200 is not an error status (400-599)",
+            "firewall.bans.threshold: must be at least 1",
+            "firewall.bans.window: must be between 1s and 1day",
+            "firewall.body_inspect_bytes: must be between 1 and 65536",
+            "firewall.count_only[0]: \"xss\" is not in `managed`",
+            "firewall.inspect_headers[0]: \"bad header\" is not a header name",
+            "firewall.rules[0].path_regex: invalid regular expression: unclosed group",
+            "firewall.rules[1].name: duplicate rule name \"a\"",
+            "firewall.rules[1].path_glob: must start with `/`",
+            "firewall.rules[1]: `limit` needs `rate` and `per`",
+            "firewall.rules[2]: a rule needs at least one condition (it would match every request)",
+            "firewall.rules[3].action: `rate`, `per` and `burst` only apply to `action = \"limit\"`",
+            "firewall.rules[3].headers[0]: needs exactly one of `present = true`, `absent = true` or `regex`",
+            "firewall.rules[3].ips[0]: host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?",
+            "firewall.rules[3].json[0].name: \"user\" is not a JSON pointer (it starts with `/`)",
+            "firewall.rules[3].routes[0]: unknown route \"nope\"",
+        ]
+    );
+}

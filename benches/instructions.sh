@@ -13,9 +13,9 @@
 # (keep-alive), so no batching differs between proxies. GATEHOUSE_FULL=1 gives gatehouse the
 # full chain (cached RS256 JWT + local rate limit + access log to /dev/null) and sends the
 # token to both proxies; with GATEHOUSE_LIMIT=redis the limit is checked in a redis-server
-# started here. Prints Ir per request, the owners of the self cost (by symbol) and
-# the inclusive cost of each gatehouse phase hook; the raw callgrind files are kept when
-# KEEP=DIR is set.
+# started here. GATEHOUSE_FIREWALL=1 adds every managed firewall protection. Prints Ir per
+# request, the owners of the self cost (by symbol) and the inclusive cost of each gatehouse
+# phase hook; the raw callgrind files are kept when KEEP=DIR is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -57,6 +57,10 @@ if [ -n "$FULL" ]; then
   jwt_authorizer "$WORK" >> "$WORK/gatehouse.toml"
   limit_conf "$LIMIT" $REDIS_PORT 1s >> "$WORK/gatehouse.toml"
   if [ "$LIMIT" = redis ]; then start_redis $REDIS_PORT & pids+=($!); fi
+fi
+
+if [ -n "${GATEHOUSE_FIREWALL:-}" ]; then
+  printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse.toml"
 fi
 
 # Sends N keep-alive requests on one connection, one after another; fails on a non-200.

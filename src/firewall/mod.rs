@@ -527,14 +527,25 @@ impl BanPolicy {
         } else {
             format!("too many {status} responses")
         };
+        // Enforced, a client at or over the threshold is banned (once: see below). Counted
+        // only, nothing is imposed, so each client is reported when its estimate reaches the
+        // threshold (each event adds exactly one, so an upward crossing passes through it)
+        // rather than on every later event.
+        let crossed = |n: u64| {
+            if self.enforce {
+                n >= self.threshold
+            } else {
+                n == self.threshold
+            }
+        };
         let mut out = Vec::new();
         if let Some(ip) = client_ip {
-            if self.detector.ip_event(ip) >= self.threshold {
+            if crossed(self.detector.ip_event(ip)) {
                 out.push((BanKey::Ip(bans::ban_prefix(ip)), &self.ip_bans));
             }
         }
         if let Some(c) = consumer {
-            if self.detector.consumer_event(c) >= self.threshold {
+            if crossed(self.detector.consumer_event(c)) {
                 out.push((BanKey::Consumer(c.into()), &self.consumer_bans));
             }
         }
@@ -711,12 +722,9 @@ mod tests {
         );
 
         let (fw, reg) = firewall("mode = \"count\"\n[bans]\nthreshold = 1\n");
-        let banned = fw
-            .bans
-            .as_ref()
-            .unwrap()
-            .observe(ip, None, 401, false, 1000);
-        assert_eq!(banned.len(), 1, "reported");
+        let bans = fw.bans.as_ref().unwrap();
+        assert_eq!(bans.observe(ip, None, 401, false, 1000).len(), 1, "reported");
+        assert!(bans.observe(ip, None, 401, false, 1000).is_empty(), "once");
         assert!(reg.bans.is_empty(), "not imposed");
     }
 

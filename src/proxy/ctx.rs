@@ -47,6 +47,9 @@ pub struct RequestCtx {
     pub firewall_hit: bool,
     /// Refused because of a ban, which is not a new event.
     pub banned: bool,
+    /// The firewall read the body before the request went on (and answered
+    /// `Expect: 100-continue` itself).
+    pub body_read_early: bool,
 }
 
 /// Which target the request went to, and how long it took.
@@ -109,6 +112,7 @@ impl RequestCtx {
             firewall: None,
             firewall_hit: false,
             banned: false,
+            body_read_early: false,
         }
     }
 }

@@ -18,6 +18,11 @@ pub fn upstream_request(upstream_request: &mut RequestHeader, ctx: &RequestCtx) 
             request_headers(h, ctx, forwarded)
         });
     }
+    // The gateway read the body itself (the firewall) and already told the client to go on:
+    // the upstream gets the whole body at once and has nothing to confirm.
+    if ctx.body_read_early {
+        upstream_request.remove_header(&header::EXPECT);
+    }
     // Cloned, not taken: Pingora calls this filter again when it retries the request.
     if let Some(uri) = &ctx.upstream_uri {
         upstream_request.set_uri(http::Uri::clone(uri));

@@ -319,7 +319,11 @@ impl ProxyHttp for Gateway {
         if status != 0 {
             // A phase may have named the failure already (no healthy target): keep its words.
             let message = *ctx.error.get_or_insert(message);
-            if session.response_written().is_none() {
+            // A `100 Continue` (sent when the firewall read the body) is not an answer yet.
+            let answered = session
+                .response_written()
+                .is_some_and(|r| !r.status.is_informational());
+            if !answered {
                 session.set_keepalive(None);
                 let answer = Answer::Refuse(Refusal::new(status, message));
                 if let Err(write_err) = refusal::send(session, ctx, answer).await {

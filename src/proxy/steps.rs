@@ -259,13 +259,15 @@ pub async fn inspect(
     let inspected = body
         .as_deref()
         .map(|b| &b[..b.len().min(fw.body_inspect_bytes)]);
+    // Rules name hosts as routes do: case-insensitive, without port or trailing dot.
+    let host = ctx.host.as_ref().map(|h| crate::host::host_key(h.as_str()));
     let input = RuleInput {
         method: &req.method,
         path: &path,
         query,
         headers: &req.headers,
         client_ip: ctx.client_ip,
-        host: ctx.host.as_ref().map(Host::as_str),
+        host: host.as_deref(),
         body: inspected,
         json: json.as_ref(),
     };
@@ -297,6 +299,11 @@ async fn read_body(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let expects_continue = req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     // An HTTP/2 request without Content-Length has a body unless its headers ended the stream.
     let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
     if !unknown_length && declared.unwrap_or(0) == 0 {
@@ -312,6 +319,10 @@ async fn read_body(
         }
         return Ok(None);
     }
+    if expects_continue && session.write_continue_response().await.is_err() {
+        return Err(Refusal::new(400, "request body could not be read"));
+    }
+    ctx.body_read_early = true;
     session.enable_retry_buffering();
     session.set_read_timeout(Some(route.edge.body_timeout));
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod config_props;
 mod edge;
+mod firewall;
 mod health;
 mod idp;
 mod layers;

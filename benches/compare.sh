@@ -126,19 +126,11 @@ fi
 
 WRK_SCRIPT=()
 if [ "$BODY" = json ]; then
-  # 1 KB of ordinary API JSON: quotes, an apostrophe, a URL, numbers, nested objects.
-  python3 - "$WORK/post.lua" <<'PY'
+  json_body "$WORK/body.json"
+  python3 - "$WORK/body.json" "$WORK/post.lua" <<'PY'
 import json, sys
-order = {"order_id": "9f1c2e7a-3b4d-4c5e-8f6a-7b8c9d0e1f2a", "customer": {"name": "Siobhan O'Brien",
-  "email": "siobhan.obrien@example.com", "phone": "+353 1 555 0142"},
-  "items": [{"sku": "BK-%04d" % i, "title": "Book %d: \"Select\" essays" % i, "qty": i % 3 + 1,
-  "price": 12.5 + i} for i in range(6)],
-  "note": "Please leave it at the door if nobody's home; ring twice. Union Square entrance.",
-  "callback": "https://shop.example.com/orders/9f1c?ref=mail&utm_source=news",
-  "gift": False, "coupon": None}
-body = json.dumps(order)
-body += " " * max(0, 1024 - len(body))
-open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' % json.dumps(body))
+body = open(sys.argv[1]).read()
+open(sys.argv[2], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' % json.dumps(body))
 PY
   WRK_SCRIPT=(-s "$WORK/post.lua")
 fi
@@ -162,8 +154,7 @@ sleep 1
 NGX_PID=$(cat "$WORK/proxy/nginx.pid")
 # Measure served requests only: a refused token would make a fast, meaningless benchmark.
 CURL_BODY=()
-[ "$BODY" = json ] && CURL_BODY=(-H "Content-Type: application/json" --data-binary "@$WORK/body.json") &&
-  python3 -c 'import re,json,sys; s=open(sys.argv[1]).read(); print(json.loads(re.search(r"wrk.body = (\".*\")", s).group(1)), end="")' "$WORK/post.lua" > "$WORK/body.json"
+[ "$BODY" = json ] && CURL_BODY=(-H "Content-Type: application/json" --data-binary "@$WORK/body.json")
 for port in $GH $([ -n "$FIREWALL" ] && echo $GHF); do
   code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "${CURL_BODY[@]}" "$SCHEME://127.0.0.1:$port$URL_PATH")
   [ "$code" = 200 ] || { echo "gatehouse on $port answered $code, not 200:" >&2; cat "$WORK"/gh*.err >&2; exit 1; }

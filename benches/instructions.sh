@@ -13,7 +13,8 @@
 # (keep-alive), so no batching differs between proxies. GATEHOUSE_FULL=1 gives gatehouse the
 # full chain (cached RS256 JWT + local rate limit + access log to /dev/null) and sends the
 # token to both proxies; with GATEHOUSE_LIMIT=redis the limit is checked in a redis-server
-# started here. GATEHOUSE_FIREWALL=1 adds every managed firewall protection. Prints Ir per
+# started here. GATEHOUSE_FIREWALL=1 adds every managed firewall protection;
+# GATEHOUSE_BODY=json sends every request as a POST with benches/lib.sh's 1 KB JSON body. Prints Ir per
 # request, the owners of the self cost (by symbol) and the inclusive cost of each gatehouse
 # phase hook; the raw callgrind files are kept when KEEP=DIR is set.
 set -euo pipefail
@@ -63,14 +64,24 @@ if [ -n "${GATEHOUSE_FIREWALL:-}" ]; then
   printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse.toml"
 fi
 
+BODY_FILE=""
+if [ "${GATEHOUSE_BODY:-}" = json ]; then
+  BODY_FILE="$WORK/body.json"
+  json_body "$BODY_FILE"
+fi
+
 # Sends N keep-alive requests on one connection, one after another; fails on a non-200.
 cat > "$WORK/client.py" <<'PY'
 import socket, sys
-port, n, auth = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-req = b"GET / HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\n"
+port, n, auth, body_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+body = open(body_file, "rb").read() if body_file else b""
+method = b"POST" if body else b"GET"
+req = method + b" / HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\n"
 if auth:
     req += b"Authorization: " + auth.encode() + b"\r\n"
-req += b"\r\n"
+if body:
+    req += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+req += b"\r\n" + body
 s = socket.create_connection(("127.0.0.1", port))
 buf = b""
 for _ in range(n):
@@ -105,9 +116,9 @@ measure() { # $1 name, $2 port, then the command -> prints Ir per request; leave
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
     sleep 0.1
   done
-  python3 "$WORK/client.py" "$port" $WARMUP "$AUTH_HEADER"
+  python3 "$WORK/client.py" "$port" $WARMUP "$AUTH_HEADER" "$BODY_FILE"
   callgrind_control -i on "$pid" >/dev/null 2>&1
-  python3 "$WORK/client.py" "$port" "$REQUESTS" "$AUTH_HEADER"
+  python3 "$WORK/client.py" "$port" "$REQUESTS" "$AUTH_HEADER" "$BODY_FILE"
   callgrind_control -i off "$pid" >/dev/null 2>&1
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill -9 "$pid" 2>/dev/null || true

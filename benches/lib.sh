@@ -99,3 +99,21 @@ CONF
 start_redis() {
   exec redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no >/dev/null
 }
+
+# json_body FILE: a benign 1 KB JSON body (an order with a customer note, quotes, an apostrophe
+# and a URL, as an API sees) in FILE, for GATEHOUSE_BODY=json.
+json_body() {
+  python3 - "$1" <<'PY'
+import json, sys
+order = {"order_id": "9f1c2e7a-3b4d-4c5e-8f6a-7b8c9d0e1f2a", "customer": {"name": "Siobhan O'Brien",
+  "email": "siobhan.obrien@example.com", "phone": "+353 1 555 0142"},
+  "items": [{"sku": "BK-%04d" % i, "title": "Book %d: \"Select\" essays" % i, "qty": i % 3 + 1,
+  "price": 12.5 + i} for i in range(6)],
+  "note": "Please leave it at the door if nobody's home; ring twice. Union Square entrance.",
+  "callback": "https://shop.example.com/orders/9f1c?ref=mail&utm_source=news",
+  "gift": False, "coupon": None}
+body = json.dumps(order)
+body += " " * max(0, 1024 - len(body))
+open(sys.argv[1], "w").write(body)
+PY
+}

@@ -278,14 +278,7 @@ impl AdminApp {
             );
         };
         let lifted = self.reloader.registries.firewall.bans.remove(&key);
-        let shared = self
-            .reloader
-            .store
-            .load()
-            .firewall
-            .as_ref()
-            .and_then(|f| f.bans.as_ref())
-            .and_then(|b| b.shared.clone());
+        let shared = self.reloader.store.load().shared_bans();
         let mut shared_result = Value::Null;
         if let Some(redis) = shared {
             let fields = [key.to_text()];

@@ -150,6 +150,96 @@ fn walk(
     }
 }
 
+/// How a [`scan_json_strings`] pass over a body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonScan {
+    /// Every string was visited.
+    Complete,
+    /// `f` returned `false`.
+    Stopped,
+    /// The body is not JSON (strings before the problem were visited).
+    Invalid,
+}
+
+/// Call `f` with every string of the JSON document `body`, object keys included, in document
+/// order, until it returns `false`, without building a [`Value`]: strings are handed over
+/// from the input (or serde_json's scratch buffer for escaped ones), so nothing is allocated
+/// per string. Nesting is bounded by serde_json's own recursion limit.
+pub fn scan_json_strings(body: &[u8], f: impl FnMut(&str) -> bool) -> JsonScan {
+    use serde::de::DeserializeSeed;
+    let mut scan = Scan { f, stopped: false };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Any(&mut scan).deserialize(&mut de).and_then(|()| de.end());
+    match (scan.stopped, parsed) {
+        (true, _) => JsonScan::Stopped,
+        (false, Ok(())) => JsonScan::Complete,
+        (false, Err(_)) => JsonScan::Invalid,
+    }
+}
+
+/// The callback, and whether it asked to stop (which aborts the parse with an error).
+struct Scan<F> {
+    f: F,
+    stopped: bool,
+}
+
+impl<F: FnMut(&str) -> bool> Scan<F> {
+    fn string<E: serde::de::Error>(&mut self, s: &str) -> Result<(), E> {
+        if (self.f)(s) {
+            Ok(())
+        } else {
+            self.stopped = true;
+            Err(E::custom("stopped"))
+        }
+    }
+}
+
+/// Any JSON value, visited for its strings.
+struct Any<'s, F>(&'s mut Scan<F>);
+
+impl<'de, F: FnMut(&str) -> bool> serde::de::DeserializeSeed<'de> for Any<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(&str) -> bool> serde::de::Visitor<'de> for Any<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.string(v)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Any(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Any(&mut *self.0))?.is_some() {
+            map.next_value_seed(Any(&mut *self.0))?;
+        }
+        Ok(())
+    }
+}
+
 /// The value at a JSON pointer (`/user/role`, RFC 6901), if there is one.
 pub fn json_pointer<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
     value.pointer(pointer)
@@ -158,6 +248,44 @@ pub fn json_pointer<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanning_a_body_sees_what_walking_its_value_sees() {
+        let body =
+            br#"{"a": ["x", {"k\u00e9y": "v\"q", "n": 1.5, "t": true}], "b": null, "c": "z"}"#;
+        let mut scanned = Vec::new();
+        let done = scan_json_strings(body, |s| {
+            scanned.push(s.to_string());
+            true
+        });
+        assert_eq!(done, JsonScan::Complete);
+        let value: Value = serde_json::from_slice(body).unwrap();
+        let mut walked = Vec::new();
+        for_each_json_string(&value, |s| {
+            walked.push(s.to_string());
+            true
+        });
+        scanned.sort();
+        walked.sort();
+        assert_eq!(scanned, walked);
+        let mut seen = 0;
+        assert_eq!(
+            scan_json_strings(body, |s| {
+                seen += 1;
+                s != "x"
+            }),
+            JsonScan::Stopped
+        );
+        assert_eq!(seen, 2, "stops at the first refusal");
+        assert_eq!(
+            scan_json_strings(b"{\"a\": [1, ", |_| true),
+            JsonScan::Invalid
+        );
+        assert_eq!(
+            scan_json_strings(b"\"s\" trailing", |_| true),
+            JsonScan::Invalid
+        );
+    }
     use serde_json::json;
 
     fn decode(s: &str, plus: bool) -> String {

@@ -138,12 +138,19 @@ pub struct RoutePlan {
     counted: ProtectionSet,
     /// A rule reads the body.
     rules_need_body: bool,
+    /// A rule reads fields of a JSON body.
+    rules_need_json: bool,
 }
 
 impl RoutePlan {
     /// Whether anything is inspected on the route.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty() && self.managed.is_empty() && self.counted.is_empty()
+    }
+
+    /// Whether a JSON body must be parsed into a value for the rules.
+    pub fn needs_json(&self) -> bool {
+        self.rules_need_json
     }
 
     /// Whether the body must be read before the request goes on.
@@ -369,8 +376,12 @@ impl Firewall {
         let rules_need_body = rules
             .iter()
             .any(|&i| self.rules.list[usize::from(i)].needs_body());
+        let rules_need_json = rules
+            .iter()
+            .any(|&i| self.rules.list[usize::from(i)].needs_json());
         let skip: ProtectionSet = skip.iter().copied().collect();
         RoutePlan {
+            rules_need_json,
             rules,
             managed: self.managed.without(skip),
             counted: self.counted.without(skip),
@@ -486,18 +497,18 @@ impl Firewall {
             }
         }
         if found.get().is_none() {
-            match (m.body_kind, input.json, input.body) {
-                (BodyKind::Json, Some(json), _) => {
-                    inputs::for_each_json_string(json, |s| check(s.as_bytes()));
+            match (m.body_kind, input.body) {
+                (BodyKind::Json, Some(body)) => {
+                    let scan = inputs::scan_json_strings(body, |s| check(s.as_bytes()));
+                    // A body that should be JSON and is not is still scanned whole.
+                    if scan == inputs::JsonScan::Invalid && found.get().is_none() {
+                        check(body);
+                    }
                 }
-                (BodyKind::Form, _, Some(body)) => {
+                (BodyKind::Form, Some(body)) => {
                     inputs::for_each_form_pair(body, &mut buf, |name, value| {
                         check(name) && check(value)
                     });
-                }
-                // A body that should be JSON and is not is still scanned whole.
-                (BodyKind::Json, None, Some(body)) => {
-                    check(body);
                 }
                 _ => {}
             }
@@ -723,7 +734,11 @@ mod tests {
 
         let (fw, reg) = firewall("mode = \"count\"\n[bans]\nthreshold = 1\n");
         let bans = fw.bans.as_ref().unwrap();
-        assert_eq!(bans.observe(ip, None, 401, false, 1000).len(), 1, "reported");
+        assert_eq!(
+            bans.observe(ip, None, 401, false, 1000).len(),
+            1,
+            "reported"
+        );
         assert!(bans.observe(ip, None, 401, false, 1000).is_empty(), "once");
         assert!(reg.bans.is_empty(), "not imposed");
     }

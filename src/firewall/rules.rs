@@ -70,6 +70,11 @@ impl Rule {
         self.body.is_some() || !self.json.is_empty()
     }
 
+    /// Whether the rule reads fields of a JSON body.
+    pub fn needs_json(&self) -> bool {
+        !self.json.is_empty()
+    }
+
     /// Whether the rule applies on `route`.
     pub fn applies_to_route(&self, route: &str) -> bool {
         self.routes.is_empty() || self.routes.iter().any(|r| r == route)

@@ -80,7 +80,7 @@ fn malformed_body(e: &Error) -> bool {
 
 /// Count the request's outcome for intrusion detection; log and share the bans it decides.
 fn watch_for_bans(ctx: &RequestCtx, status: u16) {
-    let Some(bans) = ctx.snapshot.firewall.as_ref().and_then(|f| f.bans.as_ref()) else {
+    let Some(bans) = ctx.snapshot.bans() else {
         return;
     };
     if ctx.banned {

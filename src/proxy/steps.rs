@@ -188,38 +188,41 @@ pub async fn authenticate(
 
 /// The bans of the snapshot, when they are enforced and some ban is in force.
 fn enforced_bans(ctx: &RequestCtx) -> Option<&crate::firewall::BanPolicy> {
-    let bans = ctx.snapshot.firewall.as_ref()?.bans.as_ref()?;
+    let bans = ctx.snapshot.bans()?;
     (bans.enforce && !bans.table.is_empty()).then_some(bans)
 }
 
 /// Refuse a client address that is banned.
 pub fn check_ban(ctx: &mut RequestCtx) -> Result<(), Refusal> {
-    let (Some(ip), Some(bans)) = (ctx.client_ip, enforced_bans(ctx)) else {
-        return Ok(());
-    };
-    let Some(secs) = bans.ip_banned(ip, crate::clock::now_millis()) else {
-        return Ok(());
-    };
-    let refusal = Refusal::banned(bans.status, secs);
-    ctx.banned = true;
-    ctx.firewall = Some(Arc::from("ban:ip"));
-    Err(refusal)
+    refuse_banned(ctx, "ban:ip", |bans, ctx, now| {
+        bans.ip_banned(ctx.client_ip?, now)
+    })
 }
 
 /// Refuse a consumer that is banned (once the authorizer named it).
 pub fn check_consumer_ban(ctx: &mut RequestCtx) -> Result<(), Refusal> {
+    refuse_banned(ctx, "ban:consumer", |bans, ctx, now| {
+        let consumer = ctx.identity.as_ref()?.consumer.as_deref()?;
+        bans.consumer_banned(consumer, now)
+    })
+}
+
+/// The ban refusal when `banned` finds a ban in force (its seconds left); `note` is what the
+/// access log shows.
+fn refuse_banned(
+    ctx: &mut RequestCtx,
+    note: &'static str,
+    banned: impl FnOnce(&crate::firewall::BanPolicy, &RequestCtx, u64) -> Option<u64>,
+) -> Result<(), Refusal> {
     let Some(bans) = enforced_bans(ctx) else {
         return Ok(());
     };
-    let Some(consumer) = ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()) else {
-        return Ok(());
-    };
-    let Some(secs) = bans.consumer_banned(consumer, crate::clock::now_millis()) else {
+    let Some(secs) = banned(bans, ctx, crate::clock::now_millis()) else {
         return Ok(());
     };
     let refusal = Refusal::banned(bans.status, secs);
     ctx.banned = true;
-    ctx.firewall = Some(Arc::from("ban:consumer"));
+    ctx.firewall = Some(Arc::from(note));
     Err(refusal)
 }
 
@@ -245,8 +248,12 @@ pub async fn inspect(
     };
     let req = session.req_header();
     let body_kind = BodyKind::of(&req.headers);
+    // Built only for rules that read fields; the managed detectors scan the body's strings
+    // without it.
     let json = match (body_kind, &body) {
-        (BodyKind::Json, Some(b)) => serde_json::from_slice::<serde_json::Value>(b).ok(),
+        (BodyKind::Json, Some(b)) if plan.needs_json() => {
+            serde_json::from_slice::<serde_json::Value>(b).ok()
+        }
         _ => None,
     };
     let raw = req.raw_path();

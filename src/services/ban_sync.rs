@@ -74,14 +74,7 @@ impl BackgroundService for BanSync {
                 _ = shutdown.changed() => return,
             }
             let now_ms = crate::clock::now_millis();
-            let shared = self
-                .store
-                .load()
-                .firewall
-                .as_ref()
-                .and_then(|f| f.bans.as_ref())
-                .and_then(|b| b.shared.clone());
-            if let Some(redis) = shared {
+            if let Some(redis) = self.store.load().shared_bans() {
                 sync(&table, &redis, now_ms).await;
             }
             let active = table.purge(now_ms);

@@ -200,6 +200,18 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The firewall's ban policy, when `[firewall.bans]` is configured.
+    pub fn bans(&self) -> Option<&crate::firewall::BanPolicy> {
+        self.firewall.as_ref()?.bans.as_ref()
+    }
+
+    /// The Redis that bans are shared through, when `[firewall.bans] shared = true`.
+    pub fn shared_bans(&self) -> Option<Arc<crate::limit::redis::RedisLimiter>> {
+        self.bans()?.shared.clone()
+    }
+}
+
 /// Certificates closer to expiry than this are reported by `check`, at startup and on reload.
 pub const CERT_EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
 

@@ -16,8 +16,8 @@ pub use error::{ConfigError, ConfigErrors, KeyPath, Problems};
 pub use read::Present;
 pub use types::*;
 pub use values::{
-    check_url, family, glob_to_regex, parse_cidr, CredentialSource, Family, HashKey, Header, JwtAlgorithm,
-    KeyPart, Window,
+    check_url, family, glob_to_regex, parse_cidr, CredentialSource, Family, HashKey, Header,
+    JwtAlgorithm, KeyPart, Window,
 };
 
 /// Parse and validate configuration text, reporting every problem, each once.

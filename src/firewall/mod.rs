@@ -32,6 +32,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What the access log says of a firewall decision (`deny:sqli`, `ban:ip`): an `Arc<String>`,
+/// a thin pointer, because it is kept in every request's context.
+pub type Note = Arc<String>;
+
 /// Client keys a rule limiter holds at most.
 const LIMITER_KEYS: usize = 100_000;
 
@@ -99,16 +103,16 @@ struct RuleRuntime {
     acted: IntCounter,
     counted: IntCounter,
     /// Access-log notes: `ACTION:NAME` and `count:NAME`.
-    acted_note: Arc<str>,
-    counted_note: Arc<str>,
+    acted_note: Note,
+    counted_note: Note,
 }
 
 /// Counters and notes of one managed protection.
 struct ManagedRuntime {
     denied: IntCounter,
     counted: IntCounter,
-    denied_note: Arc<str>,
-    counted_note: Arc<str>,
+    denied_note: Note,
+    counted_note: Note,
 }
 
 /// `[firewall.bans]` compiled.
@@ -170,7 +174,7 @@ pub struct Firewall {
     /// Refuse bodies that cannot be read before the request goes on.
     pub deny_oversize: bool,
     oversize: IntCounter,
-    oversize_note: Arc<str>,
+    oversize_note: Note,
     rules: Rules,
     runtime: Vec<RuleRuntime>,
     protections: Vec<ManagedRuntime>,
@@ -194,7 +198,7 @@ pub enum Verdict {
 pub struct Outcome {
     pub verdict: Verdict,
     /// `ACTION:RULE` of the decisive (or last counted) match.
-    pub note: Option<Arc<str>>,
+    pub note: Option<Note>,
     /// A rule or protection matched with `deny` or `limit` (enforced or counted): an event
     /// for intrusion detection.
     pub hit: bool,
@@ -287,8 +291,8 @@ impl Firewall {
             .map(|p| ManagedRuntime {
                 denied: metrics.firewall_decision(p.label(), "deny"),
                 counted: metrics.firewall_decision(p.label(), "count"),
-                denied_note: format!("deny:{}", p.label()).into(),
-                counted_note: format!("count:{}", p.label()).into(),
+                denied_note: Arc::new(format!("deny:{}", p.label())),
+                counted_note: Arc::new(format!("count:{}", p.label())),
             })
             .collect();
         let all: ProtectionSet = config.managed.iter().copied().collect();
@@ -330,9 +334,9 @@ impl Firewall {
                 },
             ),
             oversize_note: if config.oversize_body == OversizeBody::Deny && enforce {
-                "deny:oversize_body".into()
+                Arc::new("deny:oversize_body".to_string())
             } else {
-                "count:oversize_body".into()
+                Arc::new("count:oversize_body".to_string())
             },
             rules,
             runtime,
@@ -351,7 +355,7 @@ impl Firewall {
 
     /// A body that cannot be read before the request goes on: counted, and the note for the
     /// access log; the caller refuses it when [`deny_oversize`](Self::deny_oversize).
-    pub fn oversize_body(&self) -> Arc<str> {
+    pub fn oversize_body(&self) -> Note {
         self.oversize.inc();
         self.oversize_note.clone()
     }
@@ -657,22 +661,22 @@ mod tests {
         let plan = fw.plan("r", &[]);
         let o = run(&fw, &plan, "debug=1", "192.0.2.1");
         assert_eq!(
-            (o.verdict, o.note.as_deref(), o.hit),
+            (o.verdict, o.note.as_deref().map(String::as_str), o.hit),
             (Verdict::Deny, Some("deny:debug"), true)
         );
         let o = run(&fw, &plan, "trace=1", "192.0.2.1");
         assert_eq!(
-            (o.verdict, o.note.as_deref(), o.hit),
+            (o.verdict, o.note.as_deref().map(String::as_str), o.hit),
             (Verdict::Pass, Some("log:seen"), false)
         );
         let o = run(&fw, &plan, "q=1'+OR+'1'='1", "192.0.2.1");
         assert_eq!(
-            (o.verdict, o.note.as_deref()),
+            (o.verdict, o.note.as_deref().map(String::as_str)),
             (Verdict::Deny, Some("deny:sqli"))
         );
         let o = run(&fw, &plan, "q=<script>alert(1)</script>", "192.0.2.1");
         assert_eq!(
-            (o.verdict, o.note.as_deref()),
+            (o.verdict, o.note.as_deref().map(String::as_str)),
             (Verdict::Pass, Some("count:xss"))
         );
         let skip = fw.plan("r", &[ManagedProtection::Sqli]);
@@ -706,7 +710,10 @@ mod tests {
             assert_eq!(o.verdict, Verdict::Pass, "{q}");
         }
         let o = run(&fw, &plan, "debug=1", "192.0.2.1");
-        assert_eq!((o.note.as_deref(), o.hit), (Some("count:debug"), true));
+        assert_eq!(
+            (o.note.as_deref().map(String::as_str), o.hit),
+            (Some("count:debug"), true)
+        );
     }
 
     #[test]

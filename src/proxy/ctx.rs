@@ -42,7 +42,7 @@ pub struct RequestCtx {
     /// Client-facing reason when the gateway refused or failed the request.
     pub error: Option<&'static str>,
     /// The firewall's decision for the access log (`deny:sqli`, `ban:ip`, ...).
-    pub firewall: Option<Arc<str>>,
+    pub firewall: Option<crate::firewall::Note>,
     /// A firewall rule or protection caught the request: an event for intrusion detection.
     pub firewall_hit: bool,
     /// Refused because of a ban, which is not a new event.

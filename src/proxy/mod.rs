@@ -380,7 +380,7 @@ impl ProxyHttp for Gateway {
             upstream_duration: upstream_elapsed,
             consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
             auth: ctx.auth,
-            firewall: ctx.firewall.as_deref(),
+            firewall: ctx.firewall.as_deref().map(String::as_str),
             error: ctx.error,
         });
     }

@@ -222,7 +222,7 @@ fn refuse_banned(
     };
     let refusal = Refusal::banned(bans.status, secs);
     ctx.banned = true;
-    ctx.firewall = Some(Arc::from(note));
+    ctx.firewall = Some(Arc::new(note.to_string()));
     Err(refusal)
 }
 

@@ -14,7 +14,9 @@ const LAYERS: &[&[&str]] = &[
     // Pure data and instruments.
     &["config", "observe"],
     // One concern each.
-    &["auth", "edge", "firewall", "limit", "routing", "tls", "upstream"],
+    &[
+        "auth", "edge", "firewall", "limit", "routing", "tls", "upstream",
+    ],
     // Compile a config into a snapshot; the store.
     &["snapshot"],
     // What runs on a snapshot: the proxy phases, background services, reload, admin API.

@@ -528,18 +528,24 @@ impl<'a> SqliState<'a> {
                     
                     if sz3 < 32 { // make sure there is room for ending null
                         // Create merged string: a.val + ' ' + b.val
-                        let a_val = self.token_vec[left].value_as_str();
-                        let b_val = self.token_vec[left + 1].value_as_str();
-                        let merged_original = format!("{} {}", a_val, b_val);
-                        let merged_upper = merged_original.to_ascii_uppercase();
-                        
-                        let lookup_result = sqli_data::lookup_word(&merged_upper);
+                        let a_val = self.token_vec[left].value_as_str().as_bytes();
+                        let b_val = self.token_vec[left + 1].value_as_str().as_bytes();
+                        // gatehouse: merged on the stack (was `format!` and an uppercased
+                        // copy); `value_as_str` is at most 32 bytes, or "<binary>".
+                        let mut merged = [0u8; 65];
+                        let merged_len = a_val.len() + 1 + b_val.len();
+                        merged[..a_val.len()].copy_from_slice(a_val);
+                        merged[a_val.len()] = b' ';
+                        merged[a_val.len() + 1..merged_len].copy_from_slice(b_val);
+                        let merged_original = &merged[..merged_len];
+
+                        let lookup_result = sqli_data::lookup_bytes(merged_original);
                         
                         if lookup_result != TokenType::Bareword {
                             // Update the first token with merged value and new type
                             self.token_vec[left].token_type = lookup_result;
                             // Update the value - store the original case version, not uppercase
-                            let merged_bytes = merged_original.as_bytes();
+                            let merged_bytes = merged_original;
                             let copy_len = merged_bytes.len().min(31); // Leave space for null terminator
                             self.token_vec[left].val[..copy_len].copy_from_slice(&merged_bytes[..copy_len]);
                             self.token_vec[left].len = copy_len;

@@ -278,30 +278,24 @@ impl AdminApp {
             );
         };
         let lifted = self.reloader.registries.firewall.bans.remove(&key);
-        let shared = self.reloader.store.load().shared_bans();
-        let mut shared_result = Value::Null;
-        if let Some(redis) = shared {
+        // `handle` runs on a blocking thread of the admin runtime.
+        let lifted_in_redis = self.reloader.store.load().shared_bans().map(|redis| {
             let fields = [key.to_text()];
-            // `handle` runs on a blocking thread of the admin runtime.
-            let removed = tokio::runtime::Handle::try_current()
-                .map(|rt| rt.block_on(redis.remove_bans(&fields)).is_ok())
-                .unwrap_or(false);
-            shared_result = Value::Bool(removed);
+            tokio::runtime::Handle::try_current()
+                .is_ok_and(|rt| rt.block_on(redis.remove_bans(&fields)).is_ok())
+        });
+        if lifted.is_none() && lifted_in_redis.is_none() {
+            return json(StatusCode::NOT_FOUND, &json!({"error": "no such ban"}));
         }
-        match (&lifted, &shared_result) {
-            (None, Value::Null) => json(StatusCode::NOT_FOUND, &json!({"error": "no such ban"})),
-            _ => {
-                tracing::warn!(
-                    ban = %key.to_text(),
-                    reason = lifted.as_ref().map_or("", |b| b.reason.as_str()),
-                    "ban lifted through the admin API"
-                );
-                json(
-                    StatusCode::OK,
-                    &json!({"lifted": key.to_text(), "was_banned_here": lifted.is_some(), "lifted_in_redis": shared_result}),
-                )
-            }
-        }
+        tracing::warn!(
+            ban = %key.to_text(),
+            reason = lifted.as_ref().map_or("", |b| b.reason.as_str()),
+            "ban lifted through the admin API"
+        );
+        json(
+            StatusCode::OK,
+            &json!({"lifted": key.to_text(), "was_banned_here": lifted.is_some(), "lifted_in_redis": lifted_in_redis}),
+        )
     }
 
     fn reload(&self) -> Response<Vec<u8>> {

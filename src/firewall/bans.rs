@@ -54,17 +54,11 @@ impl BanKey {
     }
 }
 
-/// The address a client is tracked and banned under: IPv4 as is, IPv6 by its /64, which is
-/// what one subscriber usually gets (banning a /128 would let a client walk its /64).
+/// The address a client is tracked and banned under: the one `[limits]` counts it under
+/// (IPv6 by its /64, as banning a /128 would let a client walk its /64), after mapping an
+/// IPv4-mapped IPv6 address back to IPv4, since admin API keys may be written either way.
 pub fn ban_prefix(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut o = v6.octets();
-            o[8..].fill(0);
-            IpAddr::V6(o.into())
-        }
-        v4 => v4,
-    }
+    crate::limit::client_prefix(ip.to_canonical())
 }
 
 /// One ban.
@@ -92,29 +86,30 @@ impl BanTable {
         self.count.load(Ordering::Relaxed) == 0
     }
 
-    /// The ban on `key` in force at `now_ms`.
-    pub fn get(&self, key: &BanKey, now_ms: u64) -> Option<Ban> {
-        if self.count.load(Ordering::Relaxed) == 0 {
+    /// The seconds left (rounded up) of the ban on `key` in force at `now_ms`. Reads the
+    /// table under its read lock without copying the ban: this runs on every request while
+    /// any ban is in force.
+    pub fn seconds_left(&self, key: &BanKey, now_ms: u64) -> Option<u64> {
+        if self.is_empty() {
             return None;
         }
         let bans = self.bans.read().unwrap_or_else(|e| e.into_inner());
-        bans.get(key).filter(|b| b.until_ms > now_ms).cloned()
+        let until_ms = bans.get(key)?.until_ms;
+        (until_ms > now_ms).then(|| (until_ms - now_ms).div_ceil(1000))
     }
 
     /// Whether `ip` is banned at `now_ms`; the `Retry-After` seconds when it is.
     pub fn ip_banned(&self, ip: IpAddr, now_ms: u64) -> Option<u64> {
-        self.get(&BanKey::Ip(ban_prefix(ip)), now_ms)
-            .map(|b| (b.until_ms - now_ms).div_ceil(1000))
+        self.seconds_left(&BanKey::Ip(ban_prefix(ip)), now_ms)
     }
 
     /// Whether `consumer` is banned at `now_ms`; the `Retry-After` seconds when it is.
     pub fn consumer_banned(&self, consumer: &str, now_ms: u64) -> Option<u64> {
-        if self.count.load(Ordering::Relaxed) == 0 {
+        if self.is_empty() {
             return None;
         }
         // Built only when some ban is in force.
-        self.get(&BanKey::Consumer(consumer.into()), now_ms)
-            .map(|b| (b.until_ms - now_ms).div_ceil(1000))
+        self.seconds_left(&BanKey::Consumer(consumer.into()), now_ms)
     }
 
     /// Add or extend a ban; `false` when `key` was already banned at least as long, or the
@@ -319,7 +314,7 @@ mod tests {
         let (added, removed) = t.merge_shared(vec![]);
         assert_eq!((added, removed), (vec![], vec![remote]));
         assert!(
-            t.get(&local, 1).is_some(),
+            t.seconds_left(&local, 1).is_some(),
             "a local ban stays until it is in Redis"
         );
     }

@@ -39,8 +39,8 @@ pub type Note = Arc<String>;
 /// Client keys a rule limiter holds at most.
 const LIMITER_KEYS: usize = 100_000;
 
-/// A rule limiter's identity: rule name, emission and tolerance.
-type LimiterKey = (String, u64, u64);
+/// A rule limiter's identity: rule name, rate, period (ns) and burst.
+type LimiterKey = (String, u64, u64, u64);
 
 /// Firewall state that outlives a reload.
 #[derive(Default)]
@@ -54,10 +54,10 @@ pub struct FirewallRegistry {
 }
 
 impl FirewallRegistry {
-    fn limiter(&self, rule: &str, emission: u64, tolerance: u64) -> Arc<ShardedStore<Tat>> {
+    fn limiter(&self, rule: &str, (rate, per, burst): (u64, u64, u64)) -> Arc<ShardedStore<Tat>> {
         let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
         limiters
-            .entry((rule.to_string(), emission, tolerance))
+            .entry((rule.to_string(), rate, per, burst))
             .or_insert_with(|| Arc::new(ShardedStore::new(LIMITER_KEYS)))
             .clone()
     }
@@ -77,22 +77,15 @@ impl FirewallRegistry {
     /// Forget limiters of rules that `firewall` no longer has.
     pub fn adopt(&self, firewall: Option<&Firewall>) {
         let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
-        limiters.retain(|(name, e, t), _| {
+        limiters.retain(|(name, rate, per, burst), _| {
             firewall.is_some_and(|f| {
-                f.rules.list.iter().any(|r| {
-                    r.name == *name
-                        && r.rate.is_some_and(|(rate, per, burst)| {
-                            limit_gcra(rate, per, burst) == (*e, *t)
-                        })
-                })
+                f.rules
+                    .list
+                    .iter()
+                    .any(|r| r.name == *name && r.rate == Some((*rate, *per, *burst)))
             })
         });
     }
-}
-
-fn limit_gcra(rate: u64, per: u64, burst: u64) -> (u64, u64) {
-    let g = Gcra::new(rate, per, burst);
-    (g.emission, g.tolerance)
 }
 
 /// What one rule needs at run time besides its conditions.
@@ -273,9 +266,8 @@ impl Firewall {
                     RuleAction::Log => "log",
                     RuleAction::Limit => "limit",
                 };
-                let limiter = r.rate.map(|(rate, per, burst)| {
-                    let gcra = Gcra::new(rate, per, burst);
-                    (gcra, reg.limiter(&r.name, gcra.emission, gcra.tolerance))
+                let limiter = r.rate.map(|rate @ (count, per, burst)| {
+                    (Gcra::new(count, per, burst), reg.limiter(&r.name, rate))
                 });
                 RuleRuntime {
                     limiter,
@@ -302,6 +294,8 @@ impl Firewall {
         } else {
             (ProtectionSet::empty(), all)
         };
+        let deny_oversize = enforce && config.oversize_body == OversizeBody::Deny;
+        let oversize_action = if deny_oversize { "deny" } else { "count" };
         let bans = config.bans.as_ref().map(|b| BanPolicy {
             threshold: u64::from(b.threshold),
             duration: b.duration,
@@ -324,20 +318,9 @@ impl Firewall {
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .collect(),
             body_inspect_bytes: config.body_inspect_bytes,
-            deny_oversize: enforce && config.oversize_body == OversizeBody::Deny,
-            oversize: metrics.firewall_decision(
-                "oversize_body",
-                if config.oversize_body == OversizeBody::Deny && enforce {
-                    "deny"
-                } else {
-                    "count"
-                },
-            ),
-            oversize_note: if config.oversize_body == OversizeBody::Deny && enforce {
-                Arc::new("deny:oversize_body".to_string())
-            } else {
-                Arc::new("count:oversize_body".to_string())
-            },
+            deny_oversize,
+            oversize: metrics.firewall_decision("oversize_body", oversize_action),
+            oversize_note: Arc::new(format!("{oversize_action}:oversize_body")),
             rules,
             runtime,
             protections,
@@ -537,11 +520,6 @@ impl BanPolicy {
         if !firewall_hit && !self.statuses.contains(&status) {
             return Vec::new();
         }
-        let reason = if firewall_hit {
-            "firewall hits".to_string()
-        } else {
-            format!("too many {status} responses")
-        };
         // Enforced, a client at or over the threshold is banned (once: see below). Counted
         // only, nothing is imposed, so each client is reported when its estimate reaches the
         // threshold (each event adds exactly one, so an upward crossing passes through it)
@@ -567,23 +545,28 @@ impl BanPolicy {
         let until_ms = now_ms.saturating_add(self.duration.as_millis() as u64);
         out.into_iter()
             .filter_map(|(key, counter)| {
+                // Already banned: nothing new to log or share.
+                if self.enforce && self.table.seconds_left(&key, now_ms).is_some() {
+                    return None;
+                }
+                // Written only for a ban: every refusal with a counted status gets here.
+                let what = if firewall_hit {
+                    "firewall hits".to_string()
+                } else {
+                    format!("too many {status} responses")
+                };
                 let ban = Ban {
                     since_ms: now_ms,
                     until_ms,
                     reason: format!(
-                        "{reason}: {} within {}",
+                        "{what}: {} within {}",
                         self.threshold,
                         humantime::format_duration(self.detector.window)
                     ),
                     shared: false,
                 };
-                if self.enforce {
-                    // Already banned: nothing new to log or share.
-                    if self.table.get(&key, now_ms).is_some()
-                        || !self.table.insert(key.clone(), ban.clone())
-                    {
-                        return None;
-                    }
+                if self.enforce && !self.table.insert(key.clone(), ban.clone()) {
+                    return None;
                 }
                 counter.inc();
                 Some((key, ban))

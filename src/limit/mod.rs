@@ -48,7 +48,7 @@ impl KeyOf<'_> {
             match part {
                 KeyPart::Route => push(self.1.route.as_bytes()),
                 KeyPart::Consumer => push(self.1.consumer.unwrap_or("").as_bytes()),
-                KeyPart::ClientIp => match client_prefix(self.1.client_ip) {
+                KeyPart::ClientIp => match self.1.client_ip.map(client_prefix) {
                     Some(std::net::IpAddr::V4(ip)) => push(&ip.octets()),
                     Some(std::net::IpAddr::V6(ip)) => push(&ip.octets()),
                     None => push(b""),
@@ -74,14 +74,14 @@ impl KeyOf<'_> {
 
 /// The address a client is counted under: IPv4 as is, IPv6 by its /64, which is what one
 /// subscriber usually gets (counting /128s would give a client a fresh bucket per address).
-fn client_prefix(ip: Option<IpAddr>) -> Option<IpAddr> {
+pub fn client_prefix(ip: IpAddr) -> IpAddr {
     match ip {
-        Some(IpAddr::V6(v6)) => {
+        IpAddr::V6(v6) => {
             let mut o = v6.octets();
             o[8..].fill(0);
-            Some(IpAddr::V6(o.into()))
+            IpAddr::V6(o.into())
         }
-        other => other,
+        v4 => v4,
     }
 }
 
@@ -91,7 +91,7 @@ impl Hash for KeyOf<'_> {
             match part {
                 KeyPart::Route => self.1.route.hash(h),
                 KeyPart::Consumer => self.1.consumer.hash(h),
-                KeyPart::ClientIp => client_prefix(self.1.client_ip).hash(h),
+                KeyPart::ClientIp => self.1.client_ip.map(client_prefix).hash(h),
                 // Every value, so a request cannot choose its bucket by adding a first value.
                 KeyPart::Header(name) => {
                     for v in self.1.headers.get_all(name) {

@@ -5,9 +5,6 @@
 use crate::urlpath::hex_value;
 use serde_json::Value;
 
-/// How deep [`for_each_json_string`] descends into nested arrays and objects.
-pub const JSON_MAX_DEPTH: usize = 32;
-
 /// Append the percent-decoding of `input` to `out`. An escape that is not `%` and two hex
 /// digits is kept as it is, so that what the firewall inspects is never shorter than what the
 /// application may see. `plus_as_space` is for query strings and form bodies.
@@ -97,149 +94,6 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// How a [`for_each_json_string`] walk ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonWalk {
-    /// Every string was visited.
-    Complete,
-    /// `f` returned `false`.
-    Stopped,
-    /// Some strings lay deeper than [`JSON_MAX_DEPTH`] and were not visited.
-    TooDeep,
-}
-
-/// Call `f` with every string in `value`, object keys included, depth first and in document
-/// order, until it returns `false`. Containers nested deeper than [`JSON_MAX_DEPTH`] are not
-/// entered (the result says so, for a caller that would rather refuse such a body).
-pub fn for_each_json_string(value: &Value, mut f: impl FnMut(&str) -> bool) -> JsonWalk {
-    let mut too_deep = false;
-    if !walk(value, 0, &mut f, &mut too_deep) {
-        JsonWalk::Stopped
-    } else if too_deep {
-        JsonWalk::TooDeep
-    } else {
-        JsonWalk::Complete
-    }
-}
-
-/// `false` when `f` asked to stop. Recursion is bounded by [`JSON_MAX_DEPTH`].
-fn walk(
-    value: &Value,
-    depth: usize,
-    f: &mut impl FnMut(&str) -> bool,
-    too_deep: &mut bool,
-) -> bool {
-    match value {
-        Value::String(s) => f(s),
-        Value::Array(items) => {
-            if depth >= JSON_MAX_DEPTH {
-                *too_deep |= !items.is_empty();
-                return true;
-            }
-            items.iter().all(|v| walk(v, depth + 1, f, too_deep))
-        }
-        Value::Object(map) => {
-            if depth >= JSON_MAX_DEPTH {
-                *too_deep |= !map.is_empty();
-                return true;
-            }
-            map.iter()
-                .all(|(k, v)| f(k) && walk(v, depth + 1, f, too_deep))
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => true,
-    }
-}
-
-/// How a [`scan_json_strings`] pass over a body ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonScan {
-    /// Every string was visited.
-    Complete,
-    /// `f` returned `false`.
-    Stopped,
-    /// The body is not JSON (strings before the problem were visited).
-    Invalid,
-}
-
-/// Call `f` with every string of the JSON document `body`, object keys included, in document
-/// order, until it returns `false`, without building a [`Value`]: strings are handed over
-/// from the input (or serde_json's scratch buffer for escaped ones), so nothing is allocated
-/// per string. Nesting is bounded by serde_json's own recursion limit.
-pub fn scan_json_strings(body: &[u8], f: impl FnMut(&str) -> bool) -> JsonScan {
-    use serde::de::DeserializeSeed;
-    let mut scan = Scan { f, stopped: false };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = Any(&mut scan).deserialize(&mut de).and_then(|()| de.end());
-    match (scan.stopped, parsed) {
-        (true, _) => JsonScan::Stopped,
-        (false, Ok(())) => JsonScan::Complete,
-        (false, Err(_)) => JsonScan::Invalid,
-    }
-}
-
-/// The callback, and whether it asked to stop (which aborts the parse with an error).
-struct Scan<F> {
-    f: F,
-    stopped: bool,
-}
-
-impl<F: FnMut(&str) -> bool> Scan<F> {
-    fn string<E: serde::de::Error>(&mut self, s: &str) -> Result<(), E> {
-        if (self.f)(s) {
-            Ok(())
-        } else {
-            self.stopped = true;
-            Err(E::custom("stopped"))
-        }
-    }
-}
-
-/// Any JSON value, visited for its strings.
-struct Any<'s, F>(&'s mut Scan<F>);
-
-impl<'de, F: FnMut(&str) -> bool> serde::de::DeserializeSeed<'de> for Any<'_, F> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, F: FnMut(&str) -> bool> serde::de::Visitor<'de> for Any<'_, F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-        self.0.string(v)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Any(&mut *self.0))?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Any(&mut *self.0))?.is_some() {
-            map.next_value_seed(Any(&mut *self.0))?;
-        }
-        Ok(())
-    }
-}
-
 /// The value at a JSON pointer (`/user/role`, RFC 6901), if there is one.
 pub fn json_pointer<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
     value.pointer(pointer)
@@ -249,43 +103,6 @@ pub fn json_pointer<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn scanning_a_body_sees_what_walking_its_value_sees() {
-        let body =
-            br#"{"a": ["x", {"k\u00e9y": "v\"q", "n": 1.5, "t": true}], "b": null, "c": "z"}"#;
-        let mut scanned = Vec::new();
-        let done = scan_json_strings(body, |s| {
-            scanned.push(s.to_string());
-            true
-        });
-        assert_eq!(done, JsonScan::Complete);
-        let value: Value = serde_json::from_slice(body).unwrap();
-        let mut walked = Vec::new();
-        for_each_json_string(&value, |s| {
-            walked.push(s.to_string());
-            true
-        });
-        scanned.sort();
-        walked.sort();
-        assert_eq!(scanned, walked);
-        let mut seen = 0;
-        assert_eq!(
-            scan_json_strings(body, |s| {
-                seen += 1;
-                s != "x"
-            }),
-            JsonScan::Stopped
-        );
-        assert_eq!(seen, 2, "stops at the first refusal");
-        assert_eq!(
-            scan_json_strings(b"{\"a\": [1, ", |_| true),
-            JsonScan::Invalid
-        );
-        assert_eq!(
-            scan_json_strings(b"\"s\" trailing", |_| true),
-            JsonScan::Invalid
-        );
-    }
     use serde_json::json;
 
     fn decode(s: &str, plus: bool) -> String {
@@ -405,52 +222,6 @@ mod tests {
         );
         assert_eq!(cookies("q=\""), [("q".to_string(), "\"".to_string())]);
         assert_eq!(cookies(""), []);
-    }
-
-    #[test]
-    fn json_strings_values_and_keys() {
-        let v = json!({"a": ["x", 1, {"b": "y"}], "c": null, "d": true});
-        let mut seen = Vec::new();
-        let walk = for_each_json_string(&v, |s| {
-            seen.push(s.to_string());
-            true
-        });
-        assert_eq!(walk, JsonWalk::Complete);
-        assert_eq!(seen, ["a", "x", "b", "y", "c", "d"]);
-
-        let mut n = 0;
-        let walk = for_each_json_string(&v, |_| {
-            n += 1;
-            n < 2
-        });
-        assert_eq!((walk, n), (JsonWalk::Stopped, 2));
-    }
-
-    #[test]
-    fn json_depth_is_bounded() {
-        let mut v = json!("deep");
-        for _ in 0..JSON_MAX_DEPTH {
-            v = json!([v]);
-        }
-        let mut seen = 0;
-        assert_eq!(
-            for_each_json_string(&v, |_| {
-                seen += 1;
-                true
-            }),
-            JsonWalk::Complete
-        );
-        assert_eq!(seen, 1);
-        let v = json!([v]);
-        let mut seen = 0;
-        assert_eq!(
-            for_each_json_string(&v, |_| {
-                seen += 1;
-                true
-            }),
-            JsonWalk::TooDeep
-        );
-        assert_eq!(seen, 0);
     }
 
     #[test]

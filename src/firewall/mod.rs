@@ -8,6 +8,7 @@
 
 pub mod bans;
 pub mod inputs;
+pub mod json_scan;
 pub mod managed;
 pub mod rules;
 
@@ -486,9 +487,9 @@ impl Firewall {
         if found.get().is_none() {
             match (m.body_kind, input.body) {
                 (BodyKind::Json, Some(body)) => {
-                    let scan = inputs::scan_json_strings(body, |s| check(s.as_bytes()));
+                    let scan = json_scan::scan_json_strings(body, &mut buf, check);
                     // A body that should be JSON and is not is still scanned whole.
-                    if scan == inputs::JsonScan::Invalid && found.get().is_none() {
+                    if scan == json_scan::JsonScan::Invalid && found.get().is_none() {
                         check(body);
                     }
                 }

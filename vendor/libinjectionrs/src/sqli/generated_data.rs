@@ -9627,34 +9627,66 @@ use crate::sqli::TokenType;
 /// Longest keyword in [`SQL_KEYWORDS`]; longer words are barewords.
 const MAX_KEYWORD_LEN: usize = 32;
 
-/// FNV-1a: the keys are short ASCII words, for which it is a few instructions per byte.
-#[derive(Default)]
-struct Fnv(u64);
+/// FNV-1a step: the keys are short ASCII words, for which it is a few instructions per byte.
+const fn fnv_step(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+}
 
-impl core::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// gatehouse: [`SQL_KEYWORDS`] in an open-addressed table of `u32` slots (the index + 1 in the
+/// low 16 bits, 16 bits of the word's hash above; 0 is empty), so that a lookup is one pass
+/// over the word (uppercasing and hashing together) and, for a word that is no keyword (most
+/// of them), one or two slot reads: no string comparison and no pointer chase. It replaces a
+/// binary search of some fourteen string comparisons on an uppercased `String`.
+struct KeywordTable {
+    slots: Box<[u32]>,
+}
+
+impl KeywordTable {
+    /// Slots: a power of two, under half full.
+    const SIZE: usize = 1 << 15;
+
+    fn build() -> Self {
+        let mut slots = vec![0u32; Self::SIZE].into_boxed_slice();
+        for (i, k) in SQL_KEYWORDS.iter().enumerate() {
+            let h = k.word.bytes().fold(FNV_OFFSET, fnv_step);
+            let mut at = h as usize & (Self::SIZE - 1);
+            while slots[at] != 0 {
+                at = (at + 1) & (Self::SIZE - 1);
+            }
+            // 9,352 keywords: the index fits in 16 bits.
+            slots[at] = Self::tag(h) | (i as u32 + 1);
         }
-        self.0 = h;
+        Self { slots }
+    }
+
+    fn tag(h: u64) -> u32 {
+        ((h >> 48) as u32) << 16
+    }
+
+    /// The keyword spelled `upper` (already uppercased), hashed `h`.
+    fn get(&self, upper: &[u8], h: u64) -> Option<&'static Keyword> {
+        let tag = Self::tag(h);
+        let mut at = h as usize & (Self::SIZE - 1);
+        loop {
+            let slot = *self.slots.get(at)?;
+            if slot == 0 {
+                return None;
+            }
+            if slot & 0xffff_0000 == tag {
+                let k = SQL_KEYWORDS.get((slot & 0xffff) as usize - 1)?;
+                if k.word.as_bytes() == upper {
+                    return Some(k);
+                }
+            }
+            at = (at + 1) & (Self::SIZE - 1);
+        }
     }
 }
 
-/// gatehouse: [`SQL_KEYWORDS`] by word, so a lookup is one hash probe instead of a binary
-/// search of some fourteen string comparisons.
-static KEYWORD_INDEX: std::sync::LazyLock<
-    std::collections::HashMap<&'static [u8], usize, core::hash::BuildHasherDefault<Fnv>>,
-> = std::sync::LazyLock::new(|| {
-    SQL_KEYWORDS
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.word.as_bytes(), i))
-        .collect()
-});
+static KEYWORD_TABLE: std::sync::LazyLock<KeywordTable> =
+    std::sync::LazyLock::new(KeywordTable::build);
 
 pub fn lookup_word(word: &str) -> TokenType {
     lookup_bytes(word.as_bytes())
@@ -9664,20 +9696,22 @@ pub fn lookup_word(word: &str) -> TokenType {
 /// as it is for `lookup_word`'s callers, which skip the lookup for such words.
 pub fn lookup_bytes(bytes: &[u8]) -> TokenType {
     // gatehouse: uppercase into a stack buffer instead of a new String per word (this runs
-    // for every word of every inspected value).
+    // for every word of every inspected value), hashing as it goes.
     if bytes.len() > MAX_KEYWORD_LEN {
         return TokenType::Bareword;
     }
     let mut buf = [0u8; MAX_KEYWORD_LEN];
+    let mut h = FNV_OFFSET;
     for (d, s) in buf.iter_mut().zip(bytes) {
         *d = s.to_ascii_uppercase();
+        h = fnv_step(h, *d);
     }
     let upper = &buf[..bytes.len()];
 
-    let result = KEYWORD_INDEX.get(upper).copied().ok_or(());
+    let result = KEYWORD_TABLE.get(upper, h).ok_or(());
     
-    if let Ok(idx) = result {
-        match SQL_KEYWORDS[idx].token_type {
+    if let Ok(keyword) = result {
+        match keyword.token_type {
             b'k' => TokenType::Keyword,
             b'f' => TokenType::Function,
             b'U' => TokenType::Union,

@@ -70,6 +70,12 @@ impl Fingerprint {
         &self.fingerprint
     }
 
+    /// The fingerprint's characters, up to its NUL.
+    pub fn bytes(&self) -> &[u8] {
+        let len = self.fingerprint.iter().position(|&b| b == 0).unwrap_or(8);
+        &self.fingerprint[..len]
+    }
+
     pub fn as_str(&self) -> &str {
         let len = self.fingerprint.iter()
             .position(|&b| b == 0)
@@ -124,10 +130,9 @@ pub struct SqliState<'a> {
     pub tokens: SmallVec<[Token; 8]>,
     #[cfg(not(feature = "smallvec"))]
     pub tokens: Vec<Token>,
-    #[cfg(feature = "smallvec")]
-    token_vec: SmallVec<[Token; 8]>,
-    #[cfg(not(feature = "smallvec"))]
-    token_vec: Vec<Token>,
+    // gatehouse: a fixed array (was a SmallVec resized to this length on every fold, and
+    // checked for spilling on every index).
+    token_vec: [Token; LIBINJECTION_SQLI_MAX_TOKENS + 3],
     
     // Current position in input
     pos: usize,
@@ -167,10 +172,7 @@ impl<'a> SqliState<'a> {
             tokens: SmallVec::new(),
             #[cfg(not(feature = "smallvec"))]
             tokens: Vec::with_capacity(LIBINJECTION_SQLI_MAX_TOKENS + 3),
-            #[cfg(feature = "smallvec")]
-            token_vec: SmallVec::new(),
-            #[cfg(not(feature = "smallvec"))]
-            token_vec: Vec::with_capacity(LIBINJECTION_SQLI_MAX_TOKENS + 3),
+            token_vec: [Token::new(); LIBINJECTION_SQLI_MAX_TOKENS + 3],
             pos: 0,
             current_token: None,
             fingerprint: [0; 8],
@@ -351,8 +353,7 @@ impl<'a> SqliState<'a> {
         let mut tokenizer = SqliTokenizer::new(self.input, self.flags);
         
         // Clear and resize token vec
-        self.token_vec.clear();
-        self.token_vec.resize(LIBINJECTION_SQLI_MAX_TOKENS + 3, Token::new());
+        self.token_vec = [Token::new(); LIBINJECTION_SQLI_MAX_TOKENS + 3];
         
         // pos is the position of where the NEXT token goes
         #[allow(unused_assignments)] // Follows C implementation - pos initially 0, then set to 1 if real token found
@@ -528,10 +529,10 @@ impl<'a> SqliState<'a> {
                     
                     if sz3 < 32 { // make sure there is room for ending null
                         // Create merged string: a.val + ' ' + b.val
-                        let a_val = self.token_vec[left].value_as_str().as_bytes();
-                        let b_val = self.token_vec[left + 1].value_as_str().as_bytes();
+                        let a_val = self.token_vec[left].value_bytes();
+                        let b_val = self.token_vec[left + 1].value_bytes();
                         // gatehouse: merged on the stack (was `format!` and an uppercased
-                        // copy); `value_as_str` is at most 32 bytes, or "<binary>".
+                        // copy); each value is at most 32 bytes.
                         let mut merged = [0u8; 65];
                         let merged_len = a_val.len() + 1 + b_val.len();
                         merged[..a_val.len()].copy_from_slice(a_val);
@@ -581,7 +582,7 @@ impl<'a> SqliState<'a> {
                        self.token_vec[left].token_type == TokenType::Variable) &&
                       self.token_vec[left + 1].token_type == TokenType::LeftParenthesis &&
                       {
-                          let val = self.token_vec[left].value_as_str();
+                          let val = self.token_vec[left].value_bytes();
                           // TSQL functions but common enough to be column names
                           self.cstrcasecmp("USER_ID", val) == 0 ||
                           self.cstrcasecmp("USER_NAME", val) == 0 ||
@@ -606,7 +607,7 @@ impl<'a> SqliState<'a> {
             // FOLD: keyword IN/NOT_IN + leftparens -> operator, else -> bareword - from apply_two_token_fold
             } else if self.token_vec[left].token_type == TokenType::Keyword &&
                       {
-                          let val = self.token_vec[left].value_as_str();
+                          let val = self.token_vec[left].value_bytes();
                           self.cstrcasecmp("IN", val) == 0 || self.cstrcasecmp("NOT IN", val) == 0
                       } {
                 if self.token_vec[left + 1].token_type == TokenType::LeftParenthesis {
@@ -629,7 +630,7 @@ impl<'a> SqliState<'a> {
             // NOTE: This rule falls through in C - no continue!
             } else if self.token_vec[left].token_type == TokenType::Operator &&
                       {
-                          let val = self.token_vec[left].value_as_str();
+                          let val = self.token_vec[left].value_bytes();
                           self.cstrcasecmp("LIKE", val) == 0 || self.cstrcasecmp("NOT LIKE", val) == 0
                       } {
                 if self.token_vec[left + 1].token_type == TokenType::LeftParenthesis {
@@ -658,8 +659,8 @@ impl<'a> SqliState<'a> {
             } else if self.token_vec[left].token_type == TokenType::Collate &&
                       self.token_vec[left + 1].token_type == TokenType::Bareword {
                 // there are too many collation types.. so if the bareword has a "_" then it's TYPE_SQLTYPE
-                let val = self.token_vec[left + 1].value_as_str();
-                if val.contains('_') {
+                let val = self.token_vec[left + 1].value_bytes();
+                if val.contains(&b'_') {
                     self.token_vec[left + 1].token_type = TokenType::SqlType;
                     left = 0;
                 }
@@ -916,7 +917,7 @@ impl<'a> SqliState<'a> {
                 // Some SQL functions like USER() have 0 args
                 // if we get User(foo), then User is not a function
                 // This should be expanded since it eliminated a lot of false positives.
-                let val = self.token_vec[left].value_as_str();
+                let val = self.token_vec[left].value_bytes();
                 if self.cstrcasecmp("USER", val) == 0 {
                     self.token_vec[left].token_type = TokenType::Bareword;
                 }
@@ -980,10 +981,10 @@ impl<'a> SqliState<'a> {
             return false;
         }
         
-        let val = token.value_as_str();
+        let val = token.value_bytes();
         match val.len() {
-            1 => matches!(val.chars().next(), Some('+' | '-' | '!' | '~')),
-            2 => val == "!!",
+            1 => matches!(val[0], b'+' | b'-' | b'!' | b'~'),
+            2 => val == b"!!",
             3 => self.cstrcasecmp("NOT", val) == 0,
             _ => false,
         }
@@ -999,9 +1000,9 @@ impl<'a> SqliState<'a> {
     }
     
     /// Case-insensitive string comparison that matches C's cstrcasecmp exactly
-    fn cstrcasecmp(&self, a: &str, b: &str) -> i32 {
+    fn cstrcasecmp(&self, a: &str, b: &[u8]) -> i32 {
         let a_bytes = a.as_bytes();
-        let b_bytes = b.as_bytes();
+        let b_bytes = b;
         let n = a_bytes.len();
         
         if n != b_bytes.len() {
@@ -1102,7 +1103,8 @@ impl<'a> SqliState<'a> {
     }
     
     pub(crate) fn check_is_sqli(&self, fingerprint: &Fingerprint) -> bool {
-        let is_bl = blacklist::is_blacklisted(fingerprint.as_str());
+        // gatehouse: bytes, not `as_str` (a UTF-8 check per pass).
+        let is_bl = blacklist::is_blacklisted_bytes(fingerprint.bytes());
         if is_bl {
             let result = self.is_not_whitelist();
             result

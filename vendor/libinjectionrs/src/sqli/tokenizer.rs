@@ -120,7 +120,7 @@ impl TokenType {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Token {
     pub token_type: TokenType,
     pub pos: usize,
@@ -144,6 +144,12 @@ impl Token {
         }
     }
     
+    /// The value's bytes (at most 32), as C's `val` holds them.
+    // gatehouse: the fold rules compare bytes, as C does, instead of a UTF-8 checked `&str`.
+    pub fn value_bytes(&self) -> &[u8] {
+        &self.val[..self.len.min(32)]
+    }
+
     pub fn value_as_str(&self) -> &str {
         let end = self.len.min(32);
         // For display purposes, show lossy conversion to handle 0xFF bytes

@@ -27,7 +27,8 @@
 # with a customer note, as an API sees), to every proxy.
 # GATEHOUSE_FIREWALL=1 runs a second gatehouse, the same config plus every managed firewall
 # protection ("gatehouse+fw"), in the same rounds, and reports its CPU per request against
-# the gatehouse without them.
+# the gatehouse without them: each alone in turn, and both loaded at the same time on the
+# same CPU ("gh-pair", "gh+fw-pair"), which cancels the VM's drift between runs.
 # PIN=1 (the default with 2 or more CPUs) pins the load side (wrk and the nginx upstream) to
 # CPU 0 and every proxy to the other CPUs, so a proxy's CPU per request is not moved by how
 # the scheduler shares cores with the load generator; PIN=0 lets them float.
@@ -174,8 +175,13 @@ run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
   before=$(cpu_ticks "$3")
   out=$("${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${WRK_HEADER[@]}" "${WRK_SCRIPT[@]}" "$SCHEME://127.0.0.1:$2$URL_PATH")
   after=$(cpu_ticks "$3")
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  awk -v reqs="$reqs" -v ticks=$((after - before)) -v hz="$TICKS" -v name="$1" -v out="$out" '
+  summarize "$1" "$out" $((after - before))
+}
+
+summarize() { # $1 name, $2 wrk output, $3 CPU ticks of the proxy meanwhile -> a result line
+  local reqs
+  reqs=$(echo "$2" | awk '/requests in/ {print $1}')
+  awk -v reqs="$reqs" -v ticks="$3" -v hz="$TICKS" -v name="$1" -v out="$2" '
     BEGIN {
       n = split(out, lines, "\n"); rps = 0; p50 = ""; p99 = ""
       for (i = 1; i <= n; i++) {
@@ -188,6 +194,27 @@ run_one() { # $1 name, $2 port, $3 pid -> "reqs rps p50 p99 cpu_us_per_req"
     }'
 }
 
+# gatehouse and gatehouse+fw loaded at the same time, each by its own wrk, both proxies on the
+# same CPU: they share whatever the machine gives in that window, so their ratio does not move
+# with the VM's speed, which drifts by tens of percent between sequential runs here.
+run_pair() {
+  local wrk_args=(-t1 -c"$CONNS" "${WRK_HEADER[@]}" "${WRK_SCRIPT[@]}") a b wa wb
+  "${LOAD_ON[@]}" wrk "${wrk_args[@]}" -d1s "$SCHEME://127.0.0.1:$GH$URL_PATH" >/dev/null &
+  wa=$!
+  "${LOAD_ON[@]}" wrk "${wrk_args[@]}" -d1s "$SCHEME://127.0.0.1:$GHF$URL_PATH" >/dev/null &
+  wb=$!
+  wait $wa $wb
+  a=$(cpu_ticks "$GH_PID") b=$(cpu_ticks "$GHF_PID")
+  "${LOAD_ON[@]}" wrk "${wrk_args[@]}" -d"${SECS}s" --latency "$SCHEME://127.0.0.1:$GH$URL_PATH" >"$WORK/pair-gh" &
+  wa=$!
+  "${LOAD_ON[@]}" wrk "${wrk_args[@]}" -d"${SECS}s" --latency "$SCHEME://127.0.0.1:$GHF$URL_PATH" >"$WORK/pair-ghf" &
+  wb=$!
+  wait $wa $wb
+  a=$(($(cpu_ticks "$GH_PID") - a)) b=$(($(cpu_ticks "$GHF_PID") - b))
+  summarize gh-pair "$(cat "$WORK/pair-gh")" "$a"
+  summarize gh+fw-pair "$(cat "$WORK/pair-ghf")" "$b"
+}
+
 printf "%-10s %10s %10s %8s %8s %8s\n" proxy requests req/s p50 p99 "CPU µs/req"
 results=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -197,17 +224,12 @@ for r in $(seq 1 "$ROUNDS"); do
     results+=("$(run_one minimal $MIN "$MIN_PID")")
     echo "${results[-1]}"
   fi
-  # With the firewall pair, every other round measures gatehouse+fw first (A B, B A, ...), so
-  # the machine drifting within a round does not favour whichever is measured first.
-  if [ -n "$FIREWALL" ] && [ $((r % 2)) = 0 ]; then
-    results+=("$(run_one gatehouse+fw $GHF "$GHF_PID")")
-    echo "${results[-1]}"
-  fi
   results+=("$(run_one gatehouse $GH "$GH_PID")")
   echo "${results[-1]}"
-  if [ -n "$FIREWALL" ] && [ $((r % 2)) = 1 ]; then
+  if [ -n "$FIREWALL" ]; then
     results+=("$(run_one gatehouse+fw $GHF "$GHF_PID")")
     echo "${results[-1]}"
+    while read -r line; do results+=("$line") && echo "$line"; done < <(run_pair)
   fi
 done
 median() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $6}' | sort -n |
@@ -217,10 +239,12 @@ m_gh=$(median gatehouse)
 if [ -n "$FIREWALL" ]; then
   awk -v a="$m_gh" -v b="$(median gatehouse+fw)" 'BEGIN {
     printf "median CPU µs/req: gatehouse %.2f, gatehouse+fw (all managed protections) %.2f, ratio %.2f\n", a, b, b / a }'
-  printf '%s\n' "${results[@]}" | awk '$1 == "gatehouse" {g = $6} $1 == "gatehouse+fw" {f = $6}
-      g != "" && f != "" {print f / g; g = ""; f = ""}' |
+  printf '%s\n' "${results[@]}" | awk '$1 == "gatehouse" {g = $6} $1 == "gatehouse+fw" {print $6 / g}' |
     sort -n | awk '{v[NR] = $1} END {
-      printf "gatehouse+fw/gatehouse per round: median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
+      printf "gatehouse+fw/gatehouse per round (run one after the other): median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
+  printf '%s\n' "${results[@]}" | awk '$1 == "gh-pair" {g = $6} $1 == "gh+fw-pair" {print $6 / g}' |
+    sort -n | awk '{v[NR] = $1} END {
+      printf "gatehouse+fw/gatehouse per round (run at the same time): median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
 fi
 if [ -n "$TLS" ]; then
   r_ngx=$(printf '%s\n' "${results[@]}" | awk '$1 == "nginx" {print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')

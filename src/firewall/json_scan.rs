@@ -156,30 +156,38 @@ impl<'a> Scanner<'a> {
     /// A string whose opening quote has been consumed, handed to `f`.
     fn string(&mut self, buf: &mut Vec<u8>, f: &mut impl FnMut(&[u8]) -> bool) -> Result<(), End> {
         let start = self.at;
-        let mut ascii = true;
-        loop {
-            let &b = self.body.get(self.at).ok_or(End::Invalid)?;
-            match STRING_BYTE[usize::from(b)] {
-                PLAIN => self.at += 1,
-                HIGH => {
-                    ascii = false;
-                    self.at += 1;
-                }
-                QUOTE => {
-                    let raw = &self.body[start..self.at];
-                    self.at += 1;
-                    if !ascii && std::str::from_utf8(raw).is_err() {
-                        return Err(End::Invalid);
-                    }
-                    return if f(raw) { Ok(()) } else { Err(End::Stopped) };
-                }
-                BACKSLASH => return self.escaped_string(start, buf, f),
-                _ => return Err(End::Invalid),
-            }
+        let end = self.stop(start)?;
+        if self.body[end] != b'"' {
+            self.at = end;
+            return self.escaped_string(start, buf, f);
+        }
+        let raw = &self.body[start..end];
+        self.at = end + 1;
+        if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
+            return Err(End::Invalid);
+        }
+        if f(raw) {
+            Ok(())
+        } else {
+            Err(End::Stopped)
         }
     }
 
-    /// The rest of a string from its first escape on, decoded into `buf`.
+    /// Where the quote or backslash after `from` is; a control character or the end of the
+    /// body first makes the document invalid.
+    fn stop(&self, from: usize) -> Result<usize, End> {
+        let rest = self.body.get(from..).unwrap_or_default();
+        let n = rest
+            .iter()
+            .position(|&b| STRING_STOP[usize::from(b)])
+            .ok_or(End::Invalid)?;
+        if rest[n] < 0x20 {
+            return Err(End::Invalid);
+        }
+        Ok(from + n)
+    }
+
+    /// The rest of a string from its first escape (at `self.at`) on, decoded into `buf`.
     fn escaped_string(
         &mut self,
         start: usize,
@@ -187,29 +195,23 @@ impl<'a> Scanner<'a> {
         f: &mut impl FnMut(&[u8]) -> bool,
     ) -> Result<(), End> {
         buf.clear();
+        buf.extend_from_slice(&self.body[start..self.at]);
         // Raw runs are copied as they are and checked as UTF-8 once the string is complete:
         // the decoded escapes are valid UTF-8 by construction, so the whole is valid exactly
         // when every raw run is.
-        let mut run = start;
         loop {
-            let &b = self.body.get(self.at).ok_or(End::Invalid)?;
-            match STRING_BYTE[usize::from(b)] {
-                PLAIN | HIGH => self.at += 1,
-                QUOTE => {
-                    buf.extend_from_slice(&self.body[run..self.at]);
-                    self.at += 1;
-                    if std::str::from_utf8(buf).is_err() {
-                        return Err(End::Invalid);
-                    }
-                    return if f(buf) { Ok(()) } else { Err(End::Stopped) };
+            // At a backslash.
+            self.at += 1;
+            self.escape(buf)?;
+            let end = self.stop(self.at)?;
+            buf.extend_from_slice(&self.body[self.at..end]);
+            self.at = end;
+            if self.body[end] == b'"' {
+                self.at += 1;
+                if !buf.is_ascii() && std::str::from_utf8(buf).is_err() {
+                    return Err(End::Invalid);
                 }
-                BACKSLASH => {
-                    buf.extend_from_slice(&self.body[run..self.at]);
-                    self.at += 1;
-                    self.escape(buf)?;
-                    run = self.at;
-                }
-                _ => return Err(End::Invalid),
+                return if f(buf) { Ok(()) } else { Err(End::Stopped) };
             }
         }
     }
@@ -316,26 +318,17 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Kinds of bytes inside a string.
-const PLAIN: u8 = 0;
-const HIGH: u8 = 1;
-const QUOTE: u8 = 2;
-const BACKSLASH: u8 = 3;
-const CONTROL: u8 = 4;
-
-const STRING_BYTE: [u8; 256] = {
-    let mut t = [PLAIN; 256];
+/// The bytes that end a run of plain string content: the closing quote, a backslash, and the
+/// control characters a string may not hold.
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
     let mut i = 0;
-    while i < 256 {
-        t[i] = match i {
-            0x00..=0x1f => CONTROL,
-            0x22 => QUOTE,
-            0x5c => BACKSLASH,
-            0x80..=0xff => HIGH,
-            _ => PLAIN,
-        };
+    while i < 0x20 {
+        t[i] = true;
         i += 1;
     }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
     t
 };
 

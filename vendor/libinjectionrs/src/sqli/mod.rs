@@ -220,6 +220,12 @@ impl<'a> SqliState<'a> {
         // Test input "as-is" with the current flags
         // Note: preserve the original flags that were passed to the constructor
         let original_flags = self.flags;
+        // gatehouse: both quote checks in one pass (were two `contains` calls after the
+        // first fingerprint, each a memchr call with its setup cost, on values this short).
+        let (has_single, has_double) = self
+            .input
+            .iter()
+            .fold((false, false), |(s, d), &b| (s | (b == b'\''), d | (b == b'"')));
         let fingerprint = self.fingerprint();
         if self.check_is_sqli(&fingerprint) {
             return true;
@@ -236,7 +242,7 @@ impl<'a> SqliState<'a> {
         }
         
         // If input has a single quote, test as if input was actually preceded by '
-        if self.input.contains(&b'\'') {
+        if has_single {
             self.reset(SqliFlags::new(SqliFlags::FLAG_QUOTE_SINGLE.0 | SqliFlags::FLAG_SQL_ANSI.0));
             let fingerprint = self.fingerprint();
             if self.check_is_sqli(&fingerprint) {
@@ -254,7 +260,7 @@ impl<'a> SqliState<'a> {
         
         // If input has a double quote, test as if input was actually preceded by "
         // C only uses MySQL mode for double quotes (libinjection_sqli.c:2303-2304)
-        if self.input.contains(&b'"') {
+        if has_double {
             self.reset(SqliFlags::new(SqliFlags::FLAG_QUOTE_DOUBLE.0 | SqliFlags::FLAG_SQL_MYSQL.0));
             let fingerprint = self.fingerprint();
             if self.check_is_sqli(&fingerprint) {

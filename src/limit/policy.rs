@@ -81,7 +81,7 @@ impl LimitRegistry {
             }
         }
         Ok(Arc::new(RedisLimiter::new(
-            config.url.expose(),
+            &redis_target(config),
             config.timeout,
             &config.key_prefix,
         )?))
@@ -91,6 +91,23 @@ impl LimitRegistry {
     pub fn keep_redis(&self, config: &crate::config::RedisConfig, limiter: &Arc<RedisLimiter>) {
         let mut slot = self.redis.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some((config.clone(), limiter.clone()));
+    }
+}
+
+/// The Redis that `[redis]` names. Validation makes sure exactly one of `url` and `cluster` is
+/// set; without either, the empty url is refused as invalid.
+fn redis_target(config: &crate::config::RedisConfig) -> super::redis::RedisTarget {
+    use super::redis::RedisTarget;
+    match &config.url {
+        Some(url) => RedisTarget::Single(url.expose().to_string()),
+        None if !config.cluster.is_empty() => RedisTarget::Cluster(
+            config
+                .cluster
+                .iter()
+                .map(|n| n.expose().to_string())
+                .collect(),
+        ),
+        None => RedisTarget::Single(String::new()),
     }
 }
 

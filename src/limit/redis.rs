@@ -4,13 +4,18 @@
 //! down at startup or restarts later never stops gatehouse; callers apply the policy's
 //! fail-open or fail-closed choice meanwhile.
 //!
-//! Redis Cluster: every check touches exactly one key, so scripts never cross slots and no hash
-//! tags are needed; keys spread over the cluster by their hash.
+//! Redis Cluster (`[redis] cluster = [...]`): the cluster client learns the slot map from the
+//! seed nodes, sends each command to the master of its key's slot and follows MOVED and ASK
+//! redirects, so failovers and resharding need nothing from gatehouse. Every check touches
+//! exactly one key, so scripts never cross slots and no hash tags are needed; keys spread over
+//! the cluster by their hash, and the shared bans are one hash.
 
 use super::gcra::RateDecision;
 use super::quota::QuotaDecision;
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 use redis::Script;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,11 +75,65 @@ pub enum RedisLimitError {
 #[error("not a valid redis:// url")]
 pub struct InvalidRedisUrl;
 
-/// A shared connection to one Redis, used by every Redis-backed policy.
+/// Where the shared counters live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis (`redis://...`).
+    Single(String),
+    /// A Redis Cluster, reached through these seed nodes.
+    Cluster(Vec<String>),
+}
+
+/// The client for a [`RedisTarget`].
+enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A live connection of either kind: both reconnect by themselves, and both are cheap clones
+/// of one multiplexed connection (per node, for a cluster).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A shared connection to one Redis or one Redis Cluster, used by every Redis-backed policy.
 pub struct RedisLimiter {
-    client: redis::Client,
+    client: Client,
     /// The live connection; read without a lock on every check.
-    conn: ArcSwapOption<ConnectionManager>,
+    conn: ArcSwapOption<Connection>,
     connecting: tokio::sync::Mutex<()>,
     /// When the last connection attempt failed ([`now_ms`]); 0 when it did not.
     last_failure_ms: AtomicU64,
@@ -91,8 +150,24 @@ const RECONNECT_EVERY_MS: u64 = 500;
 const LOG_EVERY_MS: u64 = 10_000;
 
 impl RedisLimiter {
-    pub fn new(url: &str, timeout: Duration, prefix: &str) -> Result<Self, InvalidRedisUrl> {
-        let client = redis::Client::open(url).map_err(|_| InvalidRedisUrl)?;
+    pub fn new(
+        target: &RedisTarget,
+        timeout: Duration,
+        prefix: &str,
+    ) -> Result<Self, InvalidRedisUrl> {
+        let client = match target {
+            RedisTarget::Single(url) => {
+                Client::Single(redis::Client::open(url.as_str()).map_err(|_| InvalidRedisUrl)?)
+            }
+            RedisTarget::Cluster(nodes) => Client::Cluster(
+                ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(|_| InvalidRedisUrl)?,
+            ),
+        };
         Ok(Self {
             client,
             conn: ArcSwapOption::empty(),
@@ -106,11 +181,26 @@ impl RedisLimiter {
         })
     }
 
-    fn cached(&self) -> Option<ConnectionManager> {
+    fn cached(&self) -> Option<Connection> {
         self.conn.load().as_deref().cloned()
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, RedisLimitError> {
+    async fn connect(&self) -> Result<Connection, redis::RedisError> {
+        match &self.client {
+            Client::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.timeout)
+                    .set_response_timeout(self.timeout)
+                    .set_number_of_retries(1);
+                ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map(Connection::Single)
+            }
+            Client::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+        }
+    }
+
+    async fn connection(&self) -> Result<Connection, RedisLimitError> {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
@@ -133,17 +223,10 @@ impl RedisLimiter {
         if failed_at != 0 && now_ms().saturating_sub(failed_at) < RECONNECT_EVERY_MS {
             return Err(RedisLimitError::Unreachable("reconnecting".into()));
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        let connected = tokio::time::timeout(
-            wait,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| RedisLimitError::Timeout(wait))
-        .and_then(|r| r.map_err(|e| RedisLimitError::Unreachable(e.to_string())));
+        let connected = tokio::time::timeout(wait, self.connect())
+            .await
+            .map_err(|_| RedisLimitError::Timeout(wait))
+            .and_then(|r| r.map_err(|e| RedisLimitError::Unreachable(e.to_string())));
         match connected {
             Ok(manager) => {
                 self.last_failure_ms.store(0, Ordering::Relaxed);
@@ -305,8 +388,12 @@ mod tests {
     fn keys_keep_the_format_other_instances_use() {
         // Instances of different versions share counters during a rolling upgrade, so the key
         // must stay `PREFIX POLICY : 24 hex digits of SHA-256 [: suffix]`.
-        let limiter = RedisLimiter::new("redis://127.0.0.1:1/", Duration::from_millis(50), "gh:")
-            .expect("valid url");
+        let limiter = RedisLimiter::new(
+            &RedisTarget::Single("redis://127.0.0.1:1/".into()),
+            Duration::from_millis(50),
+            "gh:",
+        )
+        .expect("valid url");
         let digest = Sha256::digest(b"10.0.0.1");
         let hex = crate::text::hex(&digest[..12]);
         assert_eq!(

@@ -224,7 +224,7 @@ fn policies_validation_refuses_do_not_compile_either() {
     );
     let redis = Arc::new(
         redis::RedisLimiter::new(
-            "redis://127.0.0.1:1/",
+            &redis::RedisTarget::Single("redis://127.0.0.1:1/".into()),
             std::time::Duration::from_millis(50),
             "t:",
         )

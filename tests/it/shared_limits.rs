@@ -1,7 +1,7 @@
 //! Limits shared by several gatehouse instances through a real redis-server.
 
 use crate::common::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn shared(redis: &RedisServer, limit: &str) -> String {
     format!(
@@ -126,4 +126,144 @@ fn redis_policies_need_a_redis_section() {
         stderr.contains("limits.b.backend: concurrency limits are per instance (`local`) only"),
         "{stderr}"
     );
+}
+
+fn on_cluster(cluster: &RedisCluster, limit: &str) -> String {
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "[redis]\ncluster = [{}]\ntimeout = \"500ms\"\n\
+         [limits.shared]\nbackend = \"redis\"\nkey = [\"header:x-tenant\"]\n{limit}\n\
+         [[routes]]\nname = \"r\"\nlimits = [\"shared\"]\nrespond = {{ body = \"ok\" }}\n",
+        nodes.join(", ")
+    )
+}
+
+/// Send `per_gateway` requests for each tenant to each gateway, all at once; the 200s per
+/// tenant.
+async fn allowed_per_tenant(
+    gws: &[&Gateway],
+    prefix: &str,
+    tenants: usize,
+    per_gateway: usize,
+) -> Vec<usize> {
+    let mut tasks = Vec::new();
+    for t in 0..tenants {
+        for gw in gws {
+            let url = gw.url("/");
+            let tenant = format!("{prefix}{t}");
+            tasks.push(tokio::spawn(async move {
+                let c = client();
+                let mut ok = 0;
+                for _ in 0..per_gateway {
+                    let resp = c.get(&url).header("x-tenant", &tenant).send().await;
+                    if resp.unwrap().status() == 200 {
+                        ok += 1;
+                    }
+                }
+                (t, ok)
+            }));
+        }
+    }
+    let mut allowed = vec![0; tenants];
+    for task in tasks {
+        let (t, ok) = task.await.unwrap();
+        allowed[t] += ok;
+    }
+    allowed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_limits_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let body = on_cluster(&cluster, "rate = 100\nperiod = \"600s\"\nburst = 99");
+    let (a, b, c) = (
+        Gateway::start(&body),
+        Gateway::start(&body),
+        Gateway::start(&body),
+    );
+    // Eight tenants, so the keys fall in slots of different masters; 150 requests each, 50
+    // through each instance, against a bucket of 100.
+    let allowed = allowed_per_tenant(&[&a, &b, &c], "t", 8, 50).await;
+    assert_eq!(
+        allowed,
+        vec![100; 8],
+        "each tenant's bucket, counted across the cluster"
+    );
+    let masters_with_keys = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["dbsize"]).trim().parse::<u64>().unwrap_or(0) > 0)
+        .count();
+    assert!(
+        masters_with_keys >= 2,
+        "keys spread over the masters: {masters_with_keys}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_master_failing_over_is_followed_without_hanging() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let gw = Gateway::start(&on_cluster(
+        &cluster,
+        "rate = 5\nperiod = \"600s\"\nburst = 4",
+    ));
+    assert_eq!(allowed_per_tenant(&[&gw], "before", 4, 3).await, vec![3; 4]);
+
+    // Kill a master; its replica takes over after the node timeout (1 s). Meanwhile every
+    // request gets an answer in time (fail_open: allowed), none hangs.
+    let master = cluster
+        .nodes
+        .iter()
+        .position(|n| n.cli(&["role"]).starts_with("master"))
+        .expect("a master");
+    cluster.nodes[master].stop();
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        let sent = Instant::now();
+        let status = client()
+            .get(gw.url("/"))
+            .header("x-tenant", format!("during{}", n % 16))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "a request took {:?} during the failover",
+            sent.elapsed()
+        );
+        assert!(matches!(status.as_u16(), 200 | 429), "{status}");
+        n += 1;
+    }
+    let alive: Vec<&RedisServer> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != master)
+        .map(|(_, n)| n)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !alive
+        .iter()
+        .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
+    {
+        assert!(Instant::now() < deadline, "the replica was not promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Recovered without a restart: new tenants, spread over every slot range, the promoted
+    // replica's included, are counted again (5 of 8 allowed).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for round in 0.. {
+        let allowed = allowed_per_tenant(&[&gw], &format!("after{round}-"), 16, 8).await;
+        if allowed == vec![5; 16] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "limits not counted again after the failover: {allowed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

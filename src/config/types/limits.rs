@@ -65,12 +65,18 @@ pub enum FailMode {
     FailClosed,
 }
 
-/// `[redis]`: connection for shared limits.
+/// `[redis]`: connection for shared limits and bans; exactly one of `url` and `cluster`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port/db`. The password never appears in logs or the admin API.
-    pub url: Secret,
+    /// One Redis: `redis://[:password@]host:port/db`. The password never appears in logs or
+    /// the admin API.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// A Redis Cluster: `redis://` URLs of one or more of its nodes, from which the client
+    /// learns the others.
+    #[serde(default)]
+    pub cluster: Vec<Secret>,
     /// Longest wait for one check (and for a connection attempt, times four).
     #[serde(default = "default_redis_timeout", with = "humantime_serde")]
     pub timeout: Duration,

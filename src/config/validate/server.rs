@@ -16,9 +16,29 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
             MS,
             MINUTE,
         );
+        let at = KeyPath::top("redis");
+        match (&redis.url, redis.cluster.is_empty()) {
+            (None, true) => p.at(
+                at.clone(),
+                "needs `url` (one Redis) or `cluster` (the nodes of a Redis Cluster)",
+            ),
+            (Some(_), false) => p.at(
+                at.key("cluster"),
+                "`url` and `cluster` cannot both be set: `url` is one Redis, `cluster` the \
+                 nodes of a Redis Cluster",
+            ),
+            _ => {}
+        }
         // The parse error is not shown: it could echo the password in the url.
-        if redis::Client::open(redis.url.expose()).is_err() {
-            p.at(KeyPath::top("redis").key("url"), "not a valid redis:// url");
+        if let Some(url) = &redis.url {
+            if redis::Client::open(url.expose()).is_err() {
+                p.at(at.key("url"), "not a valid redis:// url");
+            }
+        }
+        for (i, node) in redis.cluster.iter().enumerate() {
+            if redis::Client::open(node.expose()).is_err() {
+                p.at(at.key("cluster").index(i), "not a valid redis:// url");
+            }
         }
     }
 }

@@ -187,3 +187,27 @@ respond = {}
         ]
     );
 }
+
+#[test]
+fn redis_is_one_server_or_one_cluster() {
+    assert_eq!(
+        errors_of("[redis]\ntimeout = \"50ms\"\n"),
+        ["redis: needs `url` (one Redis) or `cluster` (the nodes of a Redis Cluster)"]
+    );
+    assert_eq!(
+        errors_of(
+            "[redis]\nurl = \"redis://127.0.0.1:1/\"\ncluster = [\"redis://127.0.0.1:2/\"]\n"
+        ),
+        [
+            "redis.cluster: `url` and `cluster` cannot both be set: `url` is one Redis, `cluster` \
+          the nodes of a Redis Cluster"
+        ]
+    );
+    assert_eq!(
+        errors_of("[redis]\ncluster = [\"redis://127.0.0.1:2/\", \"http://x\"]\n"),
+        ["redis.cluster[1]: not a valid redis:// url"]
+    );
+    let ok = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+              [redis]\ncluster = [\"redis://127.0.0.1:2/\", \"redis://127.0.0.1:3/\"]\n";
+    assert!(parse(ok).is_ok());
+}

@@ -15,6 +15,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools) # the Redis Cluster tests join nodes with it
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # verify checks the unit in conf/
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -161,16 +161,8 @@ impl<'a> Scanner<'a> {
             self.at = end;
             return self.escaped_string(start, buf, f);
         }
-        let raw = &self.body[start..end];
         self.at = end + 1;
-        if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
-            return Err(End::Invalid);
-        }
-        if f(raw) {
-            Ok(())
-        } else {
-            Err(End::Stopped)
-        }
+        hand_over(&self.body[start..end], f)
     }
 
     /// Where the quote or backslash after `from` is; a control character or the end of the
@@ -208,10 +200,7 @@ impl<'a> Scanner<'a> {
             self.at = end;
             if self.body[end] == b'"' {
                 self.at += 1;
-                if !buf.is_ascii() && std::str::from_utf8(buf).is_err() {
-                    return Err(End::Invalid);
-                }
-                return if f(buf) { Ok(()) } else { Err(End::Stopped) };
+                return hand_over(buf, f);
             }
         }
     }
@@ -315,6 +304,18 @@ impl<'a> Scanner<'a> {
         while self.body.get(self.at).is_some_and(u8::is_ascii_digit) {
             self.at += 1;
         }
+    }
+}
+
+/// A complete string to `f`, if it is UTF-8 (JSON text is; serde_json refuses it otherwise).
+fn hand_over(s: &[u8], f: &mut impl FnMut(&[u8]) -> bool) -> Result<(), End> {
+    if !s.is_ascii() && std::str::from_utf8(s).is_err() {
+        return Err(End::Invalid);
+    }
+    if f(s) {
+        Ok(())
+    } else {
+        Err(End::Stopped)
     }
 }
 

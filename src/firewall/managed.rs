@@ -130,11 +130,12 @@ pub fn inspect_path(set: ProtectionSet, path: &[u8]) -> Option<ManagedProtection
         } else {
             path
         };
-        let found = if known_bad_inputs && known_bad(decoded) {
+        let present = Present::of(decoded);
+        let found = if known_bad_inputs && known_bad_in(decoded, present) {
             Some(ManagedProtection::KnownBadInputs)
         } else if set.contains(ManagedProtection::Xss)
-            && memchr::memchr2(b'<', b'"', decoded).is_some()
-            && memchr::memchr2(b'<', b'=', decoded).is_some()
+            && present.any(Present::LT | Present::DQUOTE)
+            && present.any(Present::LT | Present::EQ)
             && xss(decoded)
         {
             Some(ManagedProtection::Xss)
@@ -215,6 +216,8 @@ impl Present {
     const CAP_O: u32 = 1 << 18;
     /// `a` or `A`, for the hex Java stream magic (`aced0005`).
     const A: u32 = 1 << 19;
+    /// `"`, which an XSS vector in a path needs when it has no `<`.
+    const DQUOTE: u32 = 1 << 20;
 
     /// The bytes that each of [`KNOWN_BAD_STRINGS`] has at least one of (a test checks).
     const KNOWN_BAD_STRING: u32 = Self::DOLLAR
@@ -255,6 +258,7 @@ impl Present {
                 b'x' | b'X' => Self::X,
                 b'O' => Self::CAP_O,
                 b'a' | b'A' => Self::A,
+                b'"' => Self::DQUOTE,
                 0x80..=0xff => Self::HIGH,
                 _ => 0,
             };
@@ -673,12 +677,8 @@ const SENSITIVE_FILES: &[&str] = &[
     "/var/adm/",
 ];
 
-static SENSITIVE: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .match_kind(MatchKind::Standard)
-        .build(SENSITIVE_FILES)
-        .ok()
-});
+static SENSITIVE: LazyLock<Option<AhoCorasick>> =
+    LazyLock::new(|| automaton(SENSITIVE_FILES, false));
 
 /// A sensitive file path, ending where a file name ends (so `/etc/hosts-guide` is not one).
 /// A bare file name (`php.ini`, `error_log`) counts only after a real separator, not the one
@@ -720,12 +720,8 @@ const EXPLOITABLE_PATHS: &[&str] = &[
     "/phpinfo.php",
 ];
 
-static EXPLOITABLE: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .match_kind(MatchKind::Standard)
-        .build(EXPLOITABLE_PATHS)
-        .ok()
-});
+static EXPLOITABLE: LazyLock<Option<AhoCorasick>> =
+    LazyLock::new(|| automaton(EXPLOITABLE_PATHS, false));
 
 /// One of [`EXPLOITABLE_PATHS`] in a canonical path.
 fn exploitable_path(canon: &[u8]) -> bool {
@@ -783,12 +779,8 @@ const KNOWN_BAD_STRINGS: &[&str] = &[
     "__builtins__",
 ];
 
-static KNOWN_BAD: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .build(KNOWN_BAD_STRINGS)
-        .ok()
-});
+static KNOWN_BAD: LazyLock<Option<AhoCorasick>> =
+    LazyLock::new(|| automaton(KNOWN_BAD_STRINGS, true));
 
 /// Log4Shell and other lookups, Shellshock, serialized Java and PHP objects, shell command
 /// probes, and [`KNOWN_BAD_STRINGS`].
@@ -1432,12 +1424,17 @@ const SCANNER_AGENTS: &[&str] = &[
     "mozilla/5.0 sf/",
 ];
 
-static SCANNERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+static SCANNERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| automaton(SCANNER_AGENTS, true));
+
+/// One automaton over `patterns` (standard, overlapping-capable matching), built once; `None`
+/// only if the builder refuses it, which a test rules out for every list here.
+fn automaton(patterns: &[&str], ascii_case_insensitive: bool) -> Option<AhoCorasick> {
     AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .build(SCANNER_AGENTS)
+        .match_kind(MatchKind::Standard)
+        .ascii_case_insensitive(ascii_case_insensitive)
+        .build(patterns)
         .ok()
-});
+}
 
 #[cfg(test)]
 mod tests {

@@ -271,12 +271,7 @@ impl Upstream {
                 "uri": req.uri().to_string(),
                 "headers": headers,
             });
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = request_body(req).await;
             let mut info = info;
             info["body_len"] = body.len().into();
             let mut resp = Response::new(full(info.to_string()));
@@ -363,6 +358,15 @@ pub async fn concurrent_ok(urls: Vec<String>, per_task: usize) -> usize {
     allowed
 }
 
+/// The whole body of a request an upstream received (empty if it broke off).
+pub async fn request_body(req: Request<Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// GET `url`: status and body text.
 pub async fn body_of(url: String) -> (u16, String) {
     let resp = client().get(url).send().await.unwrap();
@@ -423,12 +427,17 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with more redis-server options.
+    pub fn start_with(extra: &[&str]) -> Self {
         let mut server = Self {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
         };
-        server.restart();
+        server.restart_with(extra);
         server
     }
 
@@ -485,20 +494,14 @@ impl RedisCluster {
     pub fn start(masters: usize, replicas: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
-                let mut node = RedisServer {
-                    port: free_port(),
-                    child: None,
-                    dir: tempfile::tempdir().unwrap(),
-                };
-                node.restart_with(&[
+                RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
-                ]);
-                node
+                ])
             })
             .collect();
         let out = Command::new("redis-cli")

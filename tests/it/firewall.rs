@@ -3,7 +3,6 @@
 //! bans (local, shared through a real Redis, kept across reloads), count mode, and `check`.
 
 use crate::common::*;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -30,12 +29,7 @@ async fn mirror() -> (Upstream, Arc<AtomicUsize>) {
         async move {
             let method = req.method().to_string();
             let uri = req.uri().to_string();
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = request_body(req).await;
             let mut resp = Response::new(full(body));
             resp.headers_mut()
                 .insert("x-echo-method", method.parse().unwrap());

@@ -30,14 +30,12 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
             _ => {}
         }
         // The parse error is not shown: it could echo the password in the url.
-        if let Some(url) = &redis.url {
+        let urls = (redis.url.iter().map(|url| (at.key("url"), url))).chain(
+            (redis.cluster.iter().enumerate()).map(|(i, node)| (at.key("cluster").index(i), node)),
+        );
+        for (path, url) in urls {
             if redis::Client::open(url.expose()).is_err() {
-                p.at(at.key("url"), "not a valid redis:// url");
-            }
-        }
-        for (i, node) in redis.cluster.iter().enumerate() {
-            if redis::Client::open(node.expose()).is_err() {
-                p.at(at.key("cluster").index(i), "not a valid redis:// url");
+                p.at(path, "not a valid redis:// url");
             }
         }
     }

@@ -77,11 +77,7 @@ impl Fingerprint {
     }
 
     pub fn as_str(&self) -> &str {
-        let len = self.fingerprint.iter()
-            .position(|&b| b == 0)
-            .unwrap_or(8);
-        core::str::from_utf8(&self.fingerprint[..len])
-            .unwrap_or("")
+        core::str::from_utf8(self.bytes()).unwrap_or("")
     }
 }
 

@@ -314,42 +314,146 @@ fn a_bad_digest_or_an_unresolvable_name_causes_no_follow_on_errors() {
     );
 }
 
-/// Every ```toml block in the README is valid TOML and valid gatehouse configuration: read and
-/// validated (not compiled, so the files and hosts it names need not exist), with a listener
-/// added to blocks that show only other sections.
-#[test]
-fn every_readme_toml_block_is_a_valid_config() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    // The secrets the examples read from the environment. No other test reads these names.
-    for (name, value) in [
-        ("GATEHOUSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        ("ACME_API_KEY", "acme-example-key-0123456789"),
-        ("GATEHOUSE_ADMIN_TOKEN", "admin-example-token-0123456789"),
-        ("GATEHOUSE_READ_TOKEN", "read-example-token-0123456789"),
-    ] {
-        std::env::set_var(name, value);
-    }
-    let mut problems = Vec::new();
-    let mut rest = readme.as_str();
-    let mut blocks = 0;
+/// The README's ```toml blocks, each with the line it starts on.
+fn readme_toml_blocks(readme: &str) -> Vec<(usize, &str)> {
+    let mut blocks = Vec::new();
+    let mut rest = readme;
     while let Some(start) = rest.find("```toml\n") {
         let line = readme[..readme.len() - rest.len() + start].lines().count() + 1;
         let body = &rest[start + 8..];
         let end = body.find("```").expect("an unterminated toml block");
-        let block = &body[..end];
+        blocks.push((line, &body[..end]));
         rest = &body[end + 3..];
-        blocks += 1;
-        let text = if block.contains("[[listeners]]") {
-            block.to_string()
-        } else {
-            format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{block}")
+    }
+    blocks
+}
+
+/// `block` made runnable here: a listener added when it shows only other sections, its
+/// absolute paths moved under `root` with the files they name created (certificates and
+/// keys signed by `ca`, a key list, a certificate directory, log directories), and its
+/// `.internal` hosts in addresses and URLs (the examples' private zone) resolved as
+/// localhost.
+fn provide_readme_block(block: &str, root: &std::path::Path, ca: &crate::pki::Ca) -> String {
+    let mut text = if block.contains("[[listeners]]") {
+        block.to_string()
+    } else {
+        format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{block}")
+    };
+    for dir in ["/etc/gatehouse/", "/var/log/gatehouse/"] {
+        text = text.replace(&format!("\"{dir}"), &format!("\"{}{dir}", root.display()));
+    }
+    let text = regex::Regex::new(r"[a-z0-9-]+\.internal([:/])")
+        .unwrap()
+        .replace_all(&text, "localhost$1")
+        .into_owned();
+    let quoted = regex::Regex::new(&format!(
+        r#""({}/[^"]+)""#,
+        regex::escape(&root.display().to_string())
+    ))
+    .unwrap();
+    for path in quoted.captures_iter(&text) {
+        let path = std::path::Path::new(&path[1]);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let pair = |crt: std::path::PathBuf| {
+            if !crt.exists() {
+                // Each certificate its own name: two for one name are refused.
+                let stem = crt.file_stem().unwrap().to_string_lossy();
+                let issued = ca.server(&[&format!("{stem}.example.com")], 30);
+                std::fs::write(&crt, &issued.cert).unwrap();
+                std::fs::write(crt.with_extension("key"), &issued.key).unwrap();
+            }
         };
-        let (_, errors) = gatehouse::config::check(&text);
-        for e in errors {
-            problems.push(format!("README.md:{line}: {e}"));
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("crt") | Some("key") => pair(path.with_extension("crt")),
+            Some("pem") => std::fs::write(path, ca.pem()).unwrap(),
+            Some("txt") => {
+                std::fs::write(path, format!("partner-a {}\n", "ab".repeat(32))).unwrap()
+            }
+            Some("log") => {}
+            // A directory (certificate_dir): one certificate in it.
+            None | Some("d") => {
+                std::fs::create_dir_all(path).unwrap();
+                pair(path.join("api.crt"));
+            }
+            Some(other) => {
+                panic!("a README path with an extension this test cannot provide: {other}")
+            }
         }
     }
-    assert!(blocks >= 5, "found only {blocks} toml blocks");
+    text
+}
+
+/// Every ```toml block in the README passes `gatehouse check` (the binary: read, validated
+/// and compiled, as at startup), with the files, variables and hosts it names provided, so
+/// the docs cannot drift from the schema or from what a file must contain.
+#[test]
+fn every_readme_toml_block_passes_gatehouse_check() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ca = crate::pki::Ca::new("readme ca");
+    let blocks = readme_toml_blocks(&readme);
+    assert!(blocks.len() >= 5, "found only {} toml blocks", blocks.len());
+    let mut problems = Vec::new();
+    for (line, block) in blocks {
+        let file = root.path().join(format!("readme-{line}.toml"));
+        std::fs::write(&file, provide_readme_block(block, root.path(), &ca)).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(&file)
+            .env("GATEHOUSE_REDIS_URL", "redis://127.0.0.1:6379/0")
+            .env("ACME_API_KEY", "acme-example-key-0123456789")
+            .env("GATEHOUSE_ADMIN_TOKEN", "admin-example-token-0123456789")
+            .env("GATEHOUSE_READ_TOKEN", "read-example-token-0123456789")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !stdout.contains(": ok, version ") {
+            problems.push(format!(
+                "README.md:{line}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The config tour (the README's first toml block) shows every `[server]` key, set or as a
+/// commented example: the list is the one gatehouse itself gives for an unknown key.
+#[test]
+fn the_config_tour_shows_every_server_key() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (_, tour) = readme_toml_blocks(&readme)[0];
+    let server = tour
+        .split("\n[")
+        .find(|s| s.starts_with("[server]") || s.starts_with("server]"))
+        .expect("the tour has a [server] section");
+    let (_, errors) = gatehouse::config::check("[server]\nno_such_key = 1\n");
+    let message = errors
+        .iter()
+        .map(|e| e.to_string())
+        .find(|m| m.contains("expected one of"))
+        .expect("an unknown key lists the known ones");
+    let keys: Vec<&str> = message
+        .split("expected one of")
+        .nth(1)
+        .unwrap()
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    assert!(keys.len() >= 10, "{message}");
+    let shown = |key: &str| {
+        server.lines().any(|l| {
+            let l = l.trim_start_matches(['#', ' ']);
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    let missing: Vec<&str> = keys.into_iter().filter(|k| !shown(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "[server] keys missing from the tour: {missing:?}"
+    );
 }

@@ -94,20 +94,23 @@ impl LimitRegistry {
     }
 }
 
-/// The Redis that `[redis]` names. Validation makes sure exactly one of `url` and `cluster` is
-/// set; without either, the empty url is refused as invalid.
+/// The Redis that `[redis]` names. Validation makes sure exactly one of `url`, `cluster` and
+/// `sentinel` is set; without any, the empty url is refused as invalid.
 fn redis_target(config: &crate::config::RedisConfig) -> super::redis::RedisTarget {
     use super::redis::RedisTarget;
-    match &config.url {
-        Some(url) => RedisTarget::Single(url.expose().to_string()),
-        None if !config.cluster.is_empty() => RedisTarget::Cluster(
-            config
-                .cluster
-                .iter()
-                .map(|n| n.expose().to_string())
-                .collect(),
-        ),
-        None => RedisTarget::Single(String::new()),
+    let expose = |s: &crate::config::Secret| s.expose().to_string();
+    match (&config.url, &config.sentinel) {
+        (Some(url), _) => RedisTarget::Single(expose(url)),
+        (None, Some(sentinel)) => RedisTarget::Sentinel {
+            master: sentinel.master.clone(),
+            nodes: sentinel.nodes.iter().map(expose).collect(),
+            password: sentinel.password.as_ref().map(expose),
+            db: sentinel.db,
+        },
+        (None, None) if !config.cluster.is_empty() => {
+            RedisTarget::Cluster(config.cluster.iter().map(expose).collect())
+        }
+        (None, None) => RedisTarget::Single(String::new()),
     }
 }
 

@@ -9,13 +9,19 @@
 //! redirects, so failovers and resharding need nothing from gatehouse. Every check touches
 //! exactly one key, so scripts never cross slots and no hash tags are needed; keys spread over
 //! the cluster by their hash, and the shared bans are one hash.
+//!
+//! Redis Sentinel (`[redis.sentinel]`): the sentinels are asked which node is the primary
+//! when a connection is made. After a failover the old primary is gone (I/O errors, timeouts),
+//! or demoted, which cuts its clients or answers them `READONLY`; each drops the connection,
+//! so the next check asks the sentinels again and reaches the promoted replica.
 
 use super::gcra::RateDecision;
 use super::quota::QuotaDecision;
 use arc_swap::ArcSwapOption;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::Script;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,20 +88,31 @@ pub enum RedisTarget {
     Single(String),
     /// A Redis Cluster, reached through these seed nodes.
     Cluster(Vec<String>),
+    /// The primary that these sentinels know as `master`.
+    Sentinel {
+        master: String,
+        nodes: Vec<String>,
+        password: Option<String>,
+        db: i64,
+    },
 }
 
 /// The client for a [`RedisTarget`].
 enum Client {
     Single(redis::Client),
     Cluster(ClusterClient),
+    /// `SentinelClient` asks through `&mut self`; connection attempts are serialized anyway.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
 }
 
-/// A live connection of either kind: both reconnect by themselves, and both are cheap clones
-/// of one multiplexed connection (per node, for a cluster).
+/// A live connection, a cheap clone of one multiplexed connection (per node, for a cluster).
+/// The single and cluster kinds reconnect by themselves; a Sentinel one is replaced, see
+/// [`RedisLimiter::settle`].
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(MultiplexedConnection),
 }
 
 impl redis::aio::ConnectionLike for Connection {
@@ -106,6 +123,7 @@ impl redis::aio::ConnectionLike for Connection {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -118,6 +136,7 @@ impl redis::aio::ConnectionLike for Connection {
         match self {
             Self::Single(c) => c.req_packed_commands(cmd, offset, count),
             Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -125,6 +144,7 @@ impl redis::aio::ConnectionLike for Connection {
         match self {
             Self::Single(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -167,6 +187,31 @@ impl RedisLimiter {
                     .build()
                     .map_err(|_| InvalidRedisUrl)?,
             ),
+            RedisTarget::Sentinel {
+                master,
+                nodes,
+                password,
+                db,
+            } => {
+                let node = SentinelNodeConnectionInfo {
+                    tls_mode: None,
+                    redis_connection_info: Some(redis::RedisConnectionInfo {
+                        db: *db,
+                        password: password.clone(),
+                        ..Default::default()
+                    }),
+                };
+                let nodes = nodes.iter().map(String::as_str).collect();
+                Client::Sentinel(tokio::sync::Mutex::new(
+                    SentinelClient::build(
+                        nodes,
+                        master.clone(),
+                        Some(node),
+                        SentinelServerType::Master,
+                    )
+                    .map_err(|_| InvalidRedisUrl)?,
+                ))
+            }
         };
         Ok(Self {
             client,
@@ -197,6 +242,16 @@ impl RedisLimiter {
                     .map(Connection::Single)
             }
             Client::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+            Client::Sentinel(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(self.timeout)
+                    .set_response_timeout(self.timeout);
+                let mut client = client.lock().await;
+                client
+                    .get_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Sentinel)
+            }
         }
     }
 
@@ -268,10 +323,47 @@ impl RedisLimiter {
         let mut invocation = script.key(key);
         invocation.arg(args[0]).arg(args[1]);
         let call = invocation.invoke_async::<Vec<i64>>(&mut conn);
-        tokio::time::timeout(self.timeout, call)
+        let result = tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| RedisLimitError::Timeout(self.timeout))?
-            .map_err(RedisLimitError::from)
+            .map_err(|_| RedisLimitError::Timeout(self.timeout))
+            .and_then(|r| r.map_err(RedisLimitError::from));
+        self.settle(&conn, result)
+    }
+
+    /// Drop the connection when `result` says it leads nowhere useful any more, so the next
+    /// check makes a new one. For Sentinel, an unreachable or silent primary means asking the
+    /// sentinels again. A primary demoted while it is up answers `READONLY` to clients it did
+    /// not cut (for a single `url` that follows the primary by name too). The other kinds
+    /// reconnect by themselves on I/O errors.
+    fn settle<T>(
+        &self,
+        conn: &Connection,
+        result: Result<T, RedisLimitError>,
+    ) -> Result<T, RedisLimitError> {
+        if let Err(error) = &result {
+            let command = match error {
+                RedisLimitError::Command(e) => Some(e),
+                _ => None,
+            };
+            let read_only = command.is_some_and(|e| e.kind() == redis::ErrorKind::ReadOnly);
+            let stale = match conn {
+                Connection::Cluster(_) => false,
+                Connection::Single(_) => read_only,
+                Connection::Sentinel(_) => {
+                    read_only
+                        || matches!(error, RedisLimitError::Timeout(_))
+                        || command.is_some_and(|e| {
+                            e.is_io_error()
+                                || e.is_connection_dropped()
+                                || e.is_connection_refusal()
+                        })
+                }
+            };
+            if stale {
+                self.conn.store(None);
+            }
+        }
+        result
     }
 
     /// GCRA check; emission and tolerance in nanoseconds.
@@ -322,10 +414,11 @@ impl RedisLimiter {
         cmd: &redis::Cmd,
     ) -> Result<T, RedisLimitError> {
         let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
+        let result = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
             .await
-            .map_err(|_| RedisLimitError::Timeout(self.timeout))?
-            .map_err(RedisLimitError::from)
+            .map_err(|_| RedisLimitError::Timeout(self.timeout))
+            .and_then(|r| r.map_err(RedisLimitError::from));
+        self.settle(&conn, result)
     }
 
     /// Share a ban: `field` names who is banned, `value` until when and why.
@@ -358,10 +451,6 @@ impl RedisLimiter {
 
     /// Log a failure at most once per interval; callers count every one in metrics.
     pub fn report_failure(&self, policy: &str, error: &RedisLimitError, fail_open: bool) {
-        if matches!(error, RedisLimitError::Unreachable(_)) {
-            // Drop the connection so the next check reconnects.
-            self.conn.store(None);
-        }
         let now = now_ms() + LOG_EVERY_MS;
         let last = self.last_error_log_ms.load(Ordering::Relaxed);
         if now >= last + LOG_EVERY_MS

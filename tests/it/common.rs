@@ -452,7 +452,13 @@ impl RedisServer {
 
     /// [`Self::restart`] with more redis-server options.
     pub fn restart_with(&mut self, extra: &[&str]) {
+        self.launch(None, extra);
+    }
+
+    /// redis-server with `config_file` (which must come first) and `extra` options.
+    fn launch(&mut self, config_file: Option<&Path>, extra: &[&str]) {
         let child = Command::new("redis-server")
+            .args(config_file)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(extra)
@@ -481,6 +487,86 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The name the sentinels of [`RedisSentinel`] watch the primary under.
+pub const SENTINEL_MASTER: &str = "gatehouse";
+
+/// A primary, one replica and three sentinels watching them (quorum 2, a primary is down after
+/// 1 s), each a real redis-server on a free port.
+pub struct RedisSentinel {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisServer>,
+}
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        let primary = RedisServer::start();
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+        let sentinels = (0..3)
+            .map(|_| {
+                let mut s = RedisServer {
+                    port: free_port(),
+                    child: None,
+                    dir: tempfile::tempdir().unwrap(),
+                };
+                // Sentinel rewrites its config file, so each gets its own.
+                let conf = s.dir.path().join("sentinel.conf");
+                let m = SENTINEL_MASTER;
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "sentinel monitor {m} 127.0.0.1 {} 2\n\
+                         sentinel down-after-milliseconds {m} 1000\n\
+                         sentinel failover-timeout {m} 3000\n",
+                        primary.port
+                    ),
+                )
+                .unwrap();
+                s.launch(Some(&conf), &["--sentinel"]);
+                s
+            })
+            .collect();
+        let me = Self {
+            primary,
+            replica,
+            sentinels,
+        };
+        // A failover needs the replica synced, and every sentinel to know it and the others.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let replica_port = me.replica.port.to_string();
+        let ready = || {
+            me.replica
+                .cli(&["info", "replication"])
+                .contains("master_link_status:up")
+                && me.sentinels.iter().all(|s| {
+                    s.cli(&["sentinel", "replicas", SENTINEL_MASTER])
+                        .contains(&replica_port)
+                        && s.cli(&["sentinel", "sentinels", SENTINEL_MASTER])
+                            .matches("\nport\n")
+                            .count()
+                            >= 2
+                })
+        };
+        while !ready() {
+            assert!(Instant::now() < deadline, "the sentinels did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me
+    }
+
+    /// The sentinels' URLs, for `[redis.sentinel] nodes = [...]`.
+    pub fn urls(&self) -> Vec<String> {
+        self.sentinels.iter().map(RedisServer::url).collect()
+    }
+
+    /// The port of the node the sentinels name as the primary now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let out = self.sentinels[0].cli(&["sentinel", "get-master-addr-by-name", SENTINEL_MASTER]);
+        out.lines().nth(1).and_then(|p| p.trim().parse().ok())
     }
 }
 

@@ -217,6 +217,59 @@ async fn a_cluster_master_failing_over_is_followed_without_hanging() {
         .position(|n| n.cli(&["role"]).starts_with("master"))
         .expect("a master");
     cluster.nodes[master].stop();
+    answered_in_time_for_6s(&gw).await;
+    let alive: Vec<&RedisServer> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != master)
+        .map(|(_, n)| n)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !alive
+        .iter()
+        .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
+    {
+        assert!(Instant::now() < deadline, "the replica was not promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Recovered without a restart: new tenants, spread over every slot range, the promoted
+    // replica's included, are counted again.
+    counted_exactly_again(&gw, "the failover").await;
+}
+
+fn on_sentinel(sentinel: &RedisSentinel, limit: &str) -> String {
+    let nodes: Vec<String> = sentinel.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "[redis]\ntimeout = \"500ms\"\n\
+         [redis.sentinel]\nmaster = \"{SENTINEL_MASTER}\"\nnodes = [{}]\n\
+         [limits.shared]\nbackend = \"redis\"\nkey = [\"header:x-tenant\"]\n{limit}\n\
+         [[routes]]\nname = \"r\"\nlimits = [\"shared\"]\nrespond = {{ body = \"ok\" }}\n",
+        nodes.join(", ")
+    )
+}
+
+/// Requests for `16 tenants × 8` until each tenant is counted exactly (5 of 8 allowed), as
+/// it is once gatehouse reaches the primary again.
+async fn counted_exactly_again(gw: &Gateway, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for round in 0.. {
+        let allowed = allowed_per_tenant(&[gw], &format!("after{round}-"), 16, 8).await;
+        if allowed == vec![5; 16] {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "limits not counted again after {what}: {allowed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Requests for 6 s: each answered within 3 s, as 200 or 429 (fail_open while no primary
+/// answers).
+async fn answered_in_time_for_6s(gw: &Gateway) {
     let start = Instant::now();
     let mut n = 0;
     while start.elapsed() < Duration::from_secs(6) {
@@ -236,34 +289,84 @@ async fn a_cluster_master_failing_over_is_followed_without_hanging() {
         assert!(matches!(status.as_u16(), 200 | 429), "{status}");
         n += 1;
     }
-    let alive: Vec<&RedisServer> = cluster
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != master)
-        .map(|(_, n)| n)
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !alive
-        .iter()
-        .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
-    {
-        assert!(Instant::now() < deadline, "the replica was not promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+}
 
-    // Recovered without a restart: new tenants, spread over every slot range, the promoted
-    // replica's included, are counted again (5 of 8 allowed).
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_limits_through_redis_sentinel() {
+    let sentinel = RedisSentinel::start();
+    let body = on_sentinel(&sentinel, "rate = 100\nperiod = \"600s\"\nburst = 99");
+    let (a, b, c) = (
+        Gateway::start(&body),
+        Gateway::start(&body),
+        Gateway::start(&body),
+    );
+    let allowed = allowed_per_tenant(&[&a, &b, &c], "t", 8, 50).await;
+    assert_eq!(
+        allowed,
+        vec![100; 8],
+        "each tenant's bucket, on the primary"
+    );
+    let keys = |n: &RedisServer| n.cli(&["dbsize"]).trim().parse::<u64>().unwrap_or(0);
+    assert_eq!(
+        keys(&sentinel.primary),
+        8,
+        "one bucket per tenant, on the primary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_failover_after_the_primary_dies_is_followed_without_hanging() {
+    let mut sentinel = RedisSentinel::start();
+    let gw = Gateway::start(&on_sentinel(
+        &sentinel,
+        "rate = 5\nperiod = \"600s\"\nburst = 4",
+    ));
+    assert_eq!(allowed_per_tenant(&[&gw], "before", 4, 3).await, vec![3; 4]);
+    sentinel.primary.stop();
+    answered_in_time_for_6s(&gw).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    for round in 0.. {
-        let allowed = allowed_per_tenant(&[&gw], &format!("after{round}-"), 16, 8).await;
-        if allowed == vec![5; 16] {
-            break;
-        }
+    while sentinel.primary_port() != Some(sentinel.replica.port) {
         assert!(
             Instant::now() < deadline,
-            "limits not counted again after the failover: {allowed:?}"
+            "the sentinels did not promote the replica"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    counted_exactly_again(&gw, "the primary died").await;
+}
+
+/// A primary demoted while it is still up (a manual failover, or a partition that heals)
+/// answers writes with READONLY: gatehouse must leave it for the new primary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demoted_primary_is_left_for_the_new_one() {
+    let sentinel = RedisSentinel::start();
+    let gw = Gateway::start(&on_sentinel(
+        &sentinel,
+        "rate = 5\nperiod = \"600s\"\nburst = 4",
+    ));
+    assert_eq!(allowed_per_tenant(&[&gw], "before", 4, 3).await, vec![3; 4]);
+    let out = sentinel.sentinels[0].cli(&["sentinel", "failover", SENTINEL_MASTER]);
+    assert!(out.contains("OK"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sentinel.primary_port() != Some(sentinel.replica.port)
+        || !sentinel.primary.cli(&["role"]).starts_with("slave")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the manual failover did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    answered_in_time_for_6s(&gw).await;
+    counted_exactly_again(&gw, "a manual failover").await;
+    assert!(
+        sentinel
+            .replica
+            .cli(&["dbsize"])
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 4,
+        "new buckets on the promoted replica"
+    );
 }

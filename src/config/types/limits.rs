@@ -65,7 +65,8 @@ pub enum FailMode {
     FailClosed,
 }
 
-/// `[redis]`: connection for shared limits and bans; exactly one of `url` and `cluster`.
+/// `[redis]`: connection for shared limits and bans; exactly one of `url`, `cluster` and
+/// `sentinel`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
@@ -77,9 +78,29 @@ pub struct RedisConfig {
     /// learns the others.
     #[serde(default)]
     pub cluster: Vec<Secret>,
+    /// A primary and its replicas watched by Redis Sentinel: the sentinels name the primary,
+    /// and are asked again after a failover.
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
     /// Longest wait for one check (and for a connection attempt, times four).
     #[serde(default = "default_redis_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_redis_prefix")]
     pub key_prefix: String,
+}
+
+/// `[redis.sentinel]`: where to ask which node is the primary.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The name the sentinels monitor the primary under (`sentinel monitor NAME ...`).
+    pub master: String,
+    /// `redis://host:port` of the sentinels (with `:password@` if they require one).
+    pub nodes: Vec<Secret>,
+    /// Password of the primary and replicas, when they require one.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Database number on the primary.
+    #[serde(default)]
+    pub db: i64,
 }

@@ -16,27 +16,63 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
             MS,
             MINUTE,
         );
-        let at = KeyPath::top("redis");
-        match (&redis.url, redis.cluster.is_empty()) {
-            (None, true) => p.at(
-                at.clone(),
-                "needs `url` (one Redis) or `cluster` (the nodes of a Redis Cluster)",
+        redis_target(redis, p);
+    }
+}
+
+/// Exactly one of `url`, `cluster` and `sentinel`, each url one the client accepts.
+fn redis_target(redis: &crate::config::RedisConfig, p: &mut Problems) {
+    let at = KeyPath::top("redis");
+    let set: Vec<&str> = [
+        ("url", redis.url.is_some()),
+        ("cluster", !redis.cluster.is_empty()),
+        ("sentinel", redis.sentinel.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, on)| on.then_some(k))
+    .collect();
+    match set.as_slice() {
+        [] => p.at(
+            at.clone(),
+            "needs `url` (one Redis), `cluster` (the nodes of a Redis Cluster) or `sentinel` \
+             (the sentinels watching a primary)",
+        ),
+        [_] => {}
+        [.., last] => p.at(
+            at.key(last),
+            format!(
+                "only one of `url`, `cluster` and `sentinel` can be set; found {}",
+                set.join(", ")
             ),
-            (Some(_), false) => p.at(
-                at.key("cluster"),
-                "`url` and `cluster` cannot both be set: `url` is one Redis, `cluster` the \
-                 nodes of a Redis Cluster",
-            ),
-            _ => {}
+        ),
+    }
+    let mut urls: Vec<(KeyPath, &crate::config::Secret)> = Vec::new();
+    urls.extend(redis.url.iter().map(|url| (at.key("url"), url)));
+    urls.extend(
+        (redis.cluster.iter().enumerate()).map(|(i, node)| (at.key("cluster").index(i), node)),
+    );
+    if let Some(sentinel) = &redis.sentinel {
+        let at = at.key("sentinel");
+        if sentinel.master.trim().is_empty() {
+            p.at(
+                at.key("master"),
+                "empty: give the name the sentinels monitor the primary under",
+            );
         }
-        // The parse error is not shown: it could echo the password in the url.
-        let urls = (redis.url.iter().map(|url| (at.key("url"), url))).chain(
-            (redis.cluster.iter().enumerate()).map(|(i, node)| (at.key("cluster").index(i), node)),
+        if sentinel.nodes.is_empty() {
+            p.at(at.key("nodes"), "at least one sentinel is required");
+        }
+        if sentinel.db < 0 {
+            p.at(at.key("db"), "must not be negative");
+        }
+        urls.extend(
+            (sentinel.nodes.iter().enumerate()).map(|(i, node)| (at.key("nodes").index(i), node)),
         );
-        for (path, url) in urls {
-            if redis::Client::open(url.expose()).is_err() {
-                p.at(path, "not a valid redis:// url");
-            }
+    }
+    // The parse error is not shown: it could echo the password in the url.
+    for (path, url) in urls {
+        if redis::Client::open(url.expose()).is_err() {
+            p.at(path, "not a valid redis:// url");
         }
     }
 }

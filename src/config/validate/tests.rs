@@ -189,25 +189,50 @@ respond = {}
 }
 
 #[test]
-fn redis_is_one_server_or_one_cluster() {
+fn redis_is_one_server_one_cluster_or_one_sentinel_set() {
     assert_eq!(
         errors_of("[redis]\ntimeout = \"50ms\"\n"),
-        ["redis: needs `url` (one Redis) or `cluster` (the nodes of a Redis Cluster)"]
+        [
+            "redis: needs `url` (one Redis), `cluster` (the nodes of a Redis Cluster) or \
+             `sentinel` (the sentinels watching a primary)"
+        ]
     );
     assert_eq!(
         errors_of(
             "[redis]\nurl = \"redis://127.0.0.1:1/\"\ncluster = [\"redis://127.0.0.1:2/\"]\n"
         ),
-        [
-            "redis.cluster: `url` and `cluster` cannot both be set: `url` is one Redis, `cluster` \
-          the nodes of a Redis Cluster"
-        ]
+        ["redis.cluster: only one of `url`, `cluster` and `sentinel` can be set; found url, cluster"]
+    );
+    assert_eq!(
+        errors_of(
+            "[redis]\nurl = \"redis://127.0.0.1:1/\"\n\
+             [redis.sentinel]\nmaster = \"m\"\nnodes = [\"redis://127.0.0.1:26379\"]\n"
+        ),
+        ["redis.sentinel: only one of `url`, `cluster` and `sentinel` can be set; found url, sentinel"]
     );
     assert_eq!(
         errors_of("[redis]\ncluster = [\"redis://127.0.0.1:2/\", \"http://x\"]\n"),
         ["redis.cluster[1]: not a valid redis:// url"]
     );
+    assert_eq!(
+        errors_of(
+            "[redis.sentinel]\nmaster = \" \"\nnodes = [\"redis://127.0.0.1:26379\", \"x\"]\ndb = -1\n"
+        ),
+        [
+            "redis.sentinel.master: empty: give the name the sentinels monitor the primary under",
+            "redis.sentinel.db: must not be negative",
+            "redis.sentinel.nodes[1]: not a valid redis:// url",
+        ]
+    );
+    assert_eq!(
+        errors_of("[redis.sentinel]\nmaster = \"m\"\nnodes = []\n"),
+        ["redis.sentinel.nodes: at least one sentinel is required"]
+    );
     let ok = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
               [redis]\ncluster = [\"redis://127.0.0.1:2/\", \"redis://127.0.0.1:3/\"]\n";
+    assert!(parse(ok).is_ok());
+    let ok = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+              [redis.sentinel]\nmaster = \"m\"\nnodes = [\"redis://127.0.0.1:26379\"]\n\
+              password = \"env:HOME\"\ndb = 2\n";
     assert!(parse(ok).is_ok());
 }

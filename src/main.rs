@@ -111,6 +111,7 @@ fn check(path: PathBuf) -> ExitCode {
 
 fn init_logging() {
     use gatehouse::observe::log_limit::{site_key, unix_second, LogLimiter, Verdict};
+    use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -151,7 +152,7 @@ fn init_logging() {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(limit),
+                .with_filter(limit.and(gatehouse::observe::log_noise::QuietBenign)),
         )
         .init();
 }

@@ -3,4 +3,5 @@
 pub mod access_log;
 mod handles;
 pub mod log_limit;
+pub mod log_noise;
 pub mod metrics;

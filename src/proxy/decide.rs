@@ -15,16 +15,32 @@ use std::sync::Arc;
 pub enum Rejection {
     BadRequest(&'static str),
     NotFound,
-    /// Holds the `Allow` header value.
-    MethodNotAllowed(String),
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: String,
+        /// The route whose path matched: the refusal is counted under it.
+        route: RouteRef,
+    },
 }
+
+/// A route in a [`Rejection`]; two are equal when they are the same compiled route.
+#[derive(Debug, Clone)]
+pub struct RouteRef(pub Arc<Route>);
+
+impl PartialEq for RouteRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RouteRef {}
 
 impl Rejection {
     pub fn status(&self) -> u16 {
         match self {
             Self::BadRequest(_) => 400,
             Self::NotFound => 404,
-            Self::MethodNotAllowed(_) => 405,
+            Self::MethodNotAllowed { .. } => 405,
         }
     }
 
@@ -32,7 +48,7 @@ impl Rejection {
         match self {
             Self::BadRequest(m) => m,
             Self::NotFound => "no route for this request",
-            Self::MethodNotAllowed(_) => "method not allowed on this route",
+            Self::MethodNotAllowed { .. } => "method not allowed on this route",
         }
     }
 }
@@ -71,7 +87,10 @@ pub fn route_request(
                 upstream_uri,
             })
         }
-        RouteMatch::MethodNotAllowed(allow) => Err(Rejection::MethodNotAllowed(allow)),
+        RouteMatch::MethodNotAllowed { allow, path_owner } => Err(Rejection::MethodNotAllowed {
+            allow,
+            route: RouteRef(path_owner.clone()),
+        }),
         RouteMatch::NotFound => Err(Rejection::NotFound),
     }
 }
@@ -287,10 +306,15 @@ mod tests {
             check(req("GET", "/nope", &[("host", "h")])),
             Rejection::NotFound
         );
-        assert_eq!(
-            check(req("POST", "/keep", &[("host", "h")])),
-            Rejection::MethodNotAllowed("GET, HEAD".into())
-        );
+        match check(req("POST", "/keep", &[("host", "h")])) {
+            Rejection::MethodNotAllowed { allow, route } => {
+                assert_eq!(
+                    (allow.as_str(), route.0.name.as_str()),
+                    ("GET, HEAD", "keep")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             check(req("GET", "/keep", &[])).message(),
             "missing Host header"

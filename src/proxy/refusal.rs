@@ -66,7 +66,7 @@ impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Self {
         let refusal = Self::new(rejection.status(), rejection.message());
         match rejection {
-            Rejection::MethodNotAllowed(allow) => {
+            Rejection::MethodNotAllowed { allow, .. } => {
                 refusal.with_header(header::ALLOW, HeaderValue::try_from(allow).ok())
             }
             Rejection::BadRequest(_) | Rejection::NotFound => refusal,
@@ -220,7 +220,10 @@ mod tests {
     #[test]
     fn refusals_before_a_host_policy_carry_only_their_own_headers() {
         let ctx = ctx();
-        let refusal = Refusal::from(Rejection::MethodNotAllowed("GET, HEAD".into()));
+        let refusal = Refusal::from(Rejection::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
+            route: crate::proxy::decide::RouteRef(ctx.snapshot.routes[0].clone()),
+        });
         let (head, _) = response(&ctx, Answer::Refuse(refusal)).unwrap();
         assert_eq!(head.status, 405);
         assert_eq!(head.headers["allow"], "GET, HEAD");

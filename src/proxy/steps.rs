@@ -106,7 +106,17 @@ pub fn check_host(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refus
 /// target in `ctx` and returns the route for the remaining steps.
 pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Refusal> {
     let host = ctx.host.as_ref().map(Host::as_str);
-    let routed = decide::route_request(&ctx.snapshot, req, host)?;
+    let routed = match decide::route_request(&ctx.snapshot, req, host) {
+        Ok(routed) => routed,
+        Err(rejection) => {
+            // A wrong method is counted (metrics, access log) under the route whose path it
+            // asked for, not with the requests that matched nothing.
+            if let decide::Rejection::MethodNotAllowed { route, .. } = &rejection {
+                ctx.route = Some(route.0.clone());
+            }
+            return Err(rejection.into());
+        }
+    };
     ctx.upstream_uri = routed.upstream_uri.map(Box::new);
     ctx.route = Some(routed.route.clone());
     let edge = &routed.route.edge;

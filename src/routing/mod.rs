@@ -51,8 +51,13 @@ pub enum RouteMatch<'a, T> {
         /// Bytes of the request path covered by the matched path or prefix (0 for `/`).
         matched_len: usize,
     },
-    /// Host and path matched, the method did not. Holds the `Allow` header value.
-    MethodNotAllowed(String),
+    /// Host and path matched, the method did not.
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: String,
+        /// The most specific route whose path matched, to count the refusal under.
+        path_owner: &'a T,
+    },
     NotFound,
 }
 
@@ -246,7 +251,7 @@ impl<T> Router<T> {
     /// allowed); `path` must already be normalized.
     pub fn lookup(&self, host: Option<&str>, method: &Method, path: &[u8]) -> RouteMatch<'_, T> {
         let mut allowed: Vec<&Method> = Vec::new();
-        let mut path_matched = false;
+        let mut path_owner = None;
         let host = host.map(host_key);
         let mut tables: [Option<&PathTable<T>>; 3] = [None; 3];
         if let Some(host) = host.as_deref() {
@@ -267,17 +272,20 @@ impl<T> Router<T> {
                 if let Some(value) = methods.get(method) {
                     return RouteMatch::Found { value, matched_len };
                 }
-                path_matched = true;
+                path_owner = path_owner.or(methods.by_method.first().map(|(_, r, _)| r));
                 allowed.extend(methods.by_method.iter().map(|(m, _, _)| m));
             }
         }
-        if !path_matched {
+        let Some(path_owner) = path_owner else {
             return RouteMatch::NotFound;
-        }
+        };
         let mut names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        RouteMatch::MethodNotAllowed(names.join(", "))
+        RouteMatch::MethodNotAllowed {
+            allow: names.join(", "),
+            path_owner,
+        }
     }
 
     /// The most specific wildcard table covering `host`.

@@ -159,7 +159,10 @@ fn wrong_method_gives_allow_list_and_less_specific_paths_still_match() {
     ]);
     assert_eq!(
         r.lookup(None, &Method::DELETE, b"/items/new"),
-        RouteMatch::MethodNotAllowed("GET, HEAD, POST".into())
+        RouteMatch::MethodNotAllowed {
+            allow: "GET, HEAD, POST".into(),
+            path_owner: &"create".to_string()
+        }
     );
     assert_eq!(found(&r, "h", "GET", "/items/new").as_deref(), Some("read"));
     assert_eq!(

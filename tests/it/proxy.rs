@@ -89,6 +89,21 @@ async fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
 
     let resp = client().head(gw.url("/items/3")).send().await.unwrap();
     assert_eq!(resp.status(), 200, "GET implies HEAD");
+
+    // The 405 is counted, and logged, under the route whose path it asked for.
+    let metrics = gw.metrics().await;
+    let count = |route: &str, status: &str| {
+        metric_value(
+            &metrics,
+            "gatehouse_requests_total",
+            &[("method", "DELETE"), ("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(count("items", "4xx"), 1.0, "{metrics}");
+    assert_eq!(count("-", "4xx"), 0.0);
+    let line = gw.log_line(&id).await.expect("an access log line");
+    assert_eq!(line["route"], "items");
+    assert_eq!(line["status"], 405);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,6 +16,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # verify checks the unit in conf/
+  command -v logrotate >/dev/null 2>&1 || need+=(logrotate) # runs the example in conf/
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -52,6 +52,9 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         )
         .map_err(|e| format!("access_log.path: {e}"))?,
     );
+    // SIGUSR1 reopens the access log (after logrotate renamed it), as nginx's USR1 does.
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, access_log.reopen_flag())
+        .map_err(|e| format!("cannot install the SIGUSR1 handler: {e}"))?;
     let fd_budget = connections::budget_from_fd_limit(connections::raise_fd_limit());
     let connections = Connections::new(config.listeners.iter().map(|l| l.address));
 
@@ -63,6 +66,15 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     let mut server =
         Server::new_with_opt_and_conf(pingora_opt, server_conf(&config, &opts.config_path));
     server.bootstrap();
+    if !opts.daemon {
+        // Pingora writes the pid file only when it daemonizes; in the foreground (systemd
+        // `Type=simple`, containers) it is written here, so `kill -USR1 $(cat PIDFILE)` from
+        // logrotate and scripts work either way. An upgraded process overwrites it.
+        let pid_file = &server.configuration.pid_file;
+        if let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!(file = %pid_file, error = %e, "cannot write the pid file");
+        }
+    }
     let (watch_config, watch_certificates) = (config.server.watch_config, config.tls.watch);
     let watch = (watch_config || watch_certificates).then_some(config.server.watch_interval);
     let shutdown_delay = config.server.shutdown_delay;

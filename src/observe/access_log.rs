@@ -6,9 +6,10 @@
 use prometheus::IntCounter;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::text;
@@ -181,7 +182,13 @@ fn write_time(out: &mut Vec<u8>, t: SystemTime) {
 }
 
 /// What the writer thread takes over when it starts.
-type WriterParts = (Receiver<Vec<u8>>, Box<dyn Write + Send>);
+struct WriterParts {
+    rx: Receiver<Vec<u8>>,
+    out: Box<dyn Write + Send>,
+    /// The file, to open again on request; `None` for standard output.
+    path: Option<PathBuf>,
+    reopen: Arc<AtomicBool>,
+}
 
 /// Handle to the writer thread.
 pub struct AccessLog {
@@ -192,35 +199,45 @@ pub struct AccessLog {
     /// not exist in the daemon.
     writer: OnceLock<()>,
     pending: Mutex<Option<WriterParts>>,
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
     /// Open the output (appending to `path`, or standard output) so errors show at startup.
     pub fn start(path: Option<&Path>, dropped: IntCounter) -> std::io::Result<Self> {
         let out: Box<dyn Write + Send> = match path {
-            Some(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            ),
+            Some(p) => Box::new(open_append(p)?),
             None => Box::new(std::io::stdout()),
         };
         let (tx, rx) = sync_channel(QUEUE);
+        let reopen = Arc::new(AtomicBool::new(false));
         Ok(Self {
             tx,
             dropped,
             writer: OnceLock::new(),
-            pending: Mutex::new(Some((rx, out))),
+            pending: Mutex::new(Some(WriterParts {
+                rx,
+                out,
+                path: path.map(Path::to_path_buf),
+                reopen: reopen.clone(),
+            })),
+            reopen,
         })
+    }
+
+    /// Set it (a signal handler can: it is one atomic store) and the writer opens the file
+    /// again by its path before its next write, so a log rotated by renaming continues in a
+    /// new file. Without a path (standard output) it is ignored.
+    pub fn reopen_flag(&self) -> Arc<AtomicBool> {
+        self.reopen.clone()
     }
 
     fn start_writer(&self) {
         let taken = self.pending.lock().ok().and_then(|mut p| p.take());
-        if let Some((rx, out)) = taken {
+        if let Some(parts) = taken {
             let spawned = std::thread::Builder::new()
                 .name("access-log".into())
-                .spawn(move || write_lines(rx, out));
+                .spawn(move || write_lines(parts));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start the access log writer");
             }
@@ -244,9 +261,36 @@ impl AccessLog {
 /// request, measured at about 15 µs of CPU per request); lines reach the file within this delay.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
-fn write_lines(rx: Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+fn write_lines(parts: WriterParts) {
+    let WriterParts {
+        rx,
+        out,
+        path,
+        reopen,
+    } = parts;
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     loop {
+        if reopen.swap(false, Ordering::Relaxed) {
+            if let Some(path) = &path {
+                // Lines already written belong to the old file; a file that cannot be opened
+                // leaves the old one in use.
+                let _ = out.flush();
+                match open_append(path) {
+                    Ok(file) => out = BufWriter::with_capacity(64 * 1024, Box::new(file)),
+                    Err(e) => eprintln!(
+                        "gatehouse: cannot reopen the access log {}: {e}",
+                        path.display()
+                    ),
+                }
+            }
+        }
         let mut wrote = false;
         let mut ok = true;
         let closed = loop {

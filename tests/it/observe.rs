@@ -180,3 +180,69 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
         gw.stderr()
     );
 }
+
+/// conf/gatehouse.logrotate run by the real logrotate against a running gatehouse (its paths
+/// moved into a tempdir): lines before the rotation stay in the renamed file, lines after it
+/// go to a new file by the old name (SIGUSR1 reopens it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_logrotate_config_rotates_the_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let gw = Gateway::start(&format!(
+        "[access_log]\npath = \"{}\"\n{}",
+        path.display(),
+        mock_routes()
+    ));
+    let request = || async {
+        let resp = client().get(gw.url("/hello")).send().await.unwrap();
+        resp.headers()["x-request-id"].to_str().unwrap().to_string()
+    };
+    let logged = |file: std::path::PathBuf, id: String| async move {
+        eventually(Duration::from_secs(5), || {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let found = text.contains(&id);
+            async move { found }
+        })
+        .await
+    };
+    let before = request().await;
+    assert!(logged(path.clone(), before.clone()).await);
+
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/gatehouse.logrotate"
+    ))
+    .unwrap();
+    let conf = dir.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        shipped
+            .replace("/var/log/gatehouse/access.log", &path.display().to_string())
+            .replace(
+                "/run/gatehouse/gatehouse.pid",
+                &gw.dir.path().join("gatehouse.pid").display().to_string(),
+            ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.path().join("state"))
+        .arg(&conf)
+        .output()
+        .expect("logrotate (scripts/setup.sh --test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let after = request().await;
+    assert!(
+        logged(path.clone(), after.clone()).await,
+        "a new access.log after the rotation"
+    );
+    let rotated = std::fs::read_to_string(dir.path().join("access.log.1")).unwrap();
+    assert!(rotated.contains(&before) && !rotated.contains(&after));
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(&before));
+}

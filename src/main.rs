@@ -1,6 +1,7 @@
 //! The `gatehouse` command line.
 
 use clap::{Parser, Subcommand};
+use gatehouse::config::LogFormat;
 use gatehouse::{server, snapshot};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,7 +56,8 @@ fn main() -> ExitCode {
             upgrade,
             daemon,
         } => {
-            init_logging();
+            let (format, level) = log_settings(&config);
+            init_logging(format, &level);
             // SIGHUP's default action kills the process, and the reload handler only exists once
             // the services run: catch it from the start (e.g. `systemctl kill -s HUP` reaching a
             // process that is still starting during an upgrade).
@@ -109,11 +111,23 @@ fn check(path: PathBuf) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// `[server] log_format` and `log_level` of the config file, read before anything logs; the
+/// defaults when the file cannot be read or is invalid (startup then reports why).
+fn log_settings(path: &std::path::Path) -> (LogFormat, String) {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| gatehouse::config::check(&text).0)
+        .map_or((LogFormat::Text, "info".to_string()), |c| {
+            (c.server.log_format, c.server.log_level)
+        })
+}
+
+fn init_logging(format: LogFormat, level: &str) {
     use gatehouse::observe::log_limit::{site_key, unix_second, LogLimiter, Verdict};
     use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::builder().parse(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let limiter = LogLimiter::default();
     // Without a hint the limit would make every disabled debug and trace call site in Pingora
@@ -148,11 +162,21 @@ fn init_logging() {
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(limit.and(gatehouse::observe::log_noise::QuietBenign)),
-        )
+        .with(output(format).with_filter(limit.and(gatehouse::observe::log_noise::QuietBenign)))
         .init();
+}
+
+/// The writer of process log lines, on standard error.
+fn output<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => layer
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    }
 }

@@ -246,3 +246,36 @@ async fn the_shipped_logrotate_config_rotates_the_access_log() {
     assert!(rotated.contains(&before) && !rotated.contains(&after));
     assert!(!std::fs::read_to_string(&path).unwrap().contains(&before));
 }
+
+/// `[server] log_format = "json"`: every process log line is one JSON object; `log_level`
+/// leaves out what is below it.
+#[tokio::test(flavor = "multi_thread")]
+async fn process_logs_as_json_and_at_the_configured_level() {
+    let gw = Gateway::start_with("log_format = \"json\"", "", mock_routes());
+    gw.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(5), || {
+        let done = gw.stderr().contains("reload");
+        async move { done }
+    })
+    .await;
+    assert!(reloaded, "{}", gw.stderr());
+    let stderr = gw.stderr();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let loaded = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "config loaded")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(loaded["level"], "INFO");
+    assert!(loaded["fields"]["summary"].is_string(), "{loaded}");
+
+    let quiet = Gateway::start_with("log_level = \"warn\"", "", mock_routes());
+    client().get(quiet.url("/hello")).send().await.unwrap();
+    assert!(
+        !quiet.stderr().contains("config loaded"),
+        "{}",
+        quiet.stderr()
+    );
+}

@@ -31,6 +31,9 @@ pub(super) fn default_pid_file() -> PathBuf {
 pub(super) fn default_upgrade_sock() -> PathBuf {
     PathBuf::new()
 }
+pub(super) fn default_log_level() -> String {
+    "info".into()
+}
 pub(super) fn default_admin_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9901))
 }

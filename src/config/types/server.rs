@@ -50,6 +50,23 @@ pub struct ServerConfig {
     /// the listeners of an instance started from the same config.
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: PathBuf,
+    /// Process log lines (not the access log): `text` for people, `json` (one object per line)
+    /// for log shippers.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Process log level, as a `RUST_LOG` filter (`info`, `warn`, `info,gatehouse=debug`).
+    /// `RUST_LOG` in the environment wins.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+/// `server.log_format`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +83,8 @@ impl Default for ServerConfig {
             tls_handshake_threads: 0,
             pid_file: default_pid_file(),
             upgrade_sock: default_upgrade_sock(),
+            log_format: LogFormat::default(),
+            log_level: default_log_level(),
         }
     }
 }

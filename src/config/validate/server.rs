@@ -156,6 +156,12 @@ fn server(config: &Config, p: &mut Problems) {
     ] {
         duration_in(p, path.key(key), value, Duration::ZERO, HOUR);
     }
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&s.log_level) {
+        p.at(
+            path.key("log_level"),
+            format!("not a log filter such as `info` or `warn,gatehouse=debug`: {e}"),
+        );
+    }
     if s.threads > 1024 {
         p.at(
             path.key("threads"),

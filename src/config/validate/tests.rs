@@ -236,3 +236,17 @@ fn redis_is_one_server_one_cluster_or_one_sentinel_set() {
               password = \"env:HOME\"\ndb = 2\n";
     assert!(parse(ok).is_ok());
 }
+
+#[test]
+fn the_process_log_level_must_be_a_filter() {
+    assert_eq!(
+        errors_of("[server]\nlog_level = \"gatehouse=loud\"\n")
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["server.log_level"]
+    );
+    let ok = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+              [server]\nlog_level = \"warn,gatehouse=debug\"\nlog_format = \"json\"\n";
+    assert!(parse(ok).is_ok());
+}

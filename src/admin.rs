@@ -48,7 +48,13 @@ impl AdminApp {
     }
 
     /// The response for a request; separate from the session for testing.
-    pub fn handle(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response<Vec<u8>> {
+    pub fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
         let access = match (method, path) {
             (&Method::GET | &Method::HEAD, "/-/health" | "/-/ready") => Access::Open,
             (
@@ -56,12 +62,14 @@ impl AdminApp {
                 "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams",
             ) => Access::Read,
             (&Method::POST, "/-/reload") => Access::Admin,
+            // Shows how the config treats a request: as much as `/-/config` and `/-/routes`.
+            (&Method::POST, "/-/explain") => Access::Read,
             (&Method::GET | &Method::HEAD, "/-/bans") => Access::Read,
             (&Method::DELETE, p) if p.starts_with(BANS) => Access::Admin,
             (
                 _,
                 "/-/health" | "/-/ready" | "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams"
-                | "/-/reload" | "/-/bans",
+                | "/-/reload" | "/-/bans" | "/-/explain",
             ) => {
                 return json(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -92,6 +100,7 @@ impl AdminApp {
             "/-/upstreams" => self.upstreams(),
             "/-/bans" => self.bans(),
             "/-/reload" => self.reload(),
+            "/-/explain" => self.explain(body),
             p => self.lift_ban(p.strip_prefix(BANS).unwrap_or_default()),
         }
     }
@@ -146,6 +155,42 @@ impl AdminApp {
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"ready": false, "config_version": version}),
             )
+        }
+    }
+
+    /// `POST /-/explain` with `{"method", "url", "headers": {"name": "value"}, "client_ip"}`.
+    fn explain(&self, body: &[u8]) -> Response<Vec<u8>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            #[serde(default = "get")]
+            method: String,
+            url: String,
+            #[serde(default)]
+            headers: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            client_ip: Option<std::net::IpAddr>,
+        }
+        fn get() -> String {
+            "GET".into()
+        }
+        let bad = |e: String| json(StatusCode::BAD_REQUEST, &json!({ "error": e }));
+        let q: Body = match serde_json::from_slice(body) {
+            Ok(q) => q,
+            Err(e) => return bad(format!("body: {e}")),
+        };
+        let headers: Vec<(String, String)> = q.headers.into_iter().collect();
+        let question = crate::proxy::explain::Question {
+            method: &q.method,
+            url: &q.url,
+            headers: &headers,
+            client_ip: q.client_ip,
+        };
+        match self.reloader.with_current(|snapshot, config| {
+            crate::proxy::explain::explain(snapshot, config, &question)
+        }) {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => bad(e),
         }
     }
 
@@ -347,6 +392,21 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
     resp
 }
 
+/// Largest request body the admin API reads (`POST /-/explain`).
+const MAX_BODY: usize = 64 * 1024;
+
+/// The request body, up to [`MAX_BODY`]; 413 beyond it. A broken read gives what arrived.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, StatusCode> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = session.read_request_body().await {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -356,10 +416,14 @@ impl ServeHttp for AdminApp {
             req.uri.path().to_string(),
             req.headers.clone(),
         );
+        let body = match read_body(session).await {
+            Ok(body) => body,
+            Err(status) => return json(status, &json!({"error": "request body too large"})),
+        };
         // Reloads resolve names and read files: keep them off the admin runtime's thread.
         let reloader = self.reloader.clone();
         match tokio::task::spawn_blocking(move || {
-            AdminApp { reloader }.handle(&method, &path, &headers)
+            AdminApp { reloader }.handle(&method, &path, &headers, &body)
         })
         .await
         {

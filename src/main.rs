@@ -39,6 +39,24 @@ enum Command {
         #[arg(short, long, default_value = "conf/gatehouse.toml")]
         config: PathBuf,
     },
+    /// Show what the gateway would do with a request: listener, host policy, route,
+    /// rewritten path, path checks, limits, authorizer, upstream, or why it would be refused.
+    /// Nothing is sent upstream and no credential is verified.
+    Explain {
+        /// Config file (TOML).
+        #[arg(short, long, default_value = "conf/gatehouse.toml")]
+        config: PathBuf,
+        /// Request method, e.g. GET.
+        method: String,
+        /// Absolute URL; its scheme and port choose the listener.
+        url: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client's address, for IP lists.
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
+    },
     /// Print the version.
     Version,
 }
@@ -51,6 +69,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(config),
+        Command::Explain {
+            config,
+            method,
+            url,
+            headers,
+            client_ip,
+        } => explain(&config, &method, &url, &headers, client_ip),
         Command::Run {
             config,
             upgrade,
@@ -84,6 +109,56 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn explain(
+    path: &std::path::Path,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    client_ip: Option<std::net::IpAddr>,
+) -> ExitCode {
+    let mut pairs = Vec::new();
+    for h in headers {
+        let Some((name, value)) = h.split_once(':') else {
+            eprintln!("gatehouse: -H {h:?}: expected `Name: value`");
+            return ExitCode::FAILURE;
+        };
+        pairs.push((name.to_string(), value.to_string()));
+    }
+    let registries = match snapshot::Registries::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: cannot set up metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = match snapshot::load(path, &registries) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprint!("{}", e.errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    let question = gatehouse::proxy::explain::Question {
+        method,
+        url,
+        headers: &pairs,
+        client_ip,
+    };
+    match gatehouse::proxy::explain::explain(&loaded.snapshot, &loaded.config, &question) {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::FAILURE
         }
     }
 }

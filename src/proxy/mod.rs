@@ -28,6 +28,7 @@ mod conn;
 mod ctx;
 pub mod decide;
 mod edit;
+pub mod explain;
 pub mod forward;
 mod guarded;
 #[cfg(test)]

@@ -305,6 +305,14 @@ impl Reloader {
         (state.last.clone(), state.applied_by)
     }
 
+    /// Run `f` on the snapshot in use and the config it was compiled from, taken together
+    /// under the reload lock so they agree.
+    pub fn with_current<R>(&self, f: impl FnOnce(&crate::snapshot::Snapshot, &Config) -> R) -> R {
+        let state = self.lock();
+        let snapshot = self.store.load();
+        f(&snapshot, &state.config)
+    }
+
     /// Restart-only settings that the applied config changed: they take effect on the next
     /// upgrade or restart.
     pub fn pending_restart(&self) -> Vec<RestartOnly> {

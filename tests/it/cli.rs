@@ -457,3 +457,120 @@ fn the_config_tour_shows_every_server_key() {
         "[server] keys missing from the tour: {missing:?}"
     );
 }
+
+/// A config with one of each decision `explain` reports.
+fn explain_config(upstream: &Upstream) -> String {
+    format!(
+        "[upstreams.app]\ntargets = [{{ address = \"{up}\" }}]\n\
+         [limits.per_ip]\nrate = 100\nperiod = \"1s\"\nkey = [\"client_ip\"]\n\
+         [authorizers.partners]\ntype = \"api_key\"\nsources = [\"header:x-api-key\"]\n\
+         keys = [{{ consumer = \"globex\", sha256 = \"{sha}\" }}]\n\
+         [hosts.\"secure.test\"]\nhttps_redirect = true\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nstrip_prefix = true\n\
+         methods = [\"GET\"]\nupstream = \"app\"\nauth = \"partners\"\nlimits = [\"per_ip\"]\n\
+         [[routes]]\nname = \"internal\"\npath_prefix = \"/internal\"\nip_allow = [\"10.0.0.0/8\"]\n\
+         respond = {{ body = \"in\" }}\n\
+         [[routes]]\nname = \"small\"\npath = \"/small\"\nmax_body_bytes = 100\n\
+         respond = {{ body = \"s\" }}\n",
+        up = upstream.address(),
+        sha = "2a570fed1461570bf2a13db7f539939da4357b393cf9395c74c4e0a313a945a5",
+    )
+}
+
+/// `gatehouse explain` for each kind of decision, on a config whose upstream counts the
+/// connections it gets: none.
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_reports_each_kind_of_decision_without_sending_anything() {
+    let upstream = Upstream::named("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = dir.path().join("g.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n{}",
+            explain_config(&upstream)
+        ),
+    )
+    .unwrap();
+    let explain = |method: &str, url: &str, extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["explain", "-c"])
+            .arg(&file)
+            .args([method, url])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let step = |v: &serde_json::Value, name: &str| {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} step: {v}"))
+    };
+
+    let v = explain("GET", &format!("{base}/api/users?id=7"), &[]);
+    assert_eq!(v["outcome"]["result"], "proxied", "{v}");
+    assert_eq!(v["outcome"]["upstream"], "app");
+    assert_eq!(v["outcome"]["upstream_path"], "/users?id=7");
+    assert_eq!(step(&v, "auth")["authorizer"], "partners");
+    assert_eq!(
+        step(&v, "limits")["before_auth"],
+        serde_json::json!(["per_ip"])
+    );
+    assert_eq!(step(&v, "upstream")["targets"][0]["healthy"], true);
+
+    let v = explain("DELETE", &format!("{base}/api/users"), &[]);
+    assert_eq!(v["outcome"]["status"], 405, "{v}");
+    assert_eq!(step(&v, "route")["allow"], "GET, HEAD");
+    assert_eq!(step(&v, "route")["route"], "api");
+
+    let v = explain("GET", &format!("{base}/nothing"), &[]);
+    assert_eq!(v["outcome"]["status"], 404, "{v}");
+
+    let v = explain(
+        "GET",
+        &format!("{base}/api/x"),
+        &["-H", "Host: secure.test"],
+    );
+    assert_eq!(v["outcome"]["status"], 308, "{v}");
+    assert_eq!(v["outcome"]["location"], "https://secure.test/api/x");
+
+    let internal = format!("{base}/internal/x");
+    let v = explain("GET", &internal, &["--client-ip", "203.0.113.9"]);
+    assert_eq!(v["outcome"]["status"], 403, "{v}");
+    let v = explain("GET", &internal, &["--client-ip", "10.1.2.3"]);
+    assert_eq!(v["outcome"]["result"], "answered by the gateway", "{v}");
+
+    let v = explain(
+        "POST",
+        &format!("{base}/small"),
+        &["-H", "Content-Length: 500"],
+    );
+    assert_eq!(v["outcome"]["status"], 413, "{v}");
+
+    let v = explain("GET", &format!("{base}/api/a%2Fb"), &[]);
+    assert_eq!(v["outcome"]["result"], "refused", "{v}");
+    assert_eq!(step(&v, "path")["allowed"], false);
+
+    let v = explain("GET", &format!("https://127.0.0.1:{port}/api/x"), &[]);
+    assert_eq!(v["outcome"]["result"], "no listener", "{v}");
+
+    assert_eq!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "explain sent nothing upstream"
+    );
+}

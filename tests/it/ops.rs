@@ -685,3 +685,67 @@ fn the_dockerfile_copies_every_directory_the_build_reads() {
         assert!(copied.contains(&dir), "the Dockerfile does not COPY {dir}/");
     }
 }
+
+/// `POST /-/explain` answers from the running config, behind the read token, and sends
+/// nothing upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_explains_a_request_on_the_running_config() {
+    let upstream = Upstream::named("app").await;
+    let admin = format!("read_token = \"{READ_TOKEN}\"\nadmin_token = \"{ADMIN_TOKEN}\"");
+    let gw = Gateway::start_with(
+        "",
+        &admin,
+        &routes(&upstream, "strip_prefix = false\nmethods = [\"GET\"]\n"),
+    );
+    let question = serde_json::json!({
+        "method": "GET",
+        "url": format!("http://127.0.0.1:{}/v1/items?x=1", gw.port),
+        "headers": {"x-trace": "1"},
+        "client_ip": "192.0.2.7",
+    });
+    let post = |token: Option<&str>, body: String| {
+        let mut req = client().post(gw.admin_url("/-/explain")).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(
+        post(None, question.to_string()).await.unwrap().status(),
+        401
+    );
+    let resp = post(Some(READ_TOKEN), question.to_string()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["outcome"]["result"], "proxied", "{v}");
+    assert_eq!(v["outcome"]["route"], "app");
+    assert_eq!(v["outcome"]["upstream_path"], "/v1/items?x=1");
+
+    // After a reload, the new config answers.
+    gw.rewrite(&routes(&upstream, "methods = [\"POST\"]\n"));
+    let reload = client()
+        .post(gw.admin_url("/-/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let v: serde_json::Value = post(Some(READ_TOKEN), question.to_string())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["outcome"]["status"], 405, "{v}");
+
+    let bad = post(Some(READ_TOKEN), "{\"url\": 1}".into()).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let resp = client()
+        .get(gw.admin_url("/-/explain"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 0);
+}

@@ -17,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # verify checks the unit in conf/
   command -v logrotate >/dev/null 2>&1 || need+=(logrotate) # runs the example in conf/
+  command -v chromium >/dev/null 2>&1 || need+=(chromium) # renders the admin status page
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -305,6 +305,11 @@ impl Reloader {
         (state.last.clone(), state.applied_by)
     }
 
+    /// The audit log file, when `[admin] audit_log` is set.
+    pub fn audit_path(&self) -> Option<&std::path::Path> {
+        self.audit.as_ref().map(AuditLog::path)
+    }
+
     /// Run `f` on the snapshot in use and the config it was compiled from, taken together
     /// under the reload lock so they agree.
     pub fn with_current<R>(&self, f: impl FnOnce(&crate::snapshot::Snapshot, &Config) -> R) -> R {

@@ -186,6 +186,17 @@ fn assert_no_failures(tally: &Tally) {
     assert!(tally.h2_ok.load(Ordering::SeqCst) > TARGET / 10);
 }
 
+/// Connections are kept alive: many requests each (gatehouse closes one after
+/// `max_requests_per_connection`, so a few more than the workers may have been opened).
+fn assert_kept_alive(tally: &Tally) {
+    let connects = tally.h1_connects.load(Ordering::SeqCst);
+    let ok = tally.h1_ok.load(Ordering::SeqCst);
+    assert!(
+        connects >= H1_CONNECTIONS && connects * 100 <= ok,
+        "{ok} requests on {connects} connections"
+    );
+}
+
 async fn wait_exit(gw: &mut Gateway, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -212,11 +223,8 @@ async fn a_binary_upgrade_under_keep_alive_load_fails_no_request() {
     let load = Load::start(old.addr(), local(tls), &ca);
     load.until(TARGET / 5).await;
     let before = load.tally.total();
-    let connects = load.tally.h1_connects.load(Ordering::SeqCst);
-    assert!(
-        before > 0 && connects == H1_CONNECTIONS,
-        "kept alive before"
-    );
+    assert_kept_alive(&load.tally);
+    let closes_before = load.tally.h1_closes.load(Ordering::SeqCst);
 
     let mut new = std::process::Command::new(BIN)
         .args(["run", "--upgrade", "-c"])
@@ -244,12 +252,9 @@ async fn a_binary_upgrade_under_keep_alive_load_fails_no_request() {
     assert!(!new_err.contains("ERROR"), "{new_err}");
     assert_no_failures(&tally);
     assert!(at_exit > before, "the load ran through the upgrade");
-    // Each kept-alive HTTP/1.1 connection was told to move, at least once.
-    assert!(
-        tally.h1_closes.load(Ordering::SeqCst) >= H1_CONNECTIONS,
-        "closes: {}",
-        tally.h1_closes.load(Ordering::SeqCst)
-    );
+    // Each kept-alive HTTP/1.1 connection was told to move.
+    let closes = tally.h1_closes.load(Ordering::SeqCst) - closes_before;
+    assert!(closes >= H1_CONNECTIONS, "closes: {closes}");
 }
 
 /// Which backends answered `/-/ready` with 200 on the last poll (every 50 ms).
@@ -347,10 +352,8 @@ async fn a_sigterm_drain_behind_a_load_balancer_fails_no_request() {
     let load = Load::start(plain.addr, tls.addr, &ca);
     load.until(TARGET / 5).await;
     let before = load.tally.total();
-    assert_eq!(
-        load.tally.h1_connects.load(Ordering::SeqCst),
-        H1_CONNECTIONS
-    );
+    assert_kept_alive(&load.tally);
+    let closes_before = load.tally.h1_closes.load(Ordering::SeqCst);
 
     a.signal("TERM");
     let exited = wait_exit(&mut a, Duration::from_secs(30)).await;
@@ -361,7 +364,8 @@ async fn a_sigterm_drain_behind_a_load_balancer_fails_no_request() {
     assert!(exited, "the draining process did not exit: {}", a.stderr());
     assert_no_failures(&tally);
     assert!(at_exit > before, "the load ran through the drain");
-    assert!(tally.h1_closes.load(Ordering::SeqCst) >= H1_CONNECTIONS);
+    let closes = tally.h1_closes.load(Ordering::SeqCst) - closes_before;
+    assert!(closes >= H1_CONNECTIONS, "closes: {closes}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

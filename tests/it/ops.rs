@@ -749,3 +749,90 @@ async fn the_admin_api_explains_a_request_on_the_running_config() {
     assert_eq!(resp.status(), 405);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 0);
 }
+
+/// `GET /-/status` rendered by headless Chromium (Debian's package): routes with traffic and
+/// last call, upstream health, certificates, recent config changes and top refusals. The
+/// screenshot is kept in `target/tmp/status-page.png`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_renders_in_a_real_browser() {
+    let upstream = Upstream::named("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::pki::Ca::new("ca")
+        .server(&["shop.test"], 30)
+        .write(dir.path(), "shop");
+    let audit = dir.path().join("audit.log");
+    let body = format!(
+        "[certificates.shop]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [authorizers.keys]\ntype = \"api_key\"\nsources = [\"header:x-api-key\"]\n\
+         keys = [{{ consumer = \"c\", sha256 = \"{}\" }}]\n\
+         [[routes]]\nname = \"a<i>b\"\npath = \"/keyed\"\nauth = \"keys\"\n\
+         respond = {{ body = \"k\" }}\n\
+         [[routes]]\nname = \"idle\"\npath = \"/idle\"\nrespond = {{ body = \"i\" }}\n{}",
+        cert.display(),
+        key.display(),
+        "ab".repeat(32),
+        routes(&upstream, "")
+    );
+    let gw = Gateway::start_with("", &format!("audit_log = \"{}\"", audit.display()), &body);
+    for _ in 0..3 {
+        client().get(gw.url("/v1/x")).send().await.unwrap();
+    }
+    for _ in 0..2 {
+        let r = client().get(gw.url("/keyed")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let page = client()
+        .get(gw.admin_url("/-/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<i>"), "names are escaped");
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+
+    let url = gw.admin_url("/-/status");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let chromium = |args: &[String]| {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1200,1400",
+            ])
+            .args(args)
+            .output()
+            .expect("chromium (scripts/setup.sh --test installs it)")
+    };
+    let dom = chromium(&["--dump-dom".into(), url.clone()]);
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    for expected in [
+        "gatehouse",
+        "app",
+        "idle",
+        "never",
+        "healthy",
+        "shop.test",
+        "in 30 days",
+        "startup",
+        "auth: missing_credentials on a&lt;i&gt;b",
+    ] {
+        assert!(dom.contains(expected), "{expected:?} not in {dom}");
+    }
+    // The route that was called three times says so, and when.
+    assert!(
+        dom.contains("<td>app</td><td>app</td><td>3</td><td>"),
+        "{dom}"
+    );
+    let out = chromium(&[format!("--screenshot={}", shot.display()), url]);
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "no screenshot ({size} bytes): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

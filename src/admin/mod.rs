@@ -16,6 +16,8 @@
 //! endpoints take `Authorization: Bearer <read_token or admin_token>` and changes take the
 //! admin token. Secrets are never part of a response.
 
+mod status;
+
 use crate::firewall::BanKey;
 use crate::reload::{Reloader, Source};
 use crate::routing::{HostPattern, PathPattern};
@@ -64,12 +66,13 @@ impl AdminApp {
             (&Method::POST, "/-/reload") => Access::Admin,
             // Shows how the config treats a request: as much as `/-/config` and `/-/routes`.
             (&Method::POST, "/-/explain") => Access::Read,
+            (&Method::GET | &Method::HEAD, "/-/status") => Access::Read,
             (&Method::GET | &Method::HEAD, "/-/bans") => Access::Read,
             (&Method::DELETE, p) if p.starts_with(BANS) => Access::Admin,
             (
                 _,
                 "/-/health" | "/-/ready" | "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams"
-                | "/-/reload" | "/-/bans" | "/-/explain",
+                | "/-/reload" | "/-/bans" | "/-/explain" | "/-/status",
             ) => {
                 return json(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +104,11 @@ impl AdminApp {
             "/-/bans" => self.bans(),
             "/-/reload" => self.reload(),
             "/-/explain" => self.explain(body),
+            "/-/status" => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status::page(&self.reloader).into_bytes(),
+            ),
             p => self.lift_ban(p.strip_prefix(BANS).unwrap_or_default()),
         }
     }

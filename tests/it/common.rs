@@ -187,6 +187,18 @@ impl Gateway {
             .unwrap()
     }
 
+    /// A second gatehouse on the same config with `--upgrade`: it waits for this one to
+    /// hand its listeners over (on SIGQUIT). Its standard error goes to `new.err` in `dir`.
+    pub fn start_upgrade(&self) -> Child {
+        Command::new(BIN)
+            .args(["run", "--upgrade", "-c"])
+            .arg(&self.config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("new.err")).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
     /// Whether the process has exited.
     pub fn try_wait(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))

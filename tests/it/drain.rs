@@ -226,13 +226,7 @@ async fn a_binary_upgrade_under_keep_alive_load_fails_no_request() {
     assert_kept_alive(&load.tally);
     let closes_before = load.tally.h1_closes.load(Ordering::SeqCst);
 
-    let mut new = std::process::Command::new(BIN)
-        .args(["run", "--upgrade", "-c"])
-        .arg(&old.config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(old.dir.path().join("new.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut new = old.start_upgrade();
     tokio::time::sleep(Duration::from_millis(500)).await;
     old.signal("QUIT");
     // Pingora shares the listeners for 5 s, then the old process drains for the grace

@@ -115,8 +115,8 @@ async fn access_log_has_one_json_line_per_request_without_secrets() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn access_log_can_go_to_a_file_or_be_off() {
+/// A gatehouse on the mock routes writing its access log to `access.log` in a new tempdir.
+fn logging_to_a_file() -> (tempfile::TempDir, std::path::PathBuf, Gateway) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
     let gw = Gateway::start(&format!(
@@ -124,6 +124,12 @@ async fn access_log_can_go_to_a_file_or_be_off() {
         path.display(),
         mock_routes()
     ));
+    (dir, path, gw)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_can_go_to_a_file_or_be_off() {
+    let (_dir, path, gw) = logging_to_a_file();
     client().get(gw.url("/hello")).send().await.unwrap();
     let written = eventually(Duration::from_secs(5), || async {
         std::fs::read_to_string(&path)
@@ -186,13 +192,7 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
 /// go to a new file by the old name (SIGUSR1 reopens it).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_logrotate_config_rotates_the_access_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("access.log");
-    let gw = Gateway::start(&format!(
-        "[access_log]\npath = \"{}\"\n{}",
-        path.display(),
-        mock_routes()
-    ));
+    let (dir, path, gw) = logging_to_a_file();
     let request = || async {
         let resp = client().get(gw.url("/hello")).send().await.unwrap();
         resp.headers()["x-request-id"].to_str().unwrap().to_string()

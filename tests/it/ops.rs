@@ -340,13 +340,7 @@ async fn binary_upgrade_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // The new process waits on the upgrade socket; the old one hands over on SIGQUIT.
-    let mut new = std::process::Command::new(BIN)
-        .args(["run", "--upgrade", "-c"])
-        .arg(&gw.config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(gw.dir.path().join("new.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut new = gw.start_upgrade();
     tokio::time::sleep(Duration::from_millis(500)).await;
     gw.signal("QUIT");
     // The old process drains (Pingora waits 5 s, then the grace period) and exits.

@@ -172,23 +172,29 @@ async fn allowed_per_tenant(
     allowed
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn three_instances_share_limits_on_a_redis_cluster() {
-    let cluster = RedisCluster::start(3, 0);
-    let body = on_cluster(&cluster, "rate = 100\nperiod = \"600s\"\nburst = 99");
+/// Three instances on `body` (a bucket of 100 per tenant): eight tenants send 150 requests
+/// each, 50 through each instance, and each gets exactly 100.
+async fn three_instances_keep_eight_buckets_exact(body: &str) {
     let (a, b, c) = (
-        Gateway::start(&body),
-        Gateway::start(&body),
-        Gateway::start(&body),
+        Gateway::start(body),
+        Gateway::start(body),
+        Gateway::start(body),
     );
-    // Eight tenants, so the keys fall in slots of different masters; 150 requests each, 50
-    // through each instance, against a bucket of 100.
     let allowed = allowed_per_tenant(&[&a, &b, &c], "t", 8, 50).await;
     assert_eq!(
         allowed,
         vec![100; 8],
-        "each tenant's bucket, counted across the cluster"
+        "each tenant's bucket, across instances"
     );
+}
+
+const BUCKET_OF_100: &str = "rate = 100\nperiod = \"600s\"\nburst = 99";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_limits_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    // Eight tenants, so the keys fall in slots of different masters.
+    three_instances_keep_eight_buckets_exact(&on_cluster(&cluster, BUCKET_OF_100)).await;
     let masters_with_keys = cluster
         .nodes
         .iter()
@@ -294,18 +300,7 @@ async fn answered_in_time_for_6s(gw: &Gateway) {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_instances_share_limits_through_redis_sentinel() {
     let sentinel = RedisSentinel::start();
-    let body = on_sentinel(&sentinel, "rate = 100\nperiod = \"600s\"\nburst = 99");
-    let (a, b, c) = (
-        Gateway::start(&body),
-        Gateway::start(&body),
-        Gateway::start(&body),
-    );
-    let allowed = allowed_per_tenant(&[&a, &b, &c], "t", 8, 50).await;
-    assert_eq!(
-        allowed,
-        vec![100; 8],
-        "each tenant's bucket, on the primary"
-    );
+    three_instances_keep_eight_buckets_exact(&on_sentinel(&sentinel, BUCKET_OF_100)).await;
     let keys = |n: &RedisServer| n.cli(&["dbsize"]).trim().parse::<u64>().unwrap_or(0);
     assert_eq!(
         keys(&sentinel.primary),

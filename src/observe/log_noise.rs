@@ -33,6 +33,24 @@ pub fn is_benign(target: &str, message: &str) -> bool {
 pub struct QuietBenign;
 
 impl<S> tracing_subscriber::layer::Filter<S> for QuietBenign {
+    /// No limit of its own. Without a hint, `limit.and(QuietBenign)` would have none either,
+    /// and every disabled debug call site would ask the filters again on every request.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
+    /// Call sites below warning level never need the event-time look.
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if *meta.level() > tracing::Level::WARN {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::sometimes()
+        }
+    }
+
     fn enabled(
         &self,
         _meta: &tracing::Metadata<'_>,

@@ -18,6 +18,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # verify checks the unit in conf/
   command -v logrotate >/dev/null 2>&1 || need+=(logrotate) # runs the example in conf/
   command -v chromium >/dev/null 2>&1 || need+=(chromium) # renders the admin status page
+  dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core) # text in its screenshot
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -143,6 +143,7 @@ fn explain(
         }
     };
     let question = gatehouse::proxy::explain::Question {
+        listeners: &loaded.config.listeners,
         method,
         url,
         headers: &pairs,

@@ -71,7 +71,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         // `Type=simple`, containers) it is written here, so `kill -USR1 $(cat PIDFILE)` from
         // logrotate and scripts work either way. An upgraded process overwrites it.
         let pid_file = &server.configuration.pid_file;
-        if let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+        if let Err(e) = write_pid_file(Path::new(pid_file)) {
             tracing::warn!(file = %pid_file, error = %e, "cannot write the pid file");
         }
     }
@@ -229,6 +229,24 @@ pub fn instance_path(configured: &Path, config_path: &Path, ext: &str) -> PathBu
     let digest = sha2::Sha256::digest(config_path.as_os_str().as_encoded_bytes());
     let hex = crate::text::hex(&digest[..6]);
     PathBuf::from(format!("/tmp/gatehouse-{hex}.{ext}"))
+}
+
+/// Write this process's pid to `path` through a new file renamed over it: the new file is
+/// created exclusively (a symlink planted at its name in a shared directory is refused, not
+/// followed), and the rename replaces a symlink at `path` instead of writing through it.
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let pid = std::process::id();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{pid}.tmp"));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    file.write_all(format!("{pid}\n").as_bytes())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Fail with a clear message before Pingora would abort on a busy port.

@@ -188,15 +188,19 @@ impl AdminApp {
             Err(e) => return bad(format!("body: {e}")),
         };
         let headers: Vec<(String, String)> = q.headers.into_iter().collect();
-        let question = crate::proxy::explain::Question {
-            method: &q.method,
-            url: &q.url,
-            headers: &headers,
-            client_ip: q.client_ip,
-        };
-        match self.reloader.with_current(|snapshot, config| {
+        let explain = |snapshot: &crate::snapshot::Snapshot,
+                       config: &crate::config::Config,
+                       started: &crate::config::Config| {
+            let question = crate::proxy::explain::Question {
+                listeners: &started.listeners,
+                method: &q.method,
+                url: &q.url,
+                headers: &headers,
+                client_ip: q.client_ip,
+            };
             crate::proxy::explain::explain(snapshot, config, &question)
-        }) {
+        };
+        match self.reloader.with_current(explain) {
             Ok(v) => json(StatusCode::OK, &v),
             Err(e) => bad(e),
         }
@@ -402,6 +406,8 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
 
 /// Largest request body the admin API reads (`POST /-/explain`).
 const MAX_BODY: usize = 64 * 1024;
+/// Longest time a body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The request body, up to [`MAX_BODY`]; 413 beyond it. A broken read gives what arrived.
 async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, StatusCode> {
@@ -424,9 +430,22 @@ impl ServeHttp for AdminApp {
             req.uri.path().to_string(),
             req.headers.clone(),
         );
-        let body = match read_body(session).await {
-            Ok(body) => body,
-            Err(status) => return json(status, &json!({"error": "request body too large"})),
+        // Only `POST /-/explain` has a body to read; nothing else waits on one.
+        let body = if method == Method::POST && path == "/-/explain" {
+            match tokio::time::timeout(BODY_TIMEOUT, read_body(session)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(status)) => {
+                    return json(status, &json!({"error": "request body too large"}))
+                }
+                Err(_) => {
+                    return json(
+                        StatusCode::REQUEST_TIMEOUT,
+                        &json!({"error": "request body too slow"}),
+                    )
+                }
+            }
+        } else {
+            Vec::new()
         };
         // Reloads resolve names and read files: keep them off the admin runtime's thread.
         let reloader = self.reloader.clone();

@@ -10,6 +10,8 @@ use std::fmt::Write;
 
 /// Audit log lines shown, newest first.
 const AUDIT_LINES: usize = 10;
+/// Bytes read from the end of the audit log.
+const AUDIT_TAIL: u64 = 64 * 1024;
 /// Refusal kinds shown, most frequent first.
 const TOP_REFUSALS: usize = 10;
 
@@ -125,10 +127,19 @@ pub fn page(reloader: &Reloader) -> String {
     h
 }
 
-/// The last [`AUDIT_LINES`] entries of the audit log, newest first.
+/// The last [`AUDIT_LINES`] entries of the audit log, newest first, read from its last
+/// [`AUDIT_TAIL`] bytes (the file only grows).
 fn recent_audit(path: &std::path::Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut tail = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(AUDIT_TAIL)));
+        let _ = file.take(AUDIT_TAIL).read_to_end(&mut tail);
+    }
+    // A first line cut by the seek is not JSON and is skipped.
+    String::from_utf8_lossy(&tail)
+        .lines()
         .rev()
         .take(AUDIT_LINES)
         .filter_map(|l| serde_json::from_str(l).ok())

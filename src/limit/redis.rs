@@ -24,7 +24,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::Script;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,8 +162,12 @@ pub struct RedisLimiter {
     gcra: Script,
     quota: Script,
     last_error_log_ms: AtomicU64,
+    /// Sentinel checks that timed out in a row.
+    sentinel_timeouts: AtomicU32,
 }
 
+/// Sentinel checks timing out in a row before the primary is looked up again.
+const SENTINEL_TIMEOUTS: u32 = 3;
 /// Minimum time between connection attempts while Redis is away.
 const RECONNECT_EVERY_MS: u64 = 500;
 /// Minimum time between two "redis unavailable" log lines.
@@ -223,11 +227,12 @@ impl RedisLimiter {
             gcra: Script::new(GCRA),
             quota: Script::new(QUOTA),
             last_error_log_ms: AtomicU64::new(0),
+            sentinel_timeouts: AtomicU32::new(0),
         })
     }
 
-    fn cached(&self) -> Option<Connection> {
-        self.conn.load().as_deref().cloned()
+    fn cached(&self) -> Option<Arc<Connection>> {
+        self.conn.load_full()
     }
 
     async fn connect(&self) -> Result<Connection, redis::RedisError> {
@@ -255,7 +260,9 @@ impl RedisLimiter {
         }
     }
 
-    async fn connection(&self) -> Result<Connection, RedisLimitError> {
+    /// The shared connection; a check runs on a clone of it and hands the `Arc` back to
+    /// [`settle`](Self::settle).
+    async fn connection(&self) -> Result<Arc<Connection>, RedisLimitError> {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
@@ -285,9 +292,10 @@ impl RedisLimiter {
         match connected {
             Ok(manager) => {
                 self.last_failure_ms.store(0, Ordering::Relaxed);
-                self.conn.store(Some(Arc::new(manager.clone())));
+                let shared = Arc::new(manager);
+                self.conn.store(Some(shared.clone()));
                 tracing::info!("connected to redis for shared limits");
-                Ok(manager)
+                Ok(shared)
             }
             Err(e) => {
                 self.last_failure_ms
@@ -319,7 +327,8 @@ impl RedisLimiter {
         key: &str,
         args: [u64; 2],
     ) -> Result<Vec<i64>, RedisLimitError> {
-        let mut conn = self.connection().await?;
+        let shared = self.connection().await?;
+        let mut conn = Connection::clone(&shared);
         let mut invocation = script.key(key);
         invocation.arg(args[0]).arg(args[1]);
         let call = invocation.invoke_async::<Vec<i64>>(&mut conn);
@@ -327,7 +336,7 @@ impl RedisLimiter {
             .await
             .map_err(|_| RedisLimitError::Timeout(self.timeout))
             .and_then(|r| r.map_err(RedisLimitError::from));
-        self.settle(&conn, result)
+        self.settle(&shared, result)
     }
 
     /// Drop the connection when `result` says it leads nowhere useful any more, so the next
@@ -335,23 +344,37 @@ impl RedisLimiter {
     /// sentinels again. A primary demoted while it is up answers `READONLY` to clients it did
     /// not cut (for a single `url` that follows the primary by name too). The other kinds
     /// reconnect by themselves on I/O errors.
+    ///
+    /// A timeout counts only after [`SENTINEL_TIMEOUTS`] in a row, so a primary that is slow
+    /// for a moment keeps its connection. Only the connection the check ran on is dropped:
+    /// errors still arriving from an old one never drop its replacement.
     fn settle<T>(
         &self,
-        conn: &Connection,
+        shared: &Arc<Connection>,
         result: Result<T, RedisLimitError>,
     ) -> Result<T, RedisLimitError> {
+        let sentinel = matches!(**shared, Connection::Sentinel(_));
+        if result.is_ok() {
+            if sentinel && self.sentinel_timeouts.load(Ordering::Relaxed) != 0 {
+                self.sentinel_timeouts.store(0, Ordering::Relaxed);
+            }
+            return result;
+        }
         if let Err(error) = &result {
             let command = match error {
                 RedisLimitError::Command(e) => Some(e),
                 _ => None,
             };
             let read_only = command.is_some_and(|e| e.kind() == redis::ErrorKind::ReadOnly);
-            let stale = match conn {
+            let stale = match &**shared {
                 Connection::Cluster(_) => false,
                 Connection::Single(_) => read_only,
                 Connection::Sentinel(_) => {
+                    let timed_out = matches!(error, RedisLimitError::Timeout(_))
+                        && self.sentinel_timeouts.fetch_add(1, Ordering::Relaxed) + 1
+                            >= SENTINEL_TIMEOUTS;
                     read_only
-                        || matches!(error, RedisLimitError::Timeout(_))
+                        || timed_out
                         || command.is_some_and(|e| {
                             e.is_io_error()
                                 || e.is_connection_dropped()
@@ -360,7 +383,8 @@ impl RedisLimiter {
                 }
             };
             if stale {
-                self.conn.store(None);
+                self.sentinel_timeouts.store(0, Ordering::Relaxed);
+                self.conn.compare_and_swap(shared, None::<Arc<Connection>>);
             }
         }
         result
@@ -413,12 +437,13 @@ impl RedisLimiter {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisLimitError> {
-        let mut conn = self.connection().await?;
+        let shared = self.connection().await?;
+        let mut conn = Connection::clone(&shared);
         let result = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
             .await
             .map_err(|_| RedisLimitError::Timeout(self.timeout))
             .and_then(|r| r.map_err(RedisLimitError::from));
-        self.settle(&conn, result)
+        self.settle(&shared, result)
     }
 
     /// Share a ban: `field` names who is banned, `value` until when and why.

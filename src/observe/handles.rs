@@ -60,12 +60,12 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Unix time (whole seconds) of the last request, if any since start.
     /// Requests finished on the route since the process started.
     pub fn requests(&self) -> u64 {
         self.duration.get_sample_count()
     }
 
+    /// Unix time (whole seconds) of the last request, if any since start.
     pub fn last_request(&self) -> Option<f64> {
         Some(self.last_request.get()).filter(|t| *t > 0.0)
     }

@@ -1,6 +1,7 @@
 //! Lines Pingora writes at error level for events that are part of normal operation. Written
 //! as errors they page people and hide real errors, so they are kept only when debug logging
-//! is on (`RUST_LOG=debug`, or `debug` for their target).
+//! is on somewhere (the most verbose level the filter lets through is debug or trace, as with
+//! `RUST_LOG=debug` or `info,pingora_core=debug`).
 //!
 //! A line is recognised by its target and the start of its message, both from the Pingora
 //! version in Cargo.lock; a reworded message in a later version is written again, which is

@@ -17,6 +17,9 @@ use std::net::IpAddr;
 
 /// The request to explain.
 pub struct Question<'a> {
+    /// The listeners the process has: those it started with (listeners change only on
+    /// restart, so a reloaded config's list may name some that do not exist yet).
+    pub listeners: &'a [ListenerConfig],
     pub method: &'a str,
     /// Absolute `http://` or `https://` URL: the scheme and port choose the listener.
     pub url: &'a str,
@@ -88,7 +91,7 @@ fn walk(
     port: u16,
     steps: &mut Steps,
 ) -> Value {
-    let Some((index, listener)) = listener_for(config, tls, port) else {
+    let Some((index, listener)) = listener_for(q.listeners, tls, port) else {
         let scheme = if tls { "https" } else { "http" };
         steps.add(
             "listener",
@@ -265,9 +268,12 @@ fn rejection_outcome(steps: &mut Steps, step: &str, rejection: Rejection) -> Val
 }
 
 /// The listener a client reaches on `port` with or without TLS.
-fn listener_for(config: &Config, tls: bool, port: u16) -> Option<(usize, &ListenerConfig)> {
-    config
-        .listeners
+fn listener_for(
+    listeners: &[ListenerConfig],
+    tls: bool,
+    port: u16,
+) -> Option<(usize, &ListenerConfig)> {
+    listeners
         .iter()
         .enumerate()
         .find(|(_, l)| l.address.port() == port && l.tls.is_some() == tls)
@@ -299,6 +305,7 @@ mod tests {
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         let q = Question {
+            listeners: &cfg.listeners,
             method,
             url,
             headers: &headers,
@@ -338,6 +345,7 @@ mod tests {
         ] {
             let headers = vec![(header.0.to_string(), header.1.to_string())];
             let q = Question {
+                listeners: &cfg.listeners,
                 method,
                 url,
                 headers: &headers,

@@ -110,12 +110,12 @@ impl AuditLog {
         }
     }
 
-    /// Append one line. Config changes are rare, so this writes synchronously.
     /// The file the entries go to.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Append one line. Config changes are rare, so this writes synchronously.
     pub fn append(&self, entry: &AuditEntry<'_>) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');

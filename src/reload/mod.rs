@@ -310,12 +310,15 @@ impl Reloader {
         self.audit.as_ref().map(AuditLog::path)
     }
 
-    /// Run `f` on the snapshot in use and the config it was compiled from, taken together
-    /// under the reload lock so they agree.
-    pub fn with_current<R>(&self, f: impl FnOnce(&crate::snapshot::Snapshot, &Config) -> R) -> R {
+    /// Run `f` on the snapshot in use, the config it was compiled from (taken together under
+    /// the reload lock so they agree) and the config the process started with.
+    pub fn with_current<R>(
+        &self,
+        f: impl FnOnce(&crate::snapshot::Snapshot, &Config, &Config) -> R,
+    ) -> R {
         let state = self.lock();
         let snapshot = self.store.load();
-        f(&snapshot, &state.config)
+        f(&snapshot, &state.config, &self.started)
     }
 
     /// Restart-only settings that the applied config changed: they take effect on the next

@@ -128,19 +128,8 @@ fn explain(
         };
         pairs.push((name.to_string(), value.to_string()));
     }
-    let registries = match snapshot::Registries::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("gatehouse: cannot set up metrics: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let loaded = match snapshot::load(path, &registries) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprint!("{}", e.errors);
-            return ExitCode::FAILURE;
-        }
+    let Some(loaded) = load(path) else {
+        return ExitCode::FAILURE;
     };
     let question = gatehouse::proxy::explain::Question {
         listeners: &loaded.config.listeners,
@@ -165,24 +154,31 @@ fn explain(
 }
 
 fn check(path: PathBuf) -> ExitCode {
+    let Some(snapshot::Loaded { snapshot, .. }) = load(&path) else {
+        return ExitCode::FAILURE;
+    };
+    println!("{}: ok, {}", path.display(), snapshot.summary());
+    for warning in snapshot.certificate_warnings() {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Read, validate and compile the config at `path` as startup would (on scratch registries),
+/// or print every problem and give `None`.
+fn load(path: &std::path::Path) -> Option<snapshot::Loaded> {
     let registries = match snapshot::Registries::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatehouse: cannot set up metrics: {e}");
-            return ExitCode::FAILURE;
+            return None;
         }
     };
-    match snapshot::load(&path, &registries) {
-        Ok(snapshot::Loaded { snapshot, .. }) => {
-            println!("{}: ok, {}", path.display(), snapshot.summary());
-            for warning in snapshot.certificate_warnings() {
-                eprintln!("{}: warning: {warning}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
+    match snapshot::load(path, &registries) {
+        Ok(loaded) => Some(loaded),
         Err(e) => {
             eprint!("{}", e.errors);
-            ExitCode::FAILURE
+            None
         }
     }
 }

@@ -353,39 +353,35 @@ impl RedisLimiter {
         shared: &Arc<Connection>,
         result: Result<T, RedisLimitError>,
     ) -> Result<T, RedisLimitError> {
-        let sentinel = matches!(**shared, Connection::Sentinel(_));
-        if result.is_ok() {
+        let Err(error) = &result else {
+            let sentinel = matches!(**shared, Connection::Sentinel(_));
             if sentinel && self.sentinel_timeouts.load(Ordering::Relaxed) != 0 {
                 self.sentinel_timeouts.store(0, Ordering::Relaxed);
             }
             return result;
-        }
-        if let Err(error) = &result {
-            let command = match error {
-                RedisLimitError::Command(e) => Some(e),
-                _ => None,
-            };
-            let read_only = command.is_some_and(|e| e.kind() == redis::ErrorKind::ReadOnly);
-            let stale = match &**shared {
-                Connection::Cluster(_) => false,
-                Connection::Single(_) => read_only,
-                Connection::Sentinel(_) => {
-                    let timed_out = matches!(error, RedisLimitError::Timeout(_))
-                        && self.sentinel_timeouts.fetch_add(1, Ordering::Relaxed) + 1
-                            >= SENTINEL_TIMEOUTS;
-                    read_only
-                        || timed_out
-                        || command.is_some_and(|e| {
-                            e.is_io_error()
-                                || e.is_connection_dropped()
-                                || e.is_connection_refusal()
-                        })
-                }
-            };
-            if stale {
-                self.sentinel_timeouts.store(0, Ordering::Relaxed);
-                self.conn.compare_and_swap(shared, None::<Arc<Connection>>);
+        };
+        let command = match error {
+            RedisLimitError::Command(e) => Some(e),
+            _ => None,
+        };
+        let read_only = command.is_some_and(|e| e.kind() == redis::ErrorKind::ReadOnly);
+        let stale = match &**shared {
+            Connection::Cluster(_) => false,
+            Connection::Single(_) => read_only,
+            Connection::Sentinel(_) => {
+                let timed_out = matches!(error, RedisLimitError::Timeout(_))
+                    && self.sentinel_timeouts.fetch_add(1, Ordering::Relaxed) + 1
+                        >= SENTINEL_TIMEOUTS;
+                read_only
+                    || timed_out
+                    || command.is_some_and(|e| {
+                        e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+                    })
             }
+        };
+        if stale {
+            self.sentinel_timeouts.store(0, Ordering::Relaxed);
+            self.conn.compare_and_swap(shared, None::<Arc<Connection>>);
         }
         result
     }

@@ -95,6 +95,22 @@ pub fn route_request(
     }
 }
 
+/// The path as the client spelled it, without the query: what `edge::path::check` judges.
+pub fn raw_path(req: &RequestHeader) -> &[u8] {
+    req.raw_path()
+        .split(|&b| b == b'?')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The body length the request declares in `Content-Length`, if it declares a valid one.
+pub fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Accept origin-form (`/path`) and http(s) absolute-form targets; returns whether the target
 /// is origin-form. Anything else (`x:/admin`, `*`) could be read differently by an upstream
 /// than the path the gateway routed on.

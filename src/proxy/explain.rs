@@ -7,9 +7,10 @@
 use super::decide::{self, Rejection};
 use crate::config::{Config, ListenerConfig, RouteConfig};
 use crate::edge::path;
+use crate::edge::settings::IpRules;
 use crate::snapshot::{RouteAction, Snapshot};
 use crate::tls::accept::TlsInfo;
-use crate::tls::policy::{self, Verdict};
+use crate::tls::policy::{self, HostPolicy, Verdict};
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 use serde_json::{json, Value};
@@ -106,16 +107,16 @@ fn walk(
         "listener",
         json!({ "index": index, "address": listener.address.to_string(), "tls": tls }),
     );
-    let edge = snapshot.edge.listener(Some(listener.address));
-    if let Some(ip) = q.client_ip {
-        if !edge.ips.permits(ip) {
-            steps.add("client", json!({ "ip": ip.to_string(), "allowed": false }));
-            return refused(403, "the listener's IP list refuses this client");
-        }
+    // IP lists are judged only when the question names the client.
+    let denied = |rules: &IpRules| q.client_ip.is_some_and(|ip| !rules.permits(ip));
+    let ip = q.client_ip.map(|ip| ip.to_string());
+    if denied(&snapshot.edge.listener(Some(listener.address)).ips) {
+        steps.add("client", json!({ "ip": ip, "allowed": false }));
+        return refused(403, "the listener's IP list refuses this client");
     }
     steps.add(
         "client",
-        json!({ "ip": q.client_ip.map(|ip| ip.to_string()), "allowed": q.client_ip.map(|_| true) }),
+        json!({ "ip": ip, "allowed": q.client_ip.map(|_| true) }),
     );
 
     let host = match decide::request_host(req) {
@@ -125,38 +126,21 @@ fn walk(
     let host_str = host.as_ref().map(decide::Host::as_str);
     let policy = host_str.and_then(|h| snapshot.hosts.lookup(h));
     let mut host_step = json!({ "host": host_str, "policy": policy.is_some() });
-    if let (Some(policy), Some(h)) = (policy, host_str) {
-        if let (Some(ip), false) = (q.client_ip, policy.ips.is_empty()) {
-            if !policy.ips.permits(ip) {
-                steps.add("host", host_step);
-                return refused(403, "the host's IP list refuses this client");
-            }
+    let stop = match (policy, host_str) {
+        (Some(policy), Some(_)) if denied(&policy.ips) => {
+            Some(refused(403, "the host's IP list refuses this client"))
         }
-        let sni = crate::host::host_key(h);
-        let info = TlsInfo {
-            sni: Some(sni.into_owned()),
-            client_cert: None,
-        };
-        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        host_step["hsts"] = json!(tls && policy.hsts.is_some());
-        host_step["client_certificate_required"] = json!(policy.client_cert_required);
-        match policy::check(policy, tls.then_some(&info), h, target) {
-            Verdict::Pass => {}
-            Verdict::Redirect(url) => {
-                steps.add("host", host_step);
-                return json!({ "result": "redirected", "status": 308, "location": url });
-            }
-            Verdict::Misdirected => {
-                steps.add("host", host_step);
-                return refused(421, "host does not match the TLS server name");
-            }
-            Verdict::ClientCertRequired => {
-                steps.add("host", host_step);
-                return refused(403, "client certificate required (none given to explain)");
-            }
+        (Some(policy), Some(h)) => {
+            host_step["hsts"] = json!(tls && policy.hsts.is_some());
+            host_step["client_certificate_required"] = json!(policy.client_cert_required);
+            host_policy_stop(policy, req, h, tls)
         }
-    }
+        _ => None,
+    };
     steps.add("host", host_step);
+    if let Some(outcome) = stop {
+        return outcome;
+    }
 
     let routed = match decide::route_request(snapshot, req, host_str) {
         Ok(routed) => routed,
@@ -174,26 +158,15 @@ fn walk(
         "route",
         json!({ "name": route.name, "upstream_path": upstream_path }),
     );
-    let raw_path = req
-        .raw_path()
-        .split(|&b| b == b'?')
-        .next()
-        .unwrap_or_default();
-    if let Err(reason) = path::check(raw_path, route.edge.path_allow) {
+    if let Err(reason) = path::check(decide::raw_path(req), route.edge.path_allow) {
         steps.add("path", json!({ "allowed": false }));
         return refused(reason.status(), reason.message());
     }
-    if let Some(ip) = q.client_ip {
-        if !route.edge.ips.permits(ip) {
-            steps.add("route_ips", json!({ "allowed": false }));
-            return refused(403, "the route's IP list refuses this client");
-        }
+    if denied(&route.edge.ips) {
+        steps.add("route_ips", json!({ "allowed": false }));
+        return refused(403, "the route's IP list refuses this client");
     }
-    let declared = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > route.edge.max_body_bytes) {
+    if decide::declared_length(req).is_some_and(|n| n > route.edge.max_body_bytes) {
         steps.add(
             "body",
             json!({ "max_body_bytes": route.edge.max_body_bytes }),
@@ -258,6 +231,32 @@ fn walk(
     }
 }
 
+/// The outcome when `policy` (HTTPS redirect, Host/SNI agreement, client certificate) stops
+/// the request; the TLS connection is taken to name `host` and to carry no certificate.
+fn host_policy_stop(
+    policy: &HostPolicy,
+    req: &RequestHeader,
+    host: &str,
+    tls: bool,
+) -> Option<Value> {
+    let info = TlsInfo {
+        sni: Some(crate::host::host_key(host).into_owned()),
+        client_cert: None,
+    };
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    match policy::check(policy, tls.then_some(&info), host, target) {
+        Verdict::Pass => None,
+        Verdict::Redirect(url) => {
+            Some(json!({ "result": "redirected", "status": 308, "location": url }))
+        }
+        Verdict::Misdirected => Some(refused(421, "host does not match the TLS server name")),
+        Verdict::ClientCertRequired => Some(refused(
+            403,
+            "client certificate required (none given to explain)",
+        )),
+    }
+}
+
 fn rejection_outcome(steps: &mut Steps, step: &str, rejection: Rejection) -> Value {
     let mut detail = json!({ "matched": false });
     if let Rejection::MethodNotAllowed { allow, route } = &rejection {
@@ -298,6 +297,15 @@ mod tests {
     use crate::snapshot::{compile, Registries};
 
     fn ask(text: &str, method: &str, url: &str, headers: &[(&str, &str)]) -> Value {
+        try_ask(text, method, url, headers).unwrap()
+    }
+
+    fn try_ask(
+        text: &str,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, String> {
         let cfg = config::parse(text).unwrap();
         let snapshot = compile(&cfg, text, &Registries::new().unwrap()).unwrap();
         let headers: Vec<(String, String)> = headers
@@ -311,7 +319,7 @@ mod tests {
             headers: &headers,
             client_ip: None,
         };
-        explain(&snapshot, &cfg, &q).unwrap()
+        explain(&snapshot, &cfg, &q)
     }
 
     const CONFIG: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\
@@ -335,23 +343,16 @@ mod tests {
 
     #[test]
     fn malformed_questions_are_errors_not_answers() {
-        let cfg = config::parse(CONFIG).unwrap();
-        let snapshot = compile(&cfg, CONFIG, &Registries::new().unwrap()).unwrap();
         for (method, url, header) in [
             ("GET", "/relative", ("x", "y")),
             ("GET", "ftp://a.test/", ("x", "y")),
             ("G ET", "http://a.test/", ("x", "y")),
             ("GET", "http://a.test/", ("bad name", "y")),
         ] {
-            let headers = vec![(header.0.to_string(), header.1.to_string())];
-            let q = Question {
-                listeners: &cfg.listeners,
-                method,
-                url,
-                headers: &headers,
-                client_ip: None,
-            };
-            assert!(explain(&snapshot, &cfg, &q).is_err(), "{method} {url}");
+            assert!(
+                try_ask(CONFIG, method, url, &[header]).is_err(),
+                "{method} {url}"
+            );
         }
     }
 }

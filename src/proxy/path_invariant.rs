@@ -40,12 +40,7 @@ fn gateway(s: &Snapshot, raw: &str) -> Option<(String, String)> {
     let mut req = RequestHeader::build("GET", raw.as_bytes(), None).ok()?;
     req.insert_header("host", "api.example.com").ok()?;
     let routed = decide::route_request(s, &req, Some("api.example.com")).ok()?;
-    let raw_path = req
-        .raw_path()
-        .split(|&b| b == b'?')
-        .next()
-        .unwrap_or_default();
-    path::check(raw_path, routed.route.edge.path_allow).ok()?;
+    path::check(decide::raw_path(&req), routed.route.edge.path_allow).ok()?;
     let sent = match &routed.upstream_uri {
         Some(uri) => uri.path().to_string(),
         None => req.uri.path().to_string(),

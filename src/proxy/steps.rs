@@ -122,30 +122,17 @@ pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Re
     let edge = &routed.route.edge;
     // The spelling is judged by the route its normalized form selected: only that route's
     // upstream is known to read it the way the gateway routed it.
-    let raw_path = req
-        .raw_path()
-        .split(|&b| b == b'?')
-        .next()
-        .unwrap_or_default();
-    if let Err(reason) = path::check(raw_path, edge.path_allow) {
+    if let Err(reason) = path::check(decide::raw_path(req), edge.path_allow) {
         return Err(edge_refusal(reason, ctx));
     }
     if !edge.ips.is_empty() {
         permit(&edge.ips, ctx)?;
     }
-    if declared_length(req).is_some_and(|n| n > edge.max_body_bytes) {
+    if decide::declared_length(req).is_some_and(|n| n > edge.max_body_bytes) {
         return Err(edge_refusal(Reason::BodyTooLarge, ctx));
     }
     ctx.body_limit = edge.max_body_bytes;
     Ok(routed.route)
-}
-
-/// The body length the request declares in `Content-Length`, if it declares a valid one.
-fn declared_length(req: &RequestHeader) -> Option<u64> {
-    req.headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Count the request against `policies`. A refusal's `RateLimit` headers replace those of the
@@ -314,7 +301,7 @@ async fn read_body(
     let req = session.req_header();
     let h2 = req.version == http::Version::HTTP_2;
     let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let declared = declared_length(req);
+    let declared = decide::declared_length(req);
     let expects_continue = req.version == http::Version::HTTP_11
         && req
             .headers

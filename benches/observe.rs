@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
     let entry = AccessEntry {
         time: SystemTime::now(),
         request_id: "0af7651916cd43dd8448eb211c80319c",
+        trace_id: None,
         client_ip: "203.0.113.7".parse().ok(),
         method: "GET",
         host: "api.example.com",

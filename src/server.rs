@@ -10,6 +10,7 @@ use crate::services::ban_sync::BanSync;
 use crate::services::health_checks::HealthChecker;
 use crate::services::key_refresh::KeyRefresher;
 use crate::services::signals::{ReloadTriggers, ShutdownSignals};
+use crate::services::trace_flush::TraceFlush;
 use crate::snapshot::{self, Loaded, Registries, SnapshotStore};
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -55,6 +56,14 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
     // SIGUSR1 reopens the access log (after logrotate renamed it), as nginx's USR1 does.
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, access_log.reopen_flag())
         .map_err(|e| format!("cannot install the SIGUSR1 handler: {e}"))?;
+    let (spans, trace_export) = match &config.tracing {
+        Some(tracing) => {
+            let counters = registries.metrics.span_counters();
+            let (sink, handle) = crate::observe::trace::export::start(tracing, counters)?;
+            (Some(Arc::new(sink)), Some(handle))
+        }
+        None => (None, None),
+    };
     let fd_budget = connections::budget_from_fd_limit(connections::raise_fd_limit());
     let connections = Connections::new(config.listeners.iter().map(|l| l.address));
 
@@ -105,7 +114,7 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut gateway = http_proxy(
         &server.configuration,
-        Gateway::new(store.clone(), Some(access_log.clone())),
+        Gateway::new(store.clone(), Some(access_log.clone()), spans),
     );
     // HTTP/2 heads are read by Pingora (h2), not `proxy::conn`: the same size limit there,
     // and idle connections closed after the keep-alive timeout.
@@ -174,6 +183,9 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         BanSync::new(store.clone(), registries.clone()),
     ));
     server.add_service(background_service("key refresh", KeyRefresher::new(store)));
+    if let Some(handle) = trace_export {
+        server.add_service(background_service("trace export", TraceFlush::new(handle)));
+    }
     server.add_service(background_service(
         "config reload",
         ReloadTriggers {

@@ -55,6 +55,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             "server" => set(&mut config.server, r.entry(value, &path)),
             "admin" => set(&mut config.admin, r.entry(value, &path)),
             "access_log" => set(&mut config.access_log, r.entry(value, &path)),
+            "tracing" => config.tracing = r.entry(value, &path),
             "tls" => set(&mut config.tls, r.entry(value, &path)),
             "edge" => set(&mut config.edge, r.entry(value, &path)),
             "firewall" => set(&mut config.firewall, r.entry(value, &path)),
@@ -89,7 +90,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             }
             _ => r.errors.push(ConfigError::new(
                 path,
-                "unknown key, expected one of `server`, `listeners`, `edge`, `firewall`, `admin`, `access_log`, \
+                "unknown key, expected one of `server`, `listeners`, `edge`, `firewall`, `admin`, `access_log`, `tracing`, \
                  `upstreams`, `limits`, `redis`, `authorizers`, `certificates`, `tls`, `hosts`, \
                  `routes`",
             )),

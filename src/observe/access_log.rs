@@ -23,6 +23,8 @@ const QUEUE: usize = 64 * 1024;
 pub struct AccessEntry<'a> {
     pub time: SystemTime,
     pub request_id: &'a str,
+    /// The request's trace id, when `[tracing]` is on (sampled or not).
+    pub trace_id: Option<crate::observe::trace::TraceIdText>,
     pub client_ip: Option<IpAddr>,
     pub method: &'a str,
     pub host: &'a str,
@@ -53,6 +55,11 @@ impl AccessEntry<'_> {
         write_time(out, self.time);
         out.extend_from_slice(b"\",\"request_id\":");
         json_str(out, self.request_id);
+        if let Some(trace_id) = self.trace_id {
+            out.extend_from_slice(b",\"trace_id\":\"");
+            out.extend_from_slice(&trace_id.bytes());
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"client_ip\":");
         match self.client_ip {
             Some(ip) => {
@@ -325,6 +332,7 @@ mod tests {
         log.log(&AccessEntry {
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
             request_id: "abc",
+            trace_id: None,
             client_ip: "127.0.0.1".parse().ok(),
             method: "GET",
             host: "h\"ost",

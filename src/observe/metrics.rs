@@ -46,6 +46,10 @@ pub struct Metrics {
     certificate_expiry: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
+    /// Spans the collector accepted.
+    trace_spans_exported: IntCounter,
+    /// Spans dropped, by reason (`queue_full`, `export_failed`).
+    trace_spans_dropped: IntCounterVec,
     /// Requests and connections refused at the edge, by reason.
     pub edge_refusals: IntCounterVec,
     /// Firewall decisions by rule (or managed protection) and action.
@@ -241,6 +245,23 @@ impl Metrics {
                     "Access log lines dropped because the writer fell behind.",
                 ),
             )?,
+            trace_spans_exported: register(
+                r,
+                IntCounter::new(
+                    "gatehouse_trace_spans_exported_total",
+                    "Spans the OTLP collector accepted.",
+                ),
+            )?,
+            trace_spans_dropped: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_trace_spans_dropped_total",
+                        "Spans dropped: the export queue was full, or their export failed.",
+                    ),
+                    &["reason"],
+                ),
+            )?,
             registry,
         }))
         .inspect(|m| {
@@ -249,6 +270,17 @@ impl Metrics {
                 m.config_reloads.with_label_values(&[result]);
             }
         })
+    }
+
+    /// The counters of the span export queue.
+    pub fn span_counters(&self) -> crate::observe::trace::export::SpanCounters {
+        crate::observe::trace::export::SpanCounters {
+            exported: self.trace_spans_exported.clone(),
+            dropped_queue_full: self.trace_spans_dropped.with_label_values(&["queue_full"]),
+            dropped_export_failed: self
+                .trace_spans_dropped
+                .with_label_values(&["export_failed"]),
+        }
     }
 
     /// Handles for one route.

@@ -351,6 +351,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> EdgeApp<A> {
             log.log(&AccessEntry {
                 time: wall,
                 request_id: id.to_str().unwrap_or(""),
+                trace_id: None,
                 client_ip: peer.client.map(|a| a.ip()),
                 method: &method,
                 host: "",

@@ -50,6 +50,8 @@ pub struct RequestCtx {
     /// The firewall read the body before the request went on (and answered
     /// `Expect: 100-continue` itself).
     pub body_read_early: bool,
+    /// The request's trace, when `[tracing]` is on.
+    pub trace: Option<Box<crate::observe::trace::RequestTrace>>,
 }
 
 /// Which target the request went to, and how long it took.
@@ -113,6 +115,7 @@ impl RequestCtx {
             firewall_hit: false,
             banned: false,
             body_read_early: false,
+            trace: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! to the request from its context.
 
 use super::{forward, request_id, RequestCtx};
+use crate::observe::trace::{RequestTrace, TRACEPARENT, TRACESTATE};
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
 
@@ -63,6 +64,24 @@ fn request_headers(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, fo
         ctx.identity.as_deref(),
     );
     forward::set_client_cert(headers, ctx.tls().and_then(|t| t.client_cert.as_ref()));
+    if let Some(trace) = &ctx.trace {
+        trace_context(headers, trace);
+    }
+}
+
+/// The request's trace context in place of the client's (`traceparent` is always replaced;
+/// a client's `tracestate` goes on only when the trace continued from it).
+fn trace_context(headers: &mut impl forward::EditHeaders, trace: &RequestTrace) {
+    let (parent, state) = trace.upstream_headers();
+    if headers.map().contains_key(&TRACESTATE) {
+        headers.remove(&TRACESTATE);
+    }
+    if let Some(parent) = parent {
+        headers.set(&TRACEPARENT, parent);
+    }
+    if let Some(state) = state {
+        headers.set(&TRACESTATE, state);
+    }
 }
 
 /// The upstream response's edits: hop-by-hop headers out; request id, HSTS and `RateLimit`

@@ -44,6 +44,7 @@ pub use ctx::RequestCtx;
 
 use crate::edge::Reason;
 use crate::observe::access_log::{AccessEntry, AccessLog};
+use crate::observe::trace::{Outcome, SpanSink};
 use crate::snapshot::{Route, RouteAction, SnapshotStore};
 use crate::upstream::SelectInput;
 use async_trait::async_trait;
@@ -109,15 +110,62 @@ fn watch_for_bans(ctx: &RequestCtx, status: u16) {
     }
 }
 
+/// End the request's spans (exported only when it was sampled).
+fn finish_trace(
+    trace: crate::observe::trace::RequestTrace,
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    end: SystemTime,
+    sink: &SpanSink,
+) {
+    if !trace.sampled() {
+        return;
+    }
+    let req = session.req_header();
+    let outcome = Outcome {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        scheme: if ctx.ssl.is_some() { "https" } else { "http" },
+        protocol: if req.version == http::Version::HTTP_2 {
+            "2"
+        } else {
+            "1.1"
+        },
+        host: ctx.host.as_ref().map_or("", |h| h.as_str()),
+        client_ip: ctx.client_ip,
+        request_id: ctx.request_id.to_str().unwrap_or(""),
+        route: ctx.route.as_ref().map(|r| r.name.as_str()),
+        status,
+        upstream: ctx.pool().map(|p| p.name.as_str()),
+        auth: ctx.auth,
+        consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+        firewall: ctx.firewall.as_deref().map(String::as_str),
+        limit_remaining: ctx.limit.report.as_ref().map(|r| r.remaining),
+        error: ctx.error,
+    };
+    trace.finish(&outcome, end, sink);
+}
+
 /// The gateway service.
 pub struct Gateway {
     store: Arc<SnapshotStore>,
     access_log: Option<Arc<AccessLog>>,
+    /// Where sampled requests' spans go; `None` when the process started without `[tracing]`.
+    spans: Option<Arc<SpanSink>>,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<SnapshotStore>, access_log: Option<Arc<AccessLog>>) -> Self {
-        Self { store, access_log }
+    pub fn new(
+        store: Arc<SnapshotStore>,
+        access_log: Option<Arc<AccessLog>>,
+        spans: Option<Arc<SpanSink>>,
+    ) -> Self {
+        Self {
+            store,
+            access_log,
+            spans,
+        }
     }
 }
 
@@ -159,6 +207,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
         steps::identify(session, ctx);
+        if self.spans.is_some() {
+            steps::start_trace(session.req_header(), ctx);
+        }
         let admitted = admit(session, ctx).await;
         let answer = match admitted {
             Err(refusal) => Answer::Refuse(refusal),
@@ -223,6 +274,10 @@ impl ProxyHttp for Gateway {
         ctx.upstream.target = Some(index);
         ctx.upstream.attempts += 1;
         ctx.upstream.selected_at = Some(Instant::now());
+        if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled()) {
+            let target = &pool.targets[index].label;
+            trace.upstream_attempt(Some(target), SystemTime::now());
+        }
         Ok(pool.peer(index))
     }
 
@@ -296,6 +351,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if !upstream_response.status.is_informational() {
             ctx.upstream.header_at = Some(Instant::now());
+            if let Some(trace) = ctx.trace.as_mut() {
+                trace.upstream_status(upstream_response.status.as_u16());
+            }
         }
         edit::upstream_response(upstream_response, ctx);
         Ok(())
@@ -350,14 +408,18 @@ impl ProxyHttp for Gateway {
             .map_or(&ctx.snapshot.unrouted, |r| &r.metrics);
         route_metrics.observe(&req.method, status, elapsed, wall);
         watch_for_bans(ctx, status);
-        let pool = ctx.pool();
         let upstream_elapsed = match (ctx.upstream.selected_at, ctx.upstream.header_at) {
             (Some(a), Some(b)) => Some(b.duration_since(a)),
             _ => None,
         };
-        if let (Some(pool), Some(d)) = (pool, upstream_elapsed) {
+        if let (Some(pool), Some(d)) = (ctx.pool(), upstream_elapsed) {
             pool.metrics.observe(d);
         }
+        let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+        if let (Some(trace), Some(sink)) = (ctx.trace.take(), &self.spans) {
+            finish_trace(*trace, session, ctx, status, wall, sink);
+        }
+        let pool = ctx.pool();
         let Some(log) = self.access_log.as_ref().filter(|_| ctx.snapshot.access_log) else {
             return;
         };
@@ -367,6 +429,7 @@ impl ProxyHttp for Gateway {
         log.log(&AccessEntry {
             time: wall,
             request_id: ctx.request_id.to_str().unwrap_or(""),
+            trace_id,
             client_ip: ctx.client_ip,
             method: req.method.as_str(),
             host: ctx.host.as_ref().map_or("", |h| h.as_str()),

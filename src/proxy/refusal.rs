@@ -140,7 +140,8 @@ pub fn response(ctx: &RequestCtx, answer: Answer<'_>) -> pingora::Result<(Respon
     match answer {
         Answer::Refuse(r) => {
             let headers = r.header.into_iter().chain(common);
-            respond::error_response(r.status, r.message, &ctx.request_id, headers)
+            let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+            respond::error_response(r.status, r.message, &ctx.request_id, trace_id, headers)
         }
         Answer::Fixed(fixed) => respond::fixed_response(fixed, &ctx.request_id, common),
     }

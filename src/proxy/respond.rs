@@ -2,6 +2,7 @@
 //! responses, each with the request id. Which other headers they carry is decided in
 //! `proxy::refusal`, the only caller.
 
+use crate::observe::trace::TraceIdText;
 use crate::snapshot::FixedResponse;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -9,15 +10,17 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
-/// The head and body of `{"error": message, "request_id": id}` with `status`; `headers` are
-/// set after the standard ones and replace any of the same name.
+/// The head and body of `{"error": message, "request_id": id, "trace_id": trace}` with
+/// `status` (`trace_id` only when the request is traced); `headers` are set after the standard
+/// ones and replace any of the same name.
 pub fn error_response(
     status: u16,
     message: &str,
     request_id: &HeaderValue,
+    trace_id: Option<TraceIdText>,
     headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
 ) -> pingora::Result<(ResponseHeader, Bytes)> {
-    let body = error_body(message, request_id);
+    let body = error_body(message, request_id, trace_id);
     // The standard four and room for the few a refusal adds (see `proxy::refusal`).
     let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
@@ -33,7 +36,7 @@ pub fn error_response(
 /// A complete HTTP/1.1 error response that closes the connection, for answers written
 /// before Pingora has a session (refused request heads and connections).
 pub fn raw_error(status: u16, message: &str, request_id: &HeaderValue) -> Vec<u8> {
-    let body = error_body(message, request_id);
+    let body = error_body(message, request_id, None);
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -53,9 +56,16 @@ pub fn raw_error(status: u16, message: &str, request_id: &HeaderValue) -> Vec<u8
     out
 }
 
-fn error_body(message: &str, request_id: &HeaderValue) -> Bytes {
+fn error_body(message: &str, request_id: &HeaderValue, trace_id: Option<TraceIdText>) -> Bytes {
     let id = request_id.to_str().unwrap_or("");
-    let value = serde_json::json!({ "error": message, "request_id": id });
+    let value = match trace_id {
+        Some(trace) => serde_json::json!({
+            "error": message,
+            "request_id": id,
+            "trace_id": trace.to_string(),
+        }),
+        None => serde_json::json!({ "error": message, "request_id": id }),
+    };
     Bytes::from(value.to_string())
 }
 
@@ -157,7 +167,7 @@ mod tests {
 
     #[test]
     fn error_bodies_are_json_with_the_request_id() {
-        let body = error_body("no \"route\"", &HeaderValue::from_static("id-1"));
+        let body = error_body("no \"route\"", &HeaderValue::from_static("id-1"), None);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"], "no \"route\"");
         assert_eq!(v["request_id"], "id-1");

@@ -10,6 +10,7 @@ use crate::edge::settings::IpRules;
 use crate::edge::{client_ip, path, Reason};
 use crate::firewall::{BodyKind, Firewall, ManagedInput, RuleInput};
 use crate::limit::{self, LimitInput};
+use crate::observe::trace::RequestTrace;
 use crate::snapshot::Route;
 use crate::tls::policy;
 use bytes::{Bytes, BytesMut};
@@ -17,6 +18,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// The request id, the client address and the connection's TLS facts, which every later step
 /// and the access log read. Cannot refuse: a refusal needs the request id.
@@ -40,6 +42,14 @@ pub fn identify(session: &Session, ctx: &mut RequestCtx) {
         peer => peer,
     };
     ctx.ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+}
+
+/// Continue the client's trace or start one, when the snapshot traces requests.
+pub fn start_trace(req: &RequestHeader, ctx: &mut RequestCtx) {
+    if let Some(sampling) = &ctx.snapshot.tracing {
+        let trace = RequestTrace::start(sampling, &req.headers, SystemTime::now());
+        ctx.trace = Some(Box::new(trace));
+    }
 }
 
 /// The listener's IP lists (`[edge]`, `[listeners.edge]`) on the client address. For HTTP/2,

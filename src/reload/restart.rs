@@ -2,7 +2,7 @@
 //! the access log file, the watches. A reload applies the rest of the file and reports these
 //! as pending until the next upgrade or restart.
 
-use crate::config::{AccessLogConfig, AdminConfig, Config, ServerConfig, TlsConfig};
+use crate::config::{AccessLogConfig, AdminConfig, Config, ServerConfig, TlsConfig, TracingConfig};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
@@ -42,6 +42,18 @@ pub enum RestartOnly {
     AdminAdminToken,
     AdminAuditLog,
     AccessLogPath,
+    /// `[tracing]` added or removed: the exporter starts with the process.
+    Tracing,
+    TracingEndpoint,
+    TracingProtocol,
+    TracingServiceName,
+    TracingResource,
+    TracingHeaders,
+    TracingCaFile,
+    TracingQueueSize,
+    TracingBatchSize,
+    TracingExportInterval,
+    TracingExportTimeout,
     TlsWatch,
 }
 
@@ -69,6 +81,17 @@ impl RestartOnly {
             Self::AdminAdminToken => "admin.admin_token",
             Self::AdminAuditLog => "admin.audit_log",
             Self::AccessLogPath => "access_log.path",
+            Self::Tracing => "tracing",
+            Self::TracingEndpoint => "tracing.endpoint",
+            Self::TracingProtocol => "tracing.protocol",
+            Self::TracingServiceName => "tracing.service_name",
+            Self::TracingResource => "tracing.resource",
+            Self::TracingHeaders => "tracing.headers",
+            Self::TracingCaFile => "tracing.ca_file",
+            Self::TracingQueueSize => "tracing.queue_size",
+            Self::TracingBatchSize => "tracing.batch_size",
+            Self::TracingExportInterval => "tracing.export_interval",
+            Self::TracingExportTimeout => "tracing.export_timeout",
             Self::TlsWatch => "tls.watch",
         }
     }
@@ -159,11 +182,57 @@ pub fn pending(started: &Config, new: &Config) -> Vec<RestartOnly> {
         (R::AdminAdminToken, *admin_token != a.admin_token),
         (R::AdminAuditLog, *audit_log != a.audit_log),
         (R::AccessLogPath, *access_log_path != new.access_log.path),
-        (R::TlsWatch, *tls_watch != new.tls.watch),
     ]
     .into_iter()
+    .chain(tracing_changes(
+        started.tracing.as_ref(),
+        new.tracing.as_ref(),
+    ))
+    .chain([(R::TlsWatch, *tls_watch != new.tls.watch)])
     .filter_map(|(setting, changed)| changed.then_some(setting))
     .collect()
+}
+
+/// The exporter's settings: it starts with the process. The sampler applies on reload.
+fn tracing_changes(
+    started: Option<&TracingConfig>,
+    new: Option<&TracingConfig>,
+) -> Vec<(RestartOnly, bool)> {
+    use RestartOnly as R;
+    let (Some(started), Some(t)) = (started, new) else {
+        return vec![(R::Tracing, started.is_some() != new.is_some())];
+    };
+    let TracingConfig {
+        endpoint,
+        protocol,
+        // Reloadable: each snapshot samples with its own.
+        sampler: _,
+        ratio: _,
+        trust_incoming: _,
+        service_name,
+        resource,
+        headers,
+        ca_file,
+        queue_size,
+        batch_size,
+        export_interval,
+        export_timeout,
+    } = started;
+    vec![
+        (R::TracingEndpoint, *endpoint != t.endpoint),
+        (R::TracingProtocol, *protocol != t.protocol),
+        (R::TracingServiceName, *service_name != t.service_name),
+        (R::TracingResource, *resource != t.resource),
+        (R::TracingHeaders, *headers != t.headers),
+        (R::TracingCaFile, *ca_file != t.ca_file),
+        (R::TracingQueueSize, *queue_size != t.queue_size),
+        (R::TracingBatchSize, *batch_size != t.batch_size),
+        (
+            R::TracingExportInterval,
+            *export_interval != t.export_interval,
+        ),
+        (R::TracingExportTimeout, *export_timeout != t.export_timeout),
+    ]
 }
 
 /// `a, b, c`, for log lines.

@@ -178,6 +178,10 @@ pub fn compile(
         identity_headers,
         unrouted: reg.metrics.route("-"),
         access_log: config.access_log.enabled,
+        tracing: config
+            .tracing
+            .as_ref()
+            .map(|t| crate::observe::trace::Sampling::new(t.sampler, t.ratio, t.trust_incoming)),
         redis: config.redis.clone().zip(redis),
     })
 }

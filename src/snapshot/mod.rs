@@ -140,6 +140,8 @@ pub struct Snapshot {
     /// Metrics of requests that matched no route.
     pub unrouted: RouteMetrics,
     pub access_log: bool,
+    /// How requests are sampled for tracing; `None` without `[tracing]`.
+    pub tracing: Option<crate::observe::trace::Sampling>,
     /// The Redis settings and client this snapshot's policies use, remembered at activation
     /// for the next reload to reuse.
     redis: Option<(config::RedisConfig, Arc<crate::limit::redis::RedisLimiter>)>,

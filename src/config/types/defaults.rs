@@ -147,3 +147,27 @@ pub(super) fn default_hsts_max_age() -> Duration {
 pub(super) fn default_external_concurrency() -> usize {
     256
 }
+
+pub(super) fn default_trace_ratio() -> f64 {
+    0.01
+}
+
+pub(super) fn default_service_name() -> String {
+    "gatehouse".into()
+}
+
+pub(super) fn default_trace_queue() -> usize {
+    8192
+}
+
+pub(super) fn default_trace_batch() -> usize {
+    512
+}
+
+pub(super) fn default_trace_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+pub(super) fn default_trace_timeout() -> Duration {
+    Duration::from_secs(5)
+}

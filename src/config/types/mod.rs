@@ -9,6 +9,7 @@ mod limits;
 mod routes;
 mod server;
 mod tls;
+mod traces;
 mod upstreams;
 
 pub use auth::*;
@@ -18,6 +19,7 @@ pub use limits::*;
 pub use routes::*;
 pub use server::*;
 pub use tls::*;
+pub use traces::*;
 pub use upstreams::*;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,8 @@ pub struct Config {
     pub firewall: FirewallConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
+    /// `[tracing]`: OpenTelemetry spans over OTLP; off without the section.
+    pub tracing: Option<TracingConfig>,
     /// Upstream pools by name, sorted so that compiled output is deterministic.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Throttling policies by name, attached to routes with `limits = [...]`.

@@ -10,6 +10,7 @@ mod limits;
 mod routes;
 mod server;
 mod tls;
+mod traces;
 mod upstreams;
 
 use super::{Config, KeyPath, Present, Problems};
@@ -24,6 +25,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     routes::validate(config, present, p);
     edge::validate(config, present, p);
     firewall::validate(config, present, p);
+    traces::validate(config, p);
 }
 
 /// Names that go into headers, RateLimit-Policy and metric labels: letters, digits, `_`, `-`

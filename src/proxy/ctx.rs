@@ -57,8 +57,8 @@ pub struct RequestCtx {
 /// Which target the request went to, and how long it took.
 #[derive(Default)]
 pub struct UpstreamInfo {
-    /// Index into the route's pool targets.
-    pub target: Option<usize>,
+    /// Index into the route's pool targets; 32 bits keep the context within its budget.
+    pub target: Option<u32>,
     /// Bit per target index (the first 64) that failed to connect, avoided on retry.
     pub failed: u64,
     pub attempts: u8,
@@ -70,6 +70,13 @@ static NO_TLS_INFO: crate::tls::accept::TlsInfo = crate::tls::accept::TlsInfo {
     sni: None,
     client_cert: None,
 };
+
+impl UpstreamInfo {
+    /// The chosen target's index into the pool's targets.
+    pub fn target(&self) -> Option<usize> {
+        self.target.map(|i| i as usize)
+    }
+}
 
 impl RequestCtx {
     /// The handshake's facts on a TLS connection, `None` on plain HTTP.

@@ -271,7 +271,7 @@ impl ProxyHttp for Gateway {
                 format!("no healthy target in upstream {}", pool.name),
             );
         };
-        ctx.upstream.target = Some(index);
+        ctx.upstream.target = u32::try_from(index).ok();
         ctx.upstream.attempts += 1;
         ctx.upstream.selected_at = Some(Instant::now());
         if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled()) {
@@ -296,7 +296,7 @@ impl ProxyHttp for Gateway {
             refusal.set_retry(false);
             return refusal;
         }
-        if let (Some(pool), Some(index)) = (ctx.pool().cloned(), ctx.upstream.target) {
+        if let (Some(pool), Some(index)) = (ctx.pool().cloned(), ctx.upstream.target()) {
             if matches!(
                 e.etype(),
                 ErrorType::TLSHandshakeFailure
@@ -327,7 +327,7 @@ impl ProxyHttp for Gateway {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
-        if let (Some(pool), Some(index)) = (ctx.pool(), ctx.upstream.target) {
+        if let (Some(pool), Some(index)) = (ctx.pool(), ctx.upstream.target()) {
             pool.report_connect_success(index);
         }
         Ok(())
@@ -424,7 +424,7 @@ impl ProxyHttp for Gateway {
             return;
         };
         let target = pool
-            .zip(ctx.upstream.target)
+            .zip(ctx.upstream.target())
             .map(|(p, i)| p.targets[i].label.as_str());
         log.log(&AccessEntry {
             time: wall,

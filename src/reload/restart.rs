@@ -290,4 +290,24 @@ mod tests {
         .unwrap();
         assert_eq!(pending(&old, &new), [RestartOnly::Listeners]);
     }
+
+    #[test]
+    fn the_sampler_reloads_and_the_exporter_waits_for_a_restart() {
+        let off = config("");
+        let on = config("[tracing]\nendpoint = \"http://c:4318\"\n");
+        assert_eq!(pending(&off, &on), [RestartOnly::Tracing]);
+        assert_eq!(pending(&on, &off), [RestartOnly::Tracing]);
+        let resampled = config(
+            "[tracing]\nendpoint = \"http://c:4318\"\nsampler = \"always_off\"\nratio = 0.5\n\
+             trust_incoming = false\n",
+        );
+        assert!(pending(&on, &resampled).is_empty());
+        let moved = config(
+            "[tracing]\nendpoint = \"http://d:4317\"\nprotocol = \"grpc\"\nqueue_size = 1000\n",
+        );
+        assert_eq!(
+            list(&pending(&on, &moved)),
+            "tracing.endpoint, tracing.protocol, tracing.queue_size"
+        );
+    }
 }

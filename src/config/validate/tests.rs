@@ -250,3 +250,50 @@ fn the_process_log_level_must_be_a_filter() {
               [server]\nlog_level = \"warn,gatehouse=debug\"\nlog_format = \"json\"\n";
     assert!(parse(ok).is_ok());
 }
+
+#[test]
+fn tracing_settings_are_checked_each_with_its_key() {
+    let errs = errors_of(
+        "[tracing]\nendpoint = \"collector:4318\"\nratio = 1.5\nservice_name = \" \"\n\
+         headers = { \"bad header\" = \"x\", ok = \"line\\nbreak\" }\nqueue_size = 0\n\
+         batch_size = 0\nexport_interval = \"0s\"\nexport_timeout = \"2h\"\n\
+         ca_file = \"/nonexistent/ca.pem\"\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "tracing.endpoint: must be an http:// or https:// URL with a host",
+            "tracing.ratio: must be between 0 and 1",
+            "tracing.service_name: must not be empty",
+            "tracing.headers.\"bad header\": not a valid header name",
+            "tracing.headers.ok: the value has characters a header cannot carry",
+            "tracing.ca_file: /nonexistent/ca.pem: No such file or directory (os error 2)",
+            "tracing.queue_size: must be between 1 and 1048576",
+            "tracing.batch_size: must be at least 1 and at most `queue_size`",
+            "tracing.export_interval: must be between 1ms and 1m",
+            "tracing.export_timeout: must be between 1ms and 1m",
+        ]
+    );
+    let errs = errors_of(
+        "[tracing]\nendpoint = \"http://c:4317/v1/traces\"\nprotocol = \"grpc\"\n\
+         sampler = \"sometimes\"\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("tracing.sampler: unknown variant `sometimes`"),
+        "{errs:?}"
+    );
+    let errs =
+        errors_of("[tracing]\nendpoint = \"http://c:4317/v1/traces\"\nprotocol = \"grpc\"\n");
+    assert_eq!(
+        errs,
+        ["tracing.endpoint: a gRPC endpoint has no path (the collector's address only, such as http://collector:4317)"]
+    );
+    let errs = errors_of("[tracing]\nendpoint = \"https://user:pw@c/v1/traces\"\n");
+    assert_eq!(
+        errs,
+        ["tracing.endpoint: must not carry a query, fragment or credentials (use `headers`)"]
+    );
+    let errs = errors_of("[tracing]\nprotocol = \"grpc\"\n");
+    assert_eq!(errs, ["tracing: missing field `endpoint`"]);
+}

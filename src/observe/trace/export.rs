@@ -51,6 +51,21 @@ impl SpanSink {
     }
 }
 
+/// A sink whose spans arrive at the returned receiver; beyond `capacity` waiting spans, `send`
+/// drops and counts in `dropped`.
+pub fn queue(capacity: usize, dropped: IntCounter) -> (SpanSink, Receiver<SpanData>) {
+    let (queue, spans) = sync_channel(capacity);
+    let scope = InstrumentationScope::builder("gatehouse")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let sink = SpanSink {
+        queue,
+        scope,
+        dropped,
+    };
+    (sink, spans)
+}
+
 /// The running export thread.
 pub struct ExportHandle {
     stop: Arc<AtomicBool>,
@@ -75,7 +90,7 @@ pub fn start(
     config: &TracingConfig,
     counters: SpanCounters,
 ) -> Result<(SpanSink, ExportHandle), String> {
-    let (queue, spans) = sync_channel(config.queue_size);
+    let (sink, spans) = queue(config.queue_size, counters.dropped_queue_full.clone());
     let (done_tx, done) = sync_channel(1);
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -103,14 +118,6 @@ pub fn start(
             let _ = done_tx.send(());
         })
         .map_err(|e| format!("tracing: cannot start the export thread: {e}"))?;
-    let scope = InstrumentationScope::builder("gatehouse")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let sink = SpanSink {
-        queue,
-        scope,
-        dropped: counters.dropped_queue_full,
-    };
     let handle = ExportHandle {
         stop,
         done: Mutex::new(done),

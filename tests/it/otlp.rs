@@ -64,6 +64,8 @@ struct Received {
 pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Received>>,
+    /// How long each export waits for its answer (after its spans are recorded).
+    delay: Duration,
 }
 
 fn text(value: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -85,6 +87,7 @@ impl Receiver {
         Self {
             addr,
             received: Arc::default(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -156,8 +159,14 @@ impl Receiver {
 
     /// OTLP/HTTP with protobuf bodies on `POST /v1/traces`.
     pub async fn http() -> Self {
+        Self::http_answering_after(Duration::ZERO).await
+    }
+
+    /// [`Self::http`], answering each export only after `delay`.
+    pub async fn http_answering_after(delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let receiver = Self::new(listener.local_addr().unwrap());
+        let mut receiver = Self::new(listener.local_addr().unwrap());
+        receiver.delay = delay;
         let this = receiver.clone();
         tokio::spawn(async move {
             loop {
@@ -203,6 +212,7 @@ impl Receiver {
             return status(400);
         };
         self.record(request, headers);
+        tokio::time::sleep(self.delay).await;
         let mut r = Response::new(Full::new(Bytes::from(
             ExportTraceServiceResponse::default().encode_to_vec(),
         )));

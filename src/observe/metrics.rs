@@ -269,6 +269,9 @@ impl Metrics {
             for result in ["success", "error"] {
                 m.config_reloads.with_label_values(&[result]);
             }
+            for reason in ["queue_full", "export_failed"] {
+                m.trace_spans_dropped.with_label_values(&[reason]);
+            }
         })
     }
 

@@ -403,6 +403,7 @@ fn every_readme_toml_block_passes_gatehouse_check() {
             .arg(&file)
             .env("GATEHOUSE_REDIS_URL", "redis://127.0.0.1:6379/0")
             .env("ACME_API_KEY", "acme-example-key-0123456789")
+            .env("OTLP_API_KEY", "otlp-example-key")
             .env("GATEHOUSE_ADMIN_TOKEN", "admin-example-token-0123456789")
             .env("GATEHOUSE_READ_TOKEN", "read-example-token-0123456789")
             .output()

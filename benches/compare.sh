@@ -29,6 +29,9 @@
 # protection ("gatehouse+fw"), in the same rounds, and reports its CPU per request against
 # the gatehouse without them: each alone in turn, and both loaded at the same time on the
 # same CPU ("gh-pair", "gh+fw-pair"), which cancels the VM's drift between runs.
+# GATEHOUSE_TRACING=RATIO does the same with [tracing] at that sampling ratio
+# ("gatehouse+tr", "gh+tr-pair"), its spans exported over OTLP/HTTP to a collector that
+# accepts and discards them (benches/lib.sh's otlp_sink on 127.0.0.1:18089).
 # PIN=1 (the default with 2 or more CPUs) pins the load side (wrk and the nginx upstream) to
 # CPU 0 and every proxy to the other CPUs, so a proxy's CPU per request is not moved by how
 # the scheduler shares cores with the load generator; PIN=0 lets them float.
@@ -53,6 +56,16 @@ REDIS_PORT=18086
 WORK=$(mktemp -d)
 UP=18081 NGX=18082 GH=18083 GH_ADMIN=18084 MIN=18085 GHF=18087 GHF_ADMIN=18088
 FIREWALL=${GATEHOUSE_FIREWALL:-}
+TRACING=${GATEHOUSE_TRACING:-}
+SINK=18089
+# The second gatehouse, measured against the first: its name and what it adds.
+VARIANT="" VARIANT_WHAT=""
+if [ -n "$FIREWALL" ] && [ -n "$TRACING" ]; then
+  echo "GATEHOUSE_FIREWALL and GATEHOUSE_TRACING each make the second gatehouse: set one" >&2
+  exit 1
+fi
+[ -n "$FIREWALL" ] && VARIANT=fw VARIANT_WHAT="all managed protections"
+[ -n "$TRACING" ] && VARIANT=tr VARIANT_WHAT="tracing at ratio $TRACING"
 BODY=${GATEHOUSE_BODY:-}
 TICKS=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -74,7 +87,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-for port in $UP $NGX $GH $GH_ADMIN $MIN $GHF $GHF_ADMIN; do
+for port in $UP $NGX $GH $GH_ADMIN $MIN $GHF $GHF_ADMIN $SINK; do
   if ss -Hltn "sport = :$port" | grep -q .; then
     echo "port $port is in use (a proxy left from an earlier run?): stop it first" >&2
     exit 1
@@ -135,10 +148,16 @@ open(sys.argv[2], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["C
 PY
   WRK_SCRIPT=(-s "$WORK/post.lua")
 fi
-if [ -n "$FIREWALL" ]; then
+if [ -n "$VARIANT" ]; then
   sed -e "s/127.0.0.1:$GH\"/127.0.0.1:$GHF\"/" -e "s/127.0.0.1:$GH_ADMIN\"/127.0.0.1:$GHF_ADMIN\"/" \
-    -e "s#$WORK/gh\.#$WORK/ghf.#" "$WORK/gatehouse.toml" > "$WORK/gatehouse-fw.toml"
-  printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse-fw.toml"
+    -e "s#$WORK/gh\.#$WORK/ghf.#" "$WORK/gatehouse.toml" > "$WORK/gatehouse-variant.toml"
+fi
+if [ -n "$FIREWALL" ]; then
+  printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse-variant.toml"
+fi
+if [ -n "$TRACING" ]; then
+  tracing_conf "$TRACING" $SINK >> "$WORK/gatehouse-variant.toml"
+  "${LOAD_ON[@]}" bash -c ". benches/lib.sh && otlp_sink $SINK" & pids+=($!)
 fi
 
 "${LOAD_ON[@]}" nginx -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" & pids+=($!)
@@ -147,8 +166,8 @@ fi
 GH_PID=$!
 "${PROXY_ON[@]}" "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$UP" >/dev/null 2>&1 & pids+=($!)
 MIN_PID=$!
-if [ -n "$FIREWALL" ]; then
-  "${PROXY_ON[@]}" "$BIN" run -c "$WORK/gatehouse-fw.toml" >/dev/null 2>"$WORK/ghf.err" & pids+=($!)
+if [ -n "$VARIANT" ]; then
+  "${PROXY_ON[@]}" "$BIN" run -c "$WORK/gatehouse-variant.toml" >/dev/null 2>"$WORK/ghf.err" & pids+=($!)
   GHF_PID=$!
 fi
 sleep 1
@@ -156,7 +175,7 @@ NGX_PID=$(cat "$WORK/proxy/nginx.pid")
 # Measure served requests only: a refused token would make a fast, meaningless benchmark.
 CURL_BODY=()
 [ "$BODY" = json ] && CURL_BODY=(-H "Content-Type: application/json" --data-binary "@$WORK/body.json")
-for port in $GH $([ -n "$FIREWALL" ] && echo $GHF); do
+for port in $GH $([ -n "$VARIANT" ] && echo $GHF); do
   code=$(curl -sk -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "${CURL_BODY[@]}" "$SCHEME://127.0.0.1:$port$URL_PATH")
   [ "$code" = 200 ] || { echo "gatehouse on $port answered $code, not 200:" >&2; cat "$WORK"/gh*.err >&2; exit 1; }
 done
@@ -194,7 +213,7 @@ summarize() { # $1 name, $2 wrk output, $3 CPU ticks of the proxy meanwhile -> a
     }'
 }
 
-# gatehouse and gatehouse+fw loaded at the same time, each by its own wrk, both proxies on the
+# gatehouse and the variant (gatehouse+fw, gatehouse+tr) loaded at the same time, each by its own wrk, both proxies on the
 # same CPU: they share whatever the machine gives in that window, so their ratio does not move
 # with the VM's speed, which drifts by tens of percent between sequential runs here.
 run_pair() {
@@ -212,7 +231,7 @@ run_pair() {
   wait $wa $wb
   a=$(($(cpu_ticks "$GH_PID") - a)) b=$(($(cpu_ticks "$GHF_PID") - b))
   summarize gh-pair "$(cat "$WORK/pair-gh")" "$a"
-  summarize gh+fw-pair "$(cat "$WORK/pair-ghf")" "$b"
+  summarize "gh+$VARIANT-pair" "$(cat "$WORK/pair-ghf")" "$b"
 }
 
 printf "%-10s %10s %10s %8s %8s %8s\n" proxy requests req/s p50 p99 "CPU µs/req"
@@ -226,8 +245,8 @@ for r in $(seq 1 "$ROUNDS"); do
   fi
   results+=("$(run_one gatehouse $GH "$GH_PID")")
   echo "${results[-1]}"
-  if [ -n "$FIREWALL" ]; then
-    results+=("$(run_one gatehouse+fw $GHF "$GHF_PID")")
+  if [ -n "$VARIANT" ]; then
+    results+=("$(run_one "gatehouse+$VARIANT" $GHF "$GHF_PID")")
     echo "${results[-1]}"
     while read -r line; do results+=("$line") && echo "$line"; done < <(run_pair)
   fi
@@ -236,15 +255,16 @@ median() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $6}' | 
   awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 m_ngx=$(median nginx)
 m_gh=$(median gatehouse)
-if [ -n "$FIREWALL" ]; then
-  awk -v a="$m_gh" -v b="$(median gatehouse+fw)" 'BEGIN {
-    printf "median CPU µs/req: gatehouse %.2f, gatehouse+fw (all managed protections) %.2f, ratio %.2f\n", a, b, b / a }'
-  printf '%s\n' "${results[@]}" | awk '$1 == "gatehouse" {g = $6} $1 == "gatehouse+fw" {print $6 / g}' |
-    sort -n | awk '{v[NR] = $1} END {
-      printf "gatehouse+fw/gatehouse per round (run one after the other): median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
-  printf '%s\n' "${results[@]}" | awk '$1 == "gh-pair" {g = $6} $1 == "gh+fw-pair" {print $6 / g}' |
-    sort -n | awk '{v[NR] = $1} END {
-      printf "gatehouse+fw/gatehouse per round (run at the same time): median %.2f, range %.2f-%.2f over %d rounds\n", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
+if [ -n "$VARIANT" ]; then
+  v="gatehouse+$VARIANT"
+  awk -v a="$m_gh" -v b="$(median "$v")" -v v="$v" -v what="$VARIANT_WHAT" 'BEGIN {
+    printf "median CPU µs/req: gatehouse %.2f, %s (%s) %.2f, ratio %.2f\n", a, v, what, b, b / a }'
+  printf '%s\n' "${results[@]}" | awk -v v="$v" '$1 == "gatehouse" {g = $6} $1 == v {print $6 / g}' |
+    sort -n | awk -v v="$v" '{r[NR] = $1} END {
+      printf "%s/gatehouse per round (run one after the other): median %.2f, range %.2f-%.2f over %d rounds\n", v, r[int((NR + 1) / 2)], r[1], r[NR], NR }'
+  printf '%s\n' "${results[@]}" | awk -v p="gh+$VARIANT-pair" '$1 == "gh-pair" {g = $6} $1 == p {print $6 / g}' |
+    sort -n | awk -v v="$v" '{r[NR] = $1} END {
+      printf "%s/gatehouse per round (run at the same time): median %.2f, range %.2f-%.2f over %d rounds\n", v, r[int((NR + 1) / 2)], r[1], r[NR], NR }'
 fi
 if [ -n "$TLS" ]; then
   r_ngx=$(printf '%s\n' "${results[@]}" | awk '$1 == "nginx" {print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')

@@ -14,7 +14,8 @@
 # full chain (cached RS256 JWT + local rate limit + access log to /dev/null) and sends the
 # token to both proxies; with GATEHOUSE_LIMIT=redis the limit is checked in a redis-server
 # started here. GATEHOUSE_FIREWALL=1 adds every managed firewall protection;
-# GATEHOUSE_BODY=json sends every request as a POST with benches/lib.sh's 1 KB JSON body. Prints Ir per
+# GATEHOUSE_TRACING=RATIO adds [tracing] at that sampling ratio, exporting to a local
+# OTLP/HTTP sink (the export thread's instructions count too). GATEHOUSE_BODY=json sends every request as a POST with benches/lib.sh's 1 KB JSON body. Prints Ir per
 # request, the owners of the self cost (by symbol) and the inclusive cost of each gatehouse
 # phase hook; the raw callgrind files are kept when KEEP=DIR is set.
 set -euo pipefail
@@ -27,7 +28,7 @@ MINIMAL=${MINIMAL:-target/release/examples/minimal_proxy}
 FULL=${GATEHOUSE_FULL:-}
 LIMIT=${GATEHOUSE_LIMIT:-local}
 WORK=$(mktemp -d)
-UP=18181 GH=18183 GH_ADMIN=18184 MIN=18185 REDIS_PORT=18186
+UP=18181 GH=18183 GH_ADMIN=18184 MIN=18185 REDIS_PORT=18186 SINK=18187
 pids=()
 cleanup() { # nginx's master stops its worker on SIGTERM; SIGKILL would orphan it
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -43,7 +44,7 @@ done
 for b in "$BIN" "$MINIMAL"; do
   [ -x "$b" ] || { echo "build first: cargo build --release --bin gatehouse --example minimal_proxy" >&2; exit 1; }
 done
-for port in $UP $GH $GH_ADMIN $MIN; do
+for port in $UP $GH $GH_ADMIN $MIN $SINK; do
   if ss -Hltn "sport = :$port" | grep -q .; then echo "port $port is in use" >&2; exit 1; fi
 done
 
@@ -62,6 +63,11 @@ fi
 
 if [ -n "${GATEHOUSE_FIREWALL:-}" ]; then
   printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse.toml"
+fi
+
+if [ -n "${GATEHOUSE_TRACING:-}" ]; then
+  tracing_conf "$GATEHOUSE_TRACING" $SINK >> "$WORK/gatehouse.toml"
+  otlp_sink $SINK & pids+=($!)
 fi
 
 BODY_FILE=""

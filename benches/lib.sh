@@ -117,3 +117,33 @@ body += " " * max(0, 1024 - len(body))
 open(sys.argv[1], "w").write(body)
 PY
 }
+
+# tracing_conf RATIO SINK_PORT: a [tracing] section sampling RATIO of new traces (the
+# benchmark's requests carry no traceparent), exported over OTLP/HTTP to otlp_sink on SINK_PORT.
+tracing_conf() {
+  printf '[tracing]\nendpoint = "http://127.0.0.1:%s"\nratio = %s\n' "$2" "$1"
+}
+
+# otlp_sink PORT: an OTLP/HTTP collector that reads and discards every export (an empty 200
+# body is a valid ExportTraceServiceResponse). Run it with `&`.
+otlp_sink() {
+  exec python3 - "$1" <<'PY'
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+}

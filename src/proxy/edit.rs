@@ -76,9 +76,7 @@ fn trace_context(headers: &mut impl forward::EditHeaders, trace: &RequestTrace) 
     if headers.map().contains_key(&TRACESTATE) {
         headers.remove(&TRACESTATE);
     }
-    if let Some(parent) = parent {
-        headers.set(&TRACEPARENT, parent);
-    }
+    headers.set(&TRACEPARENT, parent);
     if let Some(state) = state {
         headers.set(&TRACESTATE, state);
     }

@@ -88,16 +88,13 @@ fn the_upstream_gets_the_span_that_calls_it_as_parent() {
     let mut t = start(SamplerKind::ParentbasedAlwaysOn, 1.0, true, &caller("01"));
     let (parent, state) = t.upstream_headers();
     let server_span = t.context.span_id().to_string();
-    assert_eq!(
-        parent.unwrap(),
-        format!("00-{TRACE}-{server_span}-01").as_str()
-    );
+    assert_eq!(parent, format!("00-{TRACE}-{server_span}-01").as_str());
     assert_eq!(state.unwrap(), "vendor=abc");
 
     t.upstream_attempt(Some("127.0.0.1:8080"), SystemTime::now());
     let attempt = t.attempts[0].span_id.to_string();
     let (parent, _) = t.upstream_headers();
-    assert_eq!(parent.unwrap(), format!("00-{TRACE}-{attempt}-01").as_str());
+    assert_eq!(parent, format!("00-{TRACE}-{attempt}-01").as_str());
 
     // Unsampled: no attempt spans; the server span id goes upstream with flags 00.
     let mut t = start(SamplerKind::AlwaysOff, 1.0, true, &HeaderMap::new());
@@ -105,7 +102,7 @@ fn the_upstream_gets_the_span_that_calls_it_as_parent() {
     assert!(t.attempts.is_empty());
     let (parent, state) = t.upstream_headers();
     let expected = format!("00-{}-{}-00", t.trace_id(), t.context.span_id());
-    assert_eq!(parent.unwrap(), expected.as_str());
+    assert_eq!(parent, expected.as_str());
     assert_eq!(state, None);
 }
 
@@ -225,4 +222,36 @@ fn the_trace_id_text_is_the_w3c_spelling() {
             u128::from_be_bytes(t.context.trace_id().to_bytes())
         )
     );
+}
+
+/// The hand-written `traceparent` is what the propagator's `inject` writes.
+#[test]
+fn traceparent_is_written_as_the_propagator_writes_it() {
+    use opentelemetry::propagation::Injector;
+    #[derive(Default)]
+    struct One(Option<String>);
+    impl Injector for One {
+        fn set(&mut self, key: &str, value: String) {
+            if key == "traceparent" {
+                self.0 = Some(value);
+            }
+        }
+    }
+    let ids = RandomIdGenerator::default();
+    for i in 0..200u32 {
+        let (trace_id, span_id) = (ids.new_trace_id(), ids.new_span_id());
+        let flags = if i % 2 == 0 {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let sc = SpanContext::new(trace_id, span_id, flags, false, Default::default());
+        let mut one = One::default();
+        TraceContextPropagator::new()
+            .inject_context(&Context::new().with_remote_span_context(sc), &mut one);
+        assert_eq!(
+            traceparent(trace_id, span_id, flags),
+            one.0.unwrap().as_str()
+        );
+    }
 }

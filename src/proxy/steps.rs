@@ -47,7 +47,7 @@ pub fn identify(session: &Session, ctx: &mut RequestCtx) {
 /// Continue the client's trace or start one, when the snapshot traces requests.
 pub fn start_trace(req: &RequestHeader, ctx: &mut RequestCtx) {
     if let Some(sampling) = &ctx.snapshot.tracing {
-        let trace = RequestTrace::start(sampling, &req.headers, SystemTime::now());
+        let trace = RequestTrace::start(sampling, &req.headers, SystemTime::now);
         ctx.trace = Some(Box::new(trace));
     }
 }

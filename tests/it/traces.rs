@@ -412,3 +412,59 @@ async fn queued_spans_are_exported_at_shutdown() {
         );
     }
 }
+
+/// The limiter's and the firewall's decisions are attributes of the server span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_and_firewall_decisions_are_span_attributes() {
+    let receiver = Receiver::http().await;
+    let upstream = Upstream::echo().await;
+    let tracing = format!(
+        "endpoint = \"http://{}\"\nsampler = \"always_on\"\nexport_interval = \"50ms\"",
+        receiver.addr
+    );
+    let body = format!(
+        "{}[limits.lim]\nrate = 1\nperiod = \"60s\"\nburst = 1\n\
+         [[routes]]\nname = \"limited\"\npath = \"/limited\"\nupstream = \"p\"\nlimits = [\"lim\"]\n\
+         [firewall]\nmanaged = [\"sqli\"]\n",
+        traced_routes(&upstream, &tracing)
+    );
+    let gw = Gateway::start(&body);
+
+    let resp = client().get(gw.url("/limited")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (parent, _) = upstream_context(resp).await;
+    let (allowed, _, _) = parts(&parent.unwrap());
+    let mut refused = None;
+    for _ in 0..5 {
+        let resp = client().get(gw.url("/limited")).send().await.unwrap();
+        if resp.status() == 429 {
+            let body: serde_json::Value = resp.json().await.unwrap();
+            refused = body["trace_id"].as_str().map(str::to_string);
+            break;
+        }
+    }
+    let refused = refused.expect("a 429 with a trace id");
+    let spans = receiver.trace(&allowed, 2, Duration::from_secs(10)).await;
+    let server = spans.iter().find(|s| s.kind == 2).unwrap();
+    assert!(
+        server.attr("gatehouse.limit.remaining").is_some(),
+        "{server:?}"
+    );
+    let spans = receiver.trace(&refused, 1, Duration::from_secs(10)).await;
+    let server = &spans[0];
+    assert_eq!(server.attr("http.response.status_code"), Some("429"));
+    assert_eq!(server.attr("gatehouse.limit.remaining"), Some("0"));
+    assert_eq!(server.attr("gatehouse.error"), Some("rate limit exceeded"));
+
+    let resp = client()
+        .get(gw.url("/api/search?id=%27%20OR%201%3D1--"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let trace = body["trace_id"].as_str().unwrap();
+    let spans = receiver.trace(trace, 1, Duration::from_secs(10)).await;
+    assert_eq!(spans[0].attr("gatehouse.firewall"), Some("deny:sqli"));
+    assert_eq!(spans[0].attr("gatehouse.route"), Some("api"));
+}

@@ -110,8 +110,13 @@ pub struct Outcome<'a> {
 
 impl RequestTrace {
     /// Start the trace of a request with `headers`: continue the client's trace when it sent
-    /// a valid `traceparent` and `sampling` trusts it, else start one; then sample.
-    pub fn start(sampling: &Sampling, headers: &HeaderMap, now: SystemTime) -> Self {
+    /// a valid `traceparent` and `sampling` trusts it, else start one; then sample. `now` is
+    /// read only for a sampled request (an unsampled one has no span to time).
+    pub fn start(
+        sampling: &Sampling,
+        headers: &HeaderMap,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Self {
         let ids = RandomIdGenerator::default();
         let parent_cx = if sampling.trust_incoming && headers.contains_key(&TRACEPARENT) {
             TraceContextPropagator::new().extract(&HeaderExtractor(headers))
@@ -132,9 +137,11 @@ impl RequestTrace {
             &[],
             &[],
         );
-        let flags = match result.decision {
-            SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
-            SamplingDecision::Drop | SamplingDecision::RecordOnly => TraceFlags::default(),
+        let sampled = matches!(result.decision, SamplingDecision::RecordAndSample);
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
         };
         let context = SpanContext::new(
             trace_id,
@@ -146,7 +153,11 @@ impl RequestTrace {
         Self {
             context,
             parent,
-            start: now,
+            start: if sampled {
+                now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            },
             attempts: Vec::new(),
             upstream_status: None,
         }

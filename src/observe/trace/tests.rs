@@ -18,7 +18,7 @@ fn headers(traceparent: Option<&str>, tracestate: Option<&str>) -> HeaderMap {
 }
 
 fn start(kind: SamplerKind, ratio: f64, trust: bool, h: &HeaderMap) -> RequestTrace {
-    RequestTrace::start(&Sampling::new(kind, ratio, trust), h, SystemTime::now())
+    RequestTrace::start(&Sampling::new(kind, ratio, trust), h, SystemTime::now)
 }
 
 fn caller(flags: &str) -> HeaderMap {
@@ -123,7 +123,7 @@ fn a_sampled_request_ends_as_a_server_span_and_a_client_span_per_attempt() {
     let mut t = RequestTrace::start(
         &Sampling::new(SamplerKind::AlwaysOn, 1.0, true),
         &caller("01"),
-        t0,
+        || t0,
     );
     let t1 = t0 + Duration::from_millis(1);
     let t2 = t0 + Duration::from_millis(2);

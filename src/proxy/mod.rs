@@ -3,22 +3,24 @@
 //!
 //! ```text
 //! request_filter          steps::identify (request id, client IP, TLS facts) →
+//!                         steps::start_trace (with [tracing]: W3C context, sampling) →
 //!                         steps::check_host (decide::request_host, kept in ctx.host; host
 //!                         policy: redirect / Host-SNI / client certificate, HSTS) →
 //!                         steps::route (decide::route_request) → steps::throttle (limits not
 //!                         keyed by consumer) → steps::authenticate → steps::throttle
 //!                         (consumer limits) → proxy, or refusal::send (a Refusal or a fixed
 //!                         response: the only answer written by request_filter)
-//! upstream_peer           route's pool → Pool::select (health aware) → HttpPeer (TLS)
+//! upstream_peer           route's pool → Pool::select (health aware) → HttpPeer (TLS);
+//!                         a sampled trace starts an upstream attempt span
 //! fail_to_connect         passive health, upstream TLS failures logged, retry elsewhere
 //! upstream_request_filter edit::upstream_request: forward::remove_hop_by_hop + add_forwarding
-//!                         + set_identity + set_client_cert (on a plain HeaderMap unless the
+//!                         + set_identity + set_client_cert + traceparent (on a plain HeaderMap unless the
 //!                         pool preserves header case), path rewrite, credential query
 //!                         parameters removed
 //! upstream_response_filter upstream timing; edit::upstream_response: hop-by-hop removal,
 //!                         request id, RateLimit headers, HSTS (one pass over the headers)
 //! fail_to_proxy           respond::status_for_error → refusal::send (JSON 502/503/504)
-//! logging                 metrics + access log line
+//! logging                 metrics + spans of a sampled trace + access log line
 //! ```
 //!
 //! Every answer the gateway writes itself goes through `refusal::send`, which adds the headers

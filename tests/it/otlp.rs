@@ -279,3 +279,124 @@ pub async fn silent() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     });
     (addr, task)
 }
+
+/// A TLS acceptor for `server`'s certificate, offering HTTP/2 by ALPN when `h2` (gRPC).
+fn acceptor(server: &crate::pki::Issued, h2: bool) -> Arc<openssl::ssl::SslAcceptor> {
+    use openssl::ssl::{AlpnError, SslAcceptor, SslMethod};
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    b.set_certificate(&openssl::x509::X509::from_pem(server.cert.as_bytes()).unwrap())
+        .unwrap();
+    b.set_private_key(&openssl::pkey::PKey::private_key_from_pem(server.key.as_bytes()).unwrap())
+        .unwrap();
+    if h2 {
+        b.set_alpn_select_callback(|_, client| {
+            openssl::ssl::select_next_proto(b"\x02h2", client).ok_or(AlpnError::NOACK)
+        });
+    }
+    Arc::new(b.build())
+}
+
+/// The TLS handshake with a client on `tcp`; `None` when it fails.
+async fn handshake(
+    acceptor: &openssl::ssl::SslAcceptor,
+    tcp: tokio::net::TcpStream,
+) -> Option<tokio_openssl::SslStream<tokio::net::TcpStream>> {
+    let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).ok()?;
+    std::pin::Pin::new(&mut stream).accept().await.ok()?;
+    Some(stream)
+}
+
+impl Receiver {
+    /// [`Self::http`] over TLS with `server`'s certificate.
+    pub async fn https(server: &crate::pki::Issued) -> Self {
+        let acceptor = acceptor(server, false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Self::new(listener.local_addr().unwrap());
+        let this = receiver.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (this, acceptor) = (this.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Some(stream) = handshake(&acceptor, tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let this = this.clone();
+                        async move { Ok::<_, Infallible>(this.http_export(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    /// [`Self::grpc`] over TLS with `server`'s certificate.
+    pub async fn grpc_tls(server: &crate::pki::Issued) -> Self {
+        let acceptor = acceptor(server, true);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Self::new(listener.local_addr().unwrap());
+        let service = TraceServiceServer::new(Grpc(receiver.clone()));
+        let incoming = futures_util::stream::unfold(listener, move |listener| {
+            let acceptor = acceptor.clone();
+            async move {
+                loop {
+                    let (tcp, _) = listener.accept().await.ok()?;
+                    if let Some(stream) = handshake(&acceptor, tcp).await {
+                        return Some((Ok::<_, std::io::Error>(TlsIo(stream)), listener));
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        receiver
+    }
+}
+
+/// A TLS connection as tonic's server takes one.
+struct TlsIo(tokio_openssl::SslStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsIo {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}

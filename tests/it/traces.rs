@@ -468,3 +468,53 @@ async fn limit_and_firewall_decisions_are_span_attributes() {
     assert_eq!(spans[0].attr("gatehouse.firewall"), Some("deny:sqli"));
     assert_eq!(spans[0].attr("gatehouse.route"), Some("api"));
 }
+
+/// A collector behind TLS with a private CA (`ca_file`), over HTTP/protobuf and gRPC; a
+/// collector whose certificate the CA did not sign gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_behind_tls_with_a_private_ca_over_http_and_grpc() {
+    use crate::pki::Ca;
+    let ca = Ca::new("collector ca");
+    let server = ca.server(&["localhost"], 30);
+    let stranger = Ca::new("stranger ca").server(&["localhost"], 30);
+    let upstream = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("collector-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let cases = [
+        ("http/protobuf", Receiver::https(&server).await, true),
+        ("grpc", Receiver::grpc_tls(&server).await, true),
+        ("http/protobuf", Receiver::https(&stranger).await, false),
+        ("grpc", Receiver::grpc_tls(&stranger).await, false),
+    ];
+    for (protocol, receiver, trusted) in cases {
+        let tracing = format!(
+            "endpoint = \"https://localhost:{}\"\nprotocol = \"{protocol}\"\n\
+             sampler = \"always_on\"\nca_file = \"{}\"\nexport_interval = \"50ms\"",
+            receiver.addr.port(),
+            ca_file.display()
+        );
+        let gw = Gateway::start(&traced_routes(&upstream, &tracing));
+        let resp = client().get(gw.url("/api")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let (parent, _) = upstream_context(resp).await;
+        let (trace, _, _) = parts(&parent.unwrap());
+        let wait = if trusted { 10 } else { 2 };
+        let spans = receiver.trace(&trace, 2, Duration::from_secs(wait)).await;
+        assert_eq!(
+            spans.len(),
+            if trusted { 2 } else { 0 },
+            "{protocol}, trusted {trusted}: {}",
+            gw.stderr()
+        );
+        if !trusted {
+            let failed = eventually(Duration::from_secs(10), || async {
+                let metrics = gw.metrics().await;
+                let labels = [("reason", "export_failed")];
+                metric_value(&metrics, "gatehouse_trace_spans_dropped_total", &labels) > 0.0
+            })
+            .await;
+            assert!(failed, "{protocol}: {}", gw.metrics().await);
+        }
+    }
+}

@@ -173,19 +173,24 @@ impl Receiver {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let this = this.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let this = this.clone();
-                        async move { Ok::<_, Infallible>(this.http_export(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                tokio::spawn(this.clone().serve_http(stream));
             }
         });
         receiver
+    }
+
+    /// OTLP/HTTP on one connection.
+    async fn serve_http<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.http_export(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), service)
+            .await;
     }
 
     async fn http_export(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -318,16 +323,9 @@ impl Receiver {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (this, acceptor) = (this.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let Some(stream) = handshake(&acceptor, tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let this = this.clone();
-                        async move { Ok::<_, Infallible>(this.http_export(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    if let Some(stream) = handshake(&acceptor, tcp).await {
+                        this.serve_http(stream).await;
+                    }
                 });
             }
         });

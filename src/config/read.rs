@@ -25,6 +25,7 @@ pub struct Present {
     pub upstreams: BTreeSet<String>,
     pub limits: BTreeSet<String>,
     pub authorizers: BTreeSet<String>,
+    pub cors: BTreeSet<String>,
     pub certificates: BTreeSet<String>,
     /// `[[listeners]]` entries in the file, read or not.
     pub listeners: usize,
@@ -84,6 +85,10 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
                 config.certificates = r.named(value, &path);
             }
             "hosts" => config.hosts = r.named(value, &path),
+            "cors" => {
+                r.present.cors = names(&value);
+                config.cors = r.named(value, &path);
+            }
             "authorizers" => {
                 r.present.authorizers = names(&value);
                 config.authorizers = r.authorizers(value, &path);
@@ -91,8 +96,8 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             _ => r.errors.push(ConfigError::new(
                 path,
                 "unknown key, expected one of `server`, `listeners`, `edge`, `firewall`, `admin`, `access_log`, `tracing`, \
-                 `upstreams`, `limits`, `redis`, `authorizers`, `certificates`, `tls`, `hosts`, \
-                 `routes`",
+                 `upstreams`, `limits`, `redis`, `authorizers`, `cors`, `certificates`, `tls`, \
+                 `hosts`, `routes`",
             )),
         }
     }

@@ -4,7 +4,7 @@
 
 use super::{forward, request_id, RequestCtx};
 use crate::observe::trace::{RequestTrace, TRACEPARENT, TRACESTATE};
-use http::header;
+use http::header::{self, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 /// Everything the upstream request gets from the gateway: headers (see [`request_headers`]),
@@ -84,13 +84,17 @@ fn trace_context(headers: &mut impl forward::EditHeaders, trace: &RequestTrace) 
 
 /// The upstream response's edits: hop-by-hop headers out; request id, HSTS and `RateLimit`
 /// headers in, as on the gateway's own answers (`refusal::response`).
-pub fn upstream_response(upstream_response: &mut ResponseHeader, ctx: &RequestCtx) {
+pub fn upstream_response(
+    upstream_response: &mut ResponseHeader,
+    ctx: &RequestCtx,
+    origin: Option<&HeaderValue>,
+) {
     let status = upstream_response.status;
     if ctx.pool().is_some_and(|p| p.preserve_header_case) {
-        response_headers(upstream_response, ctx, status);
+        response_headers(upstream_response, ctx, status, origin);
     } else {
         forward::edit_response_without_case(upstream_response, |h| {
-            response_headers(h, ctx, status)
+            response_headers(h, ctx, status, origin)
         });
     }
 }
@@ -99,6 +103,7 @@ fn response_headers(
     headers: &mut impl forward::EditHeaders,
     ctx: &RequestCtx,
     status: http::StatusCode,
+    origin: Option<&HeaderValue>,
 ) {
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     forward::remove_hop_by_hop(headers, switching);
@@ -108,6 +113,30 @@ fn response_headers(
     }
     if let Some(report) = &ctx.limit.report {
         for (name, value) in report.headers() {
+            headers.set(&name, value);
+        }
+    }
+    if let Some(policy) = ctx.route.as_ref().and_then(|r| r.cors.as_ref()) {
+        cors_headers(headers, policy, origin);
+    }
+}
+
+/// The route's CORS headers in place of the upstream's: the gateway decides which origins may
+/// read the answer. `Vary` is added to the upstream's.
+fn cors_headers(
+    headers: &mut impl forward::EditHeaders,
+    policy: &crate::cors::CorsPolicy,
+    origin: Option<&HeaderValue>,
+) {
+    for name in crate::cors::upstream_headers() {
+        if headers.map().contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    for (name, value) in policy.response_headers(origin) {
+        if name == header::VARY {
+            headers.append(&name, value);
+        } else {
             headers.set(&name, value);
         }
     }

@@ -55,7 +55,7 @@ use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
-use refusal::{Answer, Refusal};
+use refusal::{Answer, Refusal, Stop};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -172,8 +172,8 @@ impl Gateway {
 }
 
 /// `request_filter`'s decisions after `steps::identify`, in order: the route to serve, or
-/// the first step's refusal.
-async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, Refusal> {
+/// the first step's refusal (or a CORS preflight's answer).
+async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, Stop> {
     let local = session.server_addr().and_then(|a| a.as_inet()).copied();
     steps::check_client(session.req_header(), local, ctx)?;
     steps::check_ban(ctx)?;
@@ -181,6 +181,9 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>
     let route = steps::route(session.req_header(), ctx)?;
     steps::inspect(session, ctx, &route).await?;
     let req = session.req_header();
+    if let Some(policy) = &route.cors {
+        steps::preflight(req, policy)?;
+    }
     steps::throttle(req, ctx, &route.limits_before_auth, &route.name).await?;
     if let Some(auth) = &route.auth {
         steps::authenticate(req, ctx, auth, &route.name).await?;
@@ -214,7 +217,8 @@ impl ProxyHttp for Gateway {
         }
         let admitted = admit(session, ctx).await;
         let answer = match admitted {
-            Err(refusal) => Answer::Refuse(refusal),
+            Err(Stop::Refuse(refusal)) => Answer::Refuse(refusal),
+            Err(Stop::Preflight(headers)) => Answer::Preflight(headers),
             Ok(ref route) => match &route.action {
                 RouteAction::Proxy { .. } => {
                     session.set_read_timeout(Some(route.edge.body_timeout));
@@ -347,7 +351,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
@@ -357,7 +361,8 @@ impl ProxyHttp for Gateway {
                 trace.upstream_status(upstream_response.status.as_u16());
             }
         }
-        edit::upstream_response(upstream_response, ctx);
+        let origin = session.req_header().headers.get(http::header::ORIGIN);
+        edit::upstream_response(upstream_response, ctx, origin);
         Ok(())
     }
 

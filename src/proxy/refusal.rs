@@ -119,6 +119,21 @@ impl Refusal {
     }
 }
 
+/// Why `request_filter`'s steps stopped a request: a refusal, or a CORS preflight the gateway
+/// answers itself.
+#[derive(Debug)]
+pub enum Stop {
+    Refuse(Refusal),
+    /// `204` with the policy's headers.
+    Preflight(Vec<(HeaderName, HeaderValue)>),
+}
+
+impl From<Refusal> for Stop {
+    fn from(refusal: Refusal) -> Self {
+        Self::Refuse(refusal)
+    }
+}
+
 /// What the gateway answers instead of an upstream.
 #[derive(Debug)]
 pub enum Answer<'a> {
@@ -126,24 +141,40 @@ pub enum Answer<'a> {
     Refuse(Refusal),
     /// A fixed-response route's response.
     Fixed(&'a FixedResponse),
+    /// An allowed CORS preflight.
+    Preflight(Vec<(HeaderName, HeaderValue)>),
 }
 
-/// The head and body of `answer` to the request of `ctx`. A refusal's own header goes first,
-/// so a concern cannot replace the headers every answer carries.
-pub fn response(ctx: &RequestCtx, answer: Answer<'_>) -> pingora::Result<(ResponseHeader, Bytes)> {
+/// The head and body of `answer` to the request of `ctx`, from `origin` (its `Origin`
+/// header). A refusal's own header goes first, so a concern cannot replace the headers every
+/// answer carries.
+pub fn response(
+    ctx: &RequestCtx,
+    answer: Answer<'_>,
+    origin: Option<&HeaderValue>,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
     let hsts = ctx
         .hsts
         .clone()
         .map(|v| (header::STRICT_TRANSPORT_SECURITY, v));
     let limits = ctx.limit.report.iter().flat_map(|r| r.headers());
-    let common = hsts.into_iter().chain(limits);
+    // A browser reads the gateway's own answers (a 401, a 429) only with the CORS headers.
+    let cors = ctx.route.as_ref().and_then(|r| r.cors.as_ref());
+    let cors = cors.into_iter().flat_map(|c| c.response_headers(origin));
     match answer {
         Answer::Refuse(r) => {
+            let common = hsts.into_iter().chain(limits).chain(cors);
             let headers = r.header.into_iter().chain(common);
             let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
             respond::error_response(r.status, r.message, &ctx.request_id, trace_id, headers)
         }
-        Answer::Fixed(fixed) => respond::fixed_response(fixed, &ctx.request_id, common),
+        Answer::Fixed(fixed) => {
+            let common = hsts.into_iter().chain(limits).chain(cors);
+            respond::fixed_response(fixed, &ctx.request_id, common)
+        }
+        Answer::Preflight(headers) => {
+            respond::no_content(&ctx.request_id, hsts.into_iter().chain(headers))
+        }
     }
 }
 
@@ -157,7 +188,12 @@ pub async fn send(
     if let Answer::Refuse(r) = &answer {
         ctx.error.get_or_insert(r.message);
     }
-    let (head, body) = response(ctx, answer)?;
+    // A refused preflight grants nothing: its answer is not a 2xx, and saying which origin
+    // may read it would only confuse.
+    let req = session.req_header();
+    let origin = req.headers.get(header::ORIGIN);
+    let origin = origin.filter(|_| !crate::cors::is_preflight(&req.method, &req.headers));
+    let (head, body) = response(ctx, answer, origin)?;
     respond::write(session, head, body).await
 }
 
@@ -195,7 +231,7 @@ mod tests {
             remaining: 2,
         });
         let refusal = Refusal::from_verdict(Verdict::ClientCertRequired).unwrap();
-        let (head, body) = response(&ctx, Answer::Refuse(refusal)).unwrap();
+        let (head, body) = response(&ctx, Answer::Refuse(refusal), None).unwrap();
         assert_eq!(head.status, 403);
         assert_eq!(head.headers["x-request-id"], "id-1");
         assert_eq!(head.headers["strict-transport-security"], "max-age=60");
@@ -211,7 +247,7 @@ mod tests {
         let crate::snapshot::RouteAction::Respond(fixed) = &route.action else {
             panic!("a fixed-response route")
         };
-        let (head, body) = response(&ctx, Answer::Fixed(fixed)).unwrap();
+        let (head, body) = response(&ctx, Answer::Fixed(fixed), None).unwrap();
         assert_eq!(&body[..], b"hi");
         assert_eq!(head.headers["x-request-id"], "id-1");
         assert_eq!(head.headers["strict-transport-security"], "max-age=60");
@@ -225,7 +261,7 @@ mod tests {
             allow: "GET, HEAD".into(),
             route: crate::proxy::decide::RouteRef(ctx.snapshot.routes[0].clone()),
         });
-        let (head, _) = response(&ctx, Answer::Refuse(refusal)).unwrap();
+        let (head, _) = response(&ctx, Answer::Refuse(refusal), None).unwrap();
         assert_eq!(head.status, 405);
         assert_eq!(head.headers["allow"], "GET, HEAD");
         assert_eq!(

@@ -85,6 +85,19 @@ pub fn fixed_response(
     Ok((resp, fixed.body.clone()))
 }
 
+/// A `204 No Content` with `headers` and the request id (an allowed CORS preflight).
+pub fn no_content(
+    request_id: &HeaderValue,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let mut resp = ResponseHeader::build(204, Some(8))?;
+    for (name, value) in headers {
+        resp.append_header(name, value)?;
+    }
+    resp.insert_header(super::request_id::HEADER.clone(), request_id.clone())?;
+    Ok((resp, Bytes::new()))
+}
+
 /// Write a response the gateway built; no body for `HEAD` or when it is empty.
 pub async fn write(
     session: &mut Session,

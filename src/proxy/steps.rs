@@ -3,9 +3,10 @@
 //! that stops the request, if any; `request_filter` writes it.
 
 use super::decide::{self, Host};
-use super::refusal::Refusal;
+use super::refusal::{Refusal, Stop};
 use super::{request_id, RequestCtx};
 use crate::auth::{self, RouteAuth};
+use crate::cors::{self, CorsPolicy, Preflight};
 use crate::edge::settings::IpRules;
 use crate::edge::{client_ip, path, Reason};
 use crate::firewall::{BodyKind, Firewall, ManagedInput, RuleInput};
@@ -118,6 +119,16 @@ pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Re
     let host = ctx.host.as_ref().map(Host::as_str);
     let routed = match decide::route_request(&ctx.snapshot, req, host) {
         Ok(routed) => routed,
+        // A CORS preflight for a route with a policy is the gateway's to answer, whichever
+        // methods the route serves.
+        Err(decide::Rejection::MethodNotAllowed { route, .. })
+            if route.0.cors.is_some() && cors::is_preflight(&req.method, &req.headers) =>
+        {
+            decide::Routed {
+                route: route.0,
+                upstream_uri: None,
+            }
+        }
         Err(rejection) => {
             // A wrong method is counted (metrics, access log) under the route whose path it
             // asked for, not with the requests that matched nothing.
@@ -143,6 +154,18 @@ pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Re
     }
     ctx.body_limit = edge.max_body_bytes;
     Ok(routed.route)
+}
+
+/// A CORS preflight under `policy`: the gateway's answer, which ends the request (the upstream
+/// never sees a preflight). Other requests go on.
+pub fn preflight(req: &RequestHeader, policy: &CorsPolicy) -> Result<(), Stop> {
+    if !cors::is_preflight(&req.method, &req.headers) {
+        return Ok(());
+    }
+    match policy.preflight(&req.headers) {
+        Preflight::Allowed(headers) => Err(Stop::Preflight(headers)),
+        Preflight::Refused(reason) => Err(Stop::Refuse(Refusal::new(403, reason))),
+    }
 }
 
 /// Count the request against `policies`. A refusal's `RateLimit` headers replace those of the

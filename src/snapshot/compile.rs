@@ -5,6 +5,7 @@
 use super::{FixedResponse, PathRewrite, Registries, Route, RouteAction, Snapshot};
 use crate::auth::Authorizer;
 use crate::config::{self, Config, ConfigError, KeyPath, RouteConfig};
+use crate::cors::CorsPolicy;
 use crate::edge::settings::{EdgeSettings, RouteEdge};
 use crate::firewall::{Firewall, RoutePlan as FirewallPlan};
 use crate::limit::Policy;
@@ -126,12 +127,16 @@ pub fn compile(
             None
         }
     };
+    let cors: HashMap<&str, Arc<CorsPolicy>> = (config.cors.iter())
+        .map(|(name, c)| (name.as_str(), Arc::new(CorsPolicy::compile(name, c))))
+        .collect();
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
         let built = compile_route(rc, &pools, &policies, &authorizers, &config.edge, reg);
         match built.map(|r| r.map(|(spec, route)| (spec, with_firewall(route, rc, &firewall)))) {
-            Some(Ok((spec, route))) => {
+            Some(Ok((spec, mut route))) => {
+                route.cors = rc.cors.as_deref().and_then(|n| cors.get(n).cloned());
                 let route = Arc::new(route);
                 router.insert(&spec, route.clone());
                 routes.push(route);
@@ -277,6 +282,7 @@ fn compile_route(
         edge: RouteEdge::compile(rc, edge),
         metrics: reg.metrics.route(&rc.name),
         firewall: FirewallPlan::default(),
+        cors: None,
     };
     Some(Ok((spec, route)))
 }

@@ -99,6 +99,8 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// The firewall rules and managed protections that apply to the route.
     pub firewall: crate::firewall::RoutePlan,
+    /// The route's CORS policy: preflights answered by the gateway, CORS headers set.
+    pub cors: Option<Arc<crate::cors::CorsPolicy>>,
 }
 
 impl std::fmt::Debug for Route {

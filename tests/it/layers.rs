@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "observe"],
     // One concern each.
     &[
-        "auth", "edge", "firewall", "limit", "routing", "tls", "upstream",
+        "auth", "cors", "edge", "firewall", "limit", "routing", "tls", "upstream",
     ],
     // Compile a config into a snapshot; the store.
     &["snapshot"],

@@ -2,6 +2,7 @@
 //! one; nothing here is read on the request path (see `snapshot` for what the proxy runs on).
 
 mod auth;
+mod cors;
 mod defaults;
 mod edge;
 mod firewall;
@@ -13,6 +14,7 @@ mod traces;
 mod upstreams;
 
 pub use auth::*;
+pub use cors::*;
 pub use edge::*;
 pub use firewall::*;
 pub use limits::*;
@@ -43,6 +45,8 @@ pub struct Config {
     pub limits: BTreeMap<String, LimitConfig>,
     /// The Redis that `backend = "redis"` policies share counters through.
     pub redis: Option<RedisConfig>,
+    /// CORS policies by name, attached to routes with `cors = "NAME"`.
+    pub cors: BTreeMap<String, CorsConfig>,
     /// Authorizers by name, attached to routes with `auth = "NAME"`.
     pub authorizers: BTreeMap<String, AuthorizerConfig>,
     /// TLS certificates by name, chosen by SNI on TLS listeners.

@@ -37,6 +37,9 @@ pub struct RouteConfig {
     /// Names of `[limits.NAME]` policies checked for every request of this route, in order.
     #[serde(default)]
     pub limits: Vec<String>,
+    /// A `[cors.NAME]` policy: preflights answered here, CORS headers on every answer.
+    #[serde(default)]
+    pub cors: Option<String>,
     /// Requests must pass this authorizer (`auth = "NAME"` or a table with requirements).
     #[serde(default, deserialize_with = "route_auth")]
     pub auth: Option<RouteAuthConfig>,

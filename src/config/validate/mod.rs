@@ -4,6 +4,7 @@
 //! reported as unknown (see [`Present`]).
 
 mod auth;
+mod cors;
 mod edge;
 mod firewall;
 mod limits;
@@ -26,6 +27,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     edge::validate(config, present, p);
     firewall::validate(config, present, p);
     traces::validate(config, p);
+    cors::validate(config, p);
 }
 
 /// Names that go into headers, RateLimit-Policy and metric labels: letters, digits, `_`, `-`

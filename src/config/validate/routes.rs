@@ -93,6 +93,9 @@ fn route(
     if let Some(v) = &route.prefix_rewrite {
         config_path(p, path.key("prefix_rewrite"), v);
     }
+    if let Some(name) = route.cors.as_ref().filter(|n| !present.cors.contains(*n)) {
+        p.at(path.key("cors"), format!("unknown CORS policy {name:?}"));
+    }
     for (i, name) in route.limits.iter().enumerate() {
         if !present.limits.contains(name) {
             p.at(

@@ -24,5 +24,6 @@ pub mod services;
 pub mod snapshot;
 pub mod text;
 pub mod tls;
+pub mod transform;
 pub mod upstream;
 pub mod urlpath;

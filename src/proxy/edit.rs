@@ -44,6 +44,10 @@ pub fn upstream_request(upstream_request: &mut RequestHeader, ctx: &RequestCtx) 
 /// The upstream request's headers: hop-by-hop headers out, forwarding headers in, identity
 /// headers replaced.
 fn request_headers(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, forwarded: bool) {
+    // The route's own edits first: everything the gateway sets below wins over them.
+    if let Some(transform) = ctx.route.as_ref().and_then(|r| r.request_headers.as_ref()) {
+        transform.apply(headers);
+    }
     let upgrade = forward::is_upgrade(headers.map());
     forward::remove_hop_by_hop(headers, upgrade);
     let info = forward::ForwardInfo {
@@ -105,6 +109,18 @@ fn response_headers(
     status: http::StatusCode,
     origin: Option<&HeaderValue>,
 ) {
+    // What the targets must not tell clients, then the route's edits; the gateway's own
+    // headers below win over both.
+    if let Some(pool) = ctx.pool() {
+        for name in &pool.hide_headers {
+            if headers.map().contains_key(name) {
+                headers.remove(name);
+            }
+        }
+    }
+    if let Some(transform) = ctx.route.as_ref().and_then(|r| r.response_headers.as_ref()) {
+        transform.apply(headers);
+    }
     let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
     forward::remove_hop_by_hop(headers, switching);
     headers.set(&request_id::HEADER, ctx.request_id.clone());

@@ -1,56 +1,11 @@
-//! Writing the headers of Pingora's request and response types: [`EditHeaders`] goes through
-//! Pingora's own methods, which keep its header-case map in step; the `*_without_case`
-//! functions edit the bare `http::HeaderMap` and drop that map.
+//! Writing the headers of Pingora's request and response types: [`EditHeaders`] (in the
+//! `headers` leaf, so concerns can use it) goes through Pingora's own methods, which keep its
+//! header-case map in step; the `*_without_case` functions edit the bare `http::HeaderMap` and
+//! drop that map.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+pub use crate::headers::EditHeaders;
+use http::header::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
-
-/// Header edits through Pingora's own methods, which keep its header-case map in step with the
-/// header map (writing the `HeaderMap` directly would desynchronise them).
-pub trait EditHeaders {
-    fn map(&self) -> &HeaderMap;
-    fn set(&mut self, name: &HeaderName, value: HeaderValue);
-    fn remove(&mut self, name: &HeaderName);
-    fn append(&mut self, name: &HeaderName, value: HeaderValue);
-}
-
-macro_rules! impl_edit_headers {
-    ($t:ty) => {
-        impl EditHeaders for $t {
-            fn map(&self) -> &HeaderMap {
-                &self.headers
-            }
-            fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-                // Only fails for invalid values, which a HeaderValue cannot be.
-                let _ = self.insert_header(name.clone(), value);
-            }
-            fn remove(&mut self, name: &HeaderName) {
-                self.remove_header(name);
-            }
-            fn append(&mut self, name: &HeaderName, value: HeaderValue) {
-                let _ = self.append_header(name.clone(), value);
-            }
-        }
-    };
-}
-
-impl_edit_headers!(RequestHeader);
-impl_edit_headers!(ResponseHeader);
-
-impl EditHeaders for HeaderMap {
-    fn map(&self) -> &HeaderMap {
-        self
-    }
-    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.insert(name.clone(), value);
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        HeaderMap::remove(self, name);
-    }
-    fn append(&mut self, name: &HeaderName, value: HeaderValue) {
-        HeaderMap::append(self, name.clone(), value);
-    }
-}
 
 /// Run `edit` on the request's headers as a plain `http::HeaderMap`, without Pingora's
 /// header-case map. Pingora's own `insert_header` copies and re-parses the name of every header

@@ -10,6 +10,7 @@ use crate::edge::settings::{EdgeSettings, RouteEdge};
 use crate::firewall::{Firewall, RoutePlan as FirewallPlan};
 use crate::limit::Policy;
 use crate::routing::{trim_prefix, HostPattern, PathPattern, RouteSpec, Router};
+use crate::transform::HeaderTransform;
 use crate::upstream::Pool;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -130,9 +131,18 @@ pub fn compile(
     let cors: HashMap<&str, Arc<CorsPolicy>> = (config.cors.iter())
         .map(|(name, c)| (name.as_str(), Arc::new(CorsPolicy::compile(name, c))))
         .collect();
+    let identity: Vec<HeaderName> = authorizers
+        .values()
+        .flat_map(|a| a.sets.iter().cloned())
+        .collect();
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
+        errors.extend(identity_transforms(
+            rc,
+            &identity,
+            &KeyPath::top("routes").index(i),
+        ));
         let built = compile_route(rc, &pools, &policies, &authorizers, &config.edge, reg);
         match built.map(|r| r.map(|(spec, route)| (spec, with_firewall(route, rc, &firewall)))) {
             Some(Ok((spec, mut route))) => {
@@ -283,8 +293,43 @@ fn compile_route(
         metrics: reg.metrics.route(&rc.name),
         firewall: FirewallPlan::default(),
         cors: None,
+        request_headers: transform(&rc.request_headers),
+        response_headers: transform(&rc.response_headers),
     };
     Some(Ok((spec, route)))
+}
+
+/// A route's header transform; `None` when it changes nothing.
+fn transform(config: &config::HeaderTransformConfig) -> Option<HeaderTransform> {
+    Some(HeaderTransform::compile(config)).filter(|t| !t.is_empty())
+}
+
+/// Request transforms that name a header an authorizer sets: the gateway's value would win
+/// anyway, but a rename onto it reads like a way around authentication, so it is refused.
+fn identity_transforms(
+    rc: &RouteConfig,
+    identity: &[HeaderName],
+    at: &KeyPath,
+) -> Vec<ConfigError> {
+    let t = &rc.request_headers;
+    let named = (t.remove.iter())
+        .map(|n| ("remove", n))
+        .chain(
+            t.rename
+                .iter()
+                .flat_map(|(a, b)| [("rename", a), ("rename", b)]),
+        )
+        .chain(t.set.keys().map(|n| ("set", n)))
+        .chain(t.add.keys().map(|n| ("add", n)));
+    named
+        .filter(|(_, n)| identity.iter().any(|h| h.as_str().eq_ignore_ascii_case(n)))
+        .map(|(op, n)| {
+            ConfigError::new(
+                at.key("request_headers").key(op),
+                format!("{n:?} is an identity header an authorizer sets; it cannot be transformed"),
+            )
+        })
+        .collect()
 }
 
 /// The route with what the firewall applies to it.

@@ -101,6 +101,9 @@ pub struct Route {
     pub firewall: crate::firewall::RoutePlan,
     /// The route's CORS policy: preflights answered by the gateway, CORS headers set.
     pub cors: Option<Arc<crate::cors::CorsPolicy>>,
+    /// Header edits on the way upstream and back; `None` when the route has none.
+    pub request_headers: Option<crate::transform::HeaderTransform>,
+    pub response_headers: Option<crate::transform::HeaderTransform>,
 }
 
 impl std::fmt::Debug for Route {

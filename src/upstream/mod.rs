@@ -48,6 +48,8 @@ pub struct Pool {
     pub tls: Option<crate::tls::upstream::UpstreamTls>,
     /// Send the RFC 7239 `Forwarded` header too.
     pub forwarded_header: bool,
+    /// Response headers removed before the client sees them (`hide_headers`).
+    pub hide_headers: Vec<http::HeaderName>,
     /// Header names keep their spelling (see `UpstreamConfig::preserve_header_case`).
     pub preserve_header_case: bool,
     pub metrics: UpstreamMetrics,
@@ -137,6 +139,11 @@ impl Pool {
             health_check: config.health_check.clone(),
             tls,
             forwarded_header: config.forwarded_header,
+            hide_headers: (config.hide_headers.iter())
+                .filter_map(|h| {
+                    http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok()
+                })
+                .collect(),
             preserve_header_case: config.preserve_header_case,
             metrics,
         })

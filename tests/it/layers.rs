@@ -15,7 +15,15 @@ const LAYERS: &[&[&str]] = &[
     &["config", "observe"],
     // One concern each.
     &[
-        "auth", "cors", "edge", "firewall", "limit", "routing", "tls", "upstream",
+        "auth",
+        "cors",
+        "edge",
+        "firewall",
+        "limit",
+        "routing",
+        "tls",
+        "transform",
+        "upstream",
     ],
     // Compile a config into a snapshot; the store.
     &["snapshot"],

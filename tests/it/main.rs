@@ -25,3 +25,4 @@ mod shared_limits;
 mod shutdown;
 mod tls;
 mod traces;
+mod transforms;

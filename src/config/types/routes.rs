@@ -40,6 +40,12 @@ pub struct RouteConfig {
     /// A `[cors.NAME]` policy: preflights answered here, CORS headers on every answer.
     #[serde(default)]
     pub cors: Option<String>,
+    /// Edits of the request's headers on the way upstream.
+    #[serde(default)]
+    pub request_headers: HeaderTransformConfig,
+    /// Edits of the upstream response's headers on the way back.
+    #[serde(default)]
+    pub response_headers: HeaderTransformConfig,
     /// Requests must pass this authorizer (`auth = "NAME"` or a table with requirements).
     #[serde(default, deserialize_with = "route_auth")]
     pub auth: Option<RouteAuthConfig>,
@@ -136,4 +142,22 @@ pub enum ClaimValue {
     String(String),
     Integer(i64),
     Bool(bool),
+}
+
+/// `request_headers` / `response_headers` of a route, applied in this order: `remove`,
+/// `rename`, `set` (replacing), `add` (appending). Headers the gateway sets itself (identity,
+/// forwarding, request id, `RateLimit`, CORS, HSTS) cannot be named: the gateway's own values
+/// always win.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderTransformConfig {
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Old name → new name; the values move as they are.
+    #[serde(default)]
+    pub rename: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: std::collections::BTreeMap<String, String>,
 }

@@ -39,6 +39,10 @@ pub struct UpstreamConfig {
     /// `-Proto` and `-Host` carry the same facts and are what most upstreams read.
     #[serde(default)]
     pub forwarded_header: bool,
+    /// Response headers of the targets never passed to clients: software and version names
+    /// an attacker would read. `[]` passes everything.
+    #[serde(default = "default_hide_headers")]
+    pub hide_headers: Vec<String>,
     /// Keep header names spelled as they arrived, in both directions. Off by default: names go
     /// out in lower case (as HTTP/2 always sends them), which spares Pingora's per-header case
     /// bookkeeping on every request; turn it on for an upstream or client that compares header
@@ -128,4 +132,8 @@ impl Default for PassiveHealthConfig {
             fail_timeout: default_fail_timeout(),
         }
     }
+}
+
+fn default_hide_headers() -> Vec<String> {
+    vec!["server".into(), "x-powered-by".into()]
 }

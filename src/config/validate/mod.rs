@@ -12,6 +12,7 @@ mod routes;
 mod server;
 mod tls;
 mod traces;
+mod transforms;
 mod upstreams;
 
 use super::{Config, KeyPath, Present, Problems};

@@ -1,6 +1,6 @@
 //! `[[routes]]`: matching, actions, rewrites, and the names they refer to.
 
-use super::{display_name, Config, KeyPath, Present, Problems};
+use super::{display_name, transforms, Config, KeyPath, Present, Problems};
 use crate::config::{AuthorizerConfig, KeyPart, RouteAuthConfig, RouteConfig};
 use crate::host::HostPattern;
 use crate::urlpath::{normalize_path, trim_prefix};
@@ -93,6 +93,7 @@ fn route(
     if let Some(v) = &route.prefix_rewrite {
         config_path(p, path.key("prefix_rewrite"), v);
     }
+    transforms::route(p, &path, &route.request_headers, &route.response_headers);
     if let Some(name) = route.cors.as_ref().filter(|n| !present.cors.contains(*n)) {
         p.at(path.key("cors"), format!("unknown CORS policy {name:?}"));
     }

@@ -16,6 +16,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
 }
 
 fn upstream(p: &mut Problems, path: &KeyPath, pool: &UpstreamConfig) {
+    super::transforms::hide_headers(p, path, &pool.hide_headers);
     if pool.targets.is_empty() {
         p.at(path.key("targets"), "a pool needs at least one target");
     }

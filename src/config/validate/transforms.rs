@@ -1,0 +1,115 @@
+//! `request_headers` and `response_headers` of routes, and `hide_headers` of upstreams.
+
+use super::{KeyPath, Problems};
+use crate::config::HeaderTransformConfig;
+
+/// Request headers the gateway sets or needs as they are: framing, forwarding, the request id
+/// and trace context, the client certificate. (Authorizers' identity headers are checked when
+/// the snapshot is compiled, where they are known.)
+const REQUEST_PROTECTED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-client-cert-subject",
+    "x-client-cert-sha256",
+];
+
+/// Response headers the gateway sets or needs as they are.
+const RESPONSE_PROTECTED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "trailer",
+    "keep-alive",
+    "x-request-id",
+    "strict-transport-security",
+    "ratelimit",
+    "ratelimit-policy",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-expose-headers",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-max-age",
+];
+
+/// Check one route's transforms.
+pub(super) fn route(
+    p: &mut Problems,
+    path: &KeyPath,
+    request: &HeaderTransformConfig,
+    response: &HeaderTransformConfig,
+) {
+    transform(p, &path.key("request_headers"), request, REQUEST_PROTECTED);
+    transform(
+        p,
+        &path.key("response_headers"),
+        response,
+        RESPONSE_PROTECTED,
+    );
+}
+
+fn transform(p: &mut Problems, path: &KeyPath, t: &HeaderTransformConfig, protected: &[&str]) {
+    let mut name = |at: KeyPath, name: &str| {
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            p.at(at, format!("{name:?} is not a header name"));
+        } else if protected.contains(&lower.as_str()) {
+            p.at(
+                at,
+                format!(
+                    "{name:?} is set or needed by the gateway itself and cannot be transformed"
+                ),
+            );
+        }
+    };
+    for (i, n) in t.remove.iter().enumerate() {
+        name(path.key("remove").index(i), n);
+    }
+    for (from, to) in &t.rename {
+        name(path.key("rename").key(from), from);
+        name(path.key("rename").key(from), to);
+    }
+    for (key, map) in [("set", &t.set), ("add", &t.add)] {
+        for n in map.keys() {
+            name(path.key(key).key(n), n);
+        }
+    }
+    for (key, map) in [("set", &t.set), ("add", &t.add)] {
+        for (n, v) in map {
+            if http::HeaderValue::from_str(v).is_err() {
+                p.at(
+                    path.key(key).key(n),
+                    "the value has characters a header cannot carry",
+                );
+            }
+        }
+    }
+}
+
+/// `hide_headers` of an upstream: header names.
+pub(super) fn hide_headers(p: &mut Problems, path: &KeyPath, names: &[String]) {
+    for (i, n) in names.iter().enumerate() {
+        if http::HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).is_err() {
+            p.at(
+                path.key("hide_headers").index(i),
+                format!("{n:?} is not a header name"),
+            );
+        }
+    }
+}

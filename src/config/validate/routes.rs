@@ -93,7 +93,7 @@ fn route(
     if let Some(v) = &route.prefix_rewrite {
         config_path(p, path.key("prefix_rewrite"), v);
     }
-    transforms::route(p, &path, &route.request_headers, &route.response_headers);
+    transforms::route(p, path, &route.request_headers, &route.response_headers);
     if let Some(name) = route.cors.as_ref().filter(|n| !present.cors.contains(*n)) {
         p.at(path.key("cors"), format!("unknown CORS policy {name:?}"));
     }

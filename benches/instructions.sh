@@ -14,7 +14,8 @@
 # full chain (cached RS256 JWT + local rate limit + access log to /dev/null) and sends the
 # token to both proxies; with GATEHOUSE_LIMIT=redis the limit is checked in a redis-server
 # started here. GATEHOUSE_FIREWALL=1 adds every managed firewall protection;
-# GATEHOUSE_TRACING=RATIO adds [tracing] at that sampling ratio, exporting to a local
+# GATEHOUSE_CORS=1 gives the route a credentialed CORS policy and sends an allowed Origin with
+# every request. GATEHOUSE_TRACING=RATIO adds [tracing] at that sampling ratio, exporting to a local
 # OTLP/HTTP sink (the export thread's instructions count too). GATEHOUSE_BODY=json sends every request as a POST with benches/lib.sh's 1 KB JSON body. Prints Ir per
 # request, the owners of the self cost (by symbol) and the inclusive cost of each gatehouse
 # phase hook; the raw callgrind files are kept when KEEP=DIR is set.
@@ -65,6 +66,14 @@ if [ -n "${GATEHOUSE_FIREWALL:-}" ]; then
   printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse.toml"
 fi
 
+ORIGIN=""
+if [ -n "${GATEHOUSE_CORS:-}" ]; then
+  ORIGIN="https://app.bench.test"
+  sed -i 's/^upstream = "u"$/upstream = "u"\ncors = "bench"/' "$WORK/gatehouse.toml"
+  printf '[cors.bench]\nallow_origins = ["https://app.bench.test", "https://*.example.org"]\nallow_credentials = true\n' >> "$WORK/gatehouse.toml"
+fi
+export ORIGIN
+
 if [ -n "${GATEHOUSE_TRACING:-}" ]; then
   tracing_conf "$GATEHOUSE_TRACING" $SINK >> "$WORK/gatehouse.toml"
   otlp_sink $SINK & pids+=($!)
@@ -78,13 +87,16 @@ fi
 
 # Sends N keep-alive requests on one connection, one after another; fails on a non-200.
 cat > "$WORK/client.py" <<'PY'
-import socket, sys
+import os, socket, sys
 port, n, auth, body_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+origin = os.environ.get("ORIGIN", "")
 body = open(body_file, "rb").read() if body_file else b""
 method = b"POST" if body else b"GET"
 req = method + b" / HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\n"
 if auth:
     req += b"Authorization: " + auth.encode() + b"\r\n"
+if origin:
+    req += b"Origin: " + origin.encode() + b"\r\n"
 if body:
     req += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
 req += b"\r\n" + body

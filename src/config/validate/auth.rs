@@ -26,29 +26,9 @@ pub(super) fn validate(config: &Config, p: &mut Problems) {
     }
 }
 
-/// Headers an authorizer may not set upstream: framing and routing headers (setting them from
-/// a claim would let a token holder smuggle requests) and those the gateway itself sets.
-const RESERVED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-connection",
-    "expect",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-];
-
 /// A header an authorizer sets upstream.
 fn identity_header(p: &mut Problems, path: KeyPath, header: &Header) {
-    if RESERVED.contains(&header.0.as_str()) {
+    if super::GATEWAY_REQUEST_HEADERS.contains(&header.0.as_str()) {
         p.at(
             path,
             format!(

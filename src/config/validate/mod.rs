@@ -100,6 +100,32 @@ fn duration_in(p: &mut Problems, path: KeyPath, value: Duration, min: Duration, 
     }
 }
 
+/// Request headers the gateway sets or needs as they are, which neither an authorizer nor a
+/// route's transform may write: framing and routing headers (set from a claim they would let a
+/// token holder smuggle requests), forwarding, the request id and trace context, the client
+/// certificate.
+const GATEWAY_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-client-cert-subject",
+    "x-client-cert-sha256",
+];
+
 const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);

@@ -3,31 +3,6 @@
 use super::{KeyPath, Problems};
 use crate::config::HeaderTransformConfig;
 
-/// Request headers the gateway sets or needs as they are: framing, forwarding, the request id
-/// and trace context, the client certificate. (Authorizers' identity headers are checked when
-/// the snapshot is compiled, where they are known.)
-const REQUEST_PROTECTED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-connection",
-    "expect",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-request-id",
-    "traceparent",
-    "tracestate",
-    "x-client-cert-subject",
-    "x-client-cert-sha256",
-];
-
 /// Response headers the gateway sets or needs as they are.
 const RESPONSE_PROTECTED: &[&str] = &[
     "content-length",
@@ -55,7 +30,14 @@ pub(super) fn route(
     request: &HeaderTransformConfig,
     response: &HeaderTransformConfig,
 ) {
-    transform(p, &path.key("request_headers"), request, REQUEST_PROTECTED);
+    transform(
+        p,
+        &path.key("request_headers"),
+        request,
+        super::GATEWAY_REQUEST_HEADERS,
+    );
+    // (Authorizers' identity headers are checked when the snapshot is compiled, where they
+    // are known.)
     transform(
         p,
         &path.key("response_headers"),

@@ -44,12 +44,14 @@ pub fn upstream_request(upstream_request: &mut RequestHeader, ctx: &RequestCtx) 
 /// The upstream request's headers: hop-by-hop headers out, forwarding headers in, identity
 /// headers replaced.
 fn request_headers(headers: &mut impl forward::EditHeaders, ctx: &RequestCtx, forwarded: bool) {
-    // The route's own edits first: everything the gateway sets below wins over them.
+    let upgrade = forward::is_upgrade(headers.map());
+    forward::remove_hop_by_hop(headers, upgrade);
+    // The route's own edits after the hop-by-hop removal (a client naming a header in
+    // `Connection` cannot take away one the route sets) and before everything the gateway
+    // sets below, which wins over them.
     if let Some(transform) = ctx.route.as_ref().and_then(|r| r.request_headers.as_ref()) {
         transform.apply(headers);
     }
-    let upgrade = forward::is_upgrade(headers.map());
-    forward::remove_hop_by_hop(headers, upgrade);
     let info = forward::ForwardInfo {
         client_ip: ctx.client_ip,
         peer_ip: ctx.peer_ip,
@@ -109,6 +111,8 @@ fn response_headers(
     status: http::StatusCode,
     origin: Option<&HeaderValue>,
 ) {
+    let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
+    forward::remove_hop_by_hop(headers, switching);
     // What the targets must not tell clients, then the route's edits; the gateway's own
     // headers below win over both.
     if let Some(pool) = ctx.pool() {
@@ -121,8 +125,6 @@ fn response_headers(
     if let Some(transform) = ctx.route.as_ref().and_then(|r| r.response_headers.as_ref()) {
         transform.apply(headers);
     }
-    let switching = status == http::StatusCode::SWITCHING_PROTOCOLS;
-    forward::remove_hop_by_hop(headers, switching);
     headers.set(&request_id::HEADER, ctx.request_id.clone());
     if let Some(hsts) = &ctx.hsts {
         headers.set(&header::STRICT_TRANSPORT_SECURITY, hsts.clone());

@@ -51,22 +51,48 @@ impl Gateway {
     }
 
     /// Like [`Self::start`], with extra lines for the `[server]` and `[admin]` sections.
+    ///
+    /// A port `free_port` chose can be taken by another test (an upstream binding port 0)
+    /// before gatehouse binds it; gatehouse then refuses to start, and this tries again with
+    /// other ports.
     pub fn start_with(server_extra: &str, admin_extra: &str, body: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let admin_port = free_port();
-        let config_path = dir.path().join("gatehouse.toml");
-        let text = Self::config(dir.path(), port, admin_port, body)
-            .replacen("[server]\n", &format!("[server]\n{server_extra}\n"), 1)
-            .replacen("[admin]\n", &format!("[admin]\n{admin_extra}\n"), 1);
-        std::fs::write(&config_path, text).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args(["run", "-c"]).arg(&config_path);
-        Self::spawn(cmd, dir, port, admin_port, config_path)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let admin_port = free_port();
+            let config_path = dir.path().join("gatehouse.toml");
+            let text = Self::config(dir.path(), port, admin_port, body)
+                .replacen("[server]\n", &format!("[server]\n{server_extra}\n"), 1)
+                .replacen("[admin]\n", &format!("[admin]\n{admin_extra}\n"), 1);
+            std::fs::write(&config_path, text).unwrap();
+            let mut cmd = Command::new(BIN);
+            cmd.args(["run", "-c"]).arg(&config_path);
+            let mut gw = Self::spawn_only(cmd, dir, port, admin_port, config_path);
+            match gw.ready() {
+                Ok(()) => return gw,
+                Err(stderr) if attempt < 3 && stderr.contains("cannot listen on") => continue,
+                Err(stderr) => panic!("gatehouse did not start: {stderr}"),
+            }
+        }
     }
 
     /// Run `cmd` (gatehouse on `config_path`) with its output in `dir`, and wait until it serves.
     fn spawn(
+        cmd: Command,
+        dir: tempfile::TempDir,
+        port: u16,
+        admin_port: u16,
+        config_path: PathBuf,
+    ) -> Self {
+        let mut gw = Self::spawn_only(cmd, dir, port, admin_port, config_path);
+        gw.wait_ready();
+        gw
+    }
+
+    /// Run `cmd` (gatehouse on `config_path`) with its output in `dir`.
+    fn spawn_only(
         mut cmd: Command,
         dir: tempfile::TempDir,
         port: u16,
@@ -78,15 +104,13 @@ impl Gateway {
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
             .spawn()
             .expect("spawn gatehouse");
-        let mut gw = Gateway {
+        Gateway {
             child,
             port,
             admin_port,
             dir,
             config_path,
-        };
-        gw.wait_ready();
-        gw
+        }
     }
 
     /// Write a new config with `body` in place of the running one (not reloaded yet).
@@ -106,20 +130,26 @@ impl Gateway {
     }
 
     fn wait_ready(&mut self) {
+        if let Err(stderr) = self.ready() {
+            panic!("gatehouse did not start: {stderr}");
+        }
+    }
+
+    /// Wait until both listeners accept; `Err` with standard error when the process exited
+    /// or did not get there within 20 s.
+    fn ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("gatehouse exited with {status}: {}", self.stderr());
+                return Err(format!("exited with {status}: {}", self.stderr()));
             }
             let up = |p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
             if up(self.port) && up(self.admin_port) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "gatehouse did not start: {}",
-                self.stderr()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("not serving after 20 s: {}", self.stderr()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -2,7 +2,7 @@
 //! targets' software headers hidden by default, and the edits that would touch what the
 //! gateway sets refused by `check`.
 
-use crate::common::{check_config, client, full, request_body, Gateway, Upstream};
+use crate::common::{check_config, client, full, raw_request, request_body, Gateway, Upstream};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
@@ -86,6 +86,17 @@ async fn a_route_edits_headers_both_ways_and_targets_software_stays_hidden() {
         seen.get("x-forwarded-for").is_some(),
         "the gateway's own headers stay"
     );
+
+    // A client cannot take away what the route sets by calling it hop-by-hop.
+    let raw = raw_request(
+        gw.addr(),
+        b"GET /edited HTTP/1.1\r\nHost: a.test\r\nConnection: close, x-env\r\nx-env: dev\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(seen["x-env"], serde_json::json!(["prod"]), "{raw}");
 
     // Without transforms, the request and the response pass as they are (software hidden).
     let resp = client()

@@ -6,13 +6,23 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// `bytes` as lowercase hex digits, appended to `out`.
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0xf)]));
+    }
+}
+
+/// `bytes` as lowercase hex digits into `out`, which holds two per byte (fixed-size ids
+/// written without allocating).
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -65,6 +75,15 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_into_a_slice_is_hex_into_a_string() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff, 0x10];
+        let mut out = [0u8; 10];
+        write_hex(&mut out, &bytes);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), hex(&bytes));
+        assert_eq!(hex(&bytes), "000fa5ff10");
+    }
 
     #[test]
     fn numbers_and_addresses_match_display() {

@@ -1,5 +1,6 @@
 //! Request ids: kept when the client sent a well-formed one, otherwise generated.
 
+use crate::text::write_hex;
 use http::HeaderValue;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
@@ -37,18 +38,10 @@ pub fn generate() -> HeaderValue {
         (prefix, n)
     });
     let mut buf = [0u8; 32];
-    write_hex(&mut buf[..16], prefix);
-    write_hex(&mut buf[16..], n);
+    write_hex(&mut buf[..16], &prefix.to_be_bytes());
+    write_hex(&mut buf[16..], &n.to_be_bytes());
     // Hex digits are always a valid header value.
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-fn write_hex(out: &mut [u8], mut v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(v & 0xf) as usize];
-        v >>= 4;
-    }
 }
 
 /// The id for a request: the client's if valid, else a new one.

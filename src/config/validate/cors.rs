@@ -49,8 +49,8 @@ pub(super) fn validate(config: &Config, p: &mut Problems) {
                              list the headers",
                         );
                     }
-                } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    p.at(at, format!("{name:?} is not a header name"));
+                } else {
+                    super::header_name(p, at, name);
                 }
             }
         }

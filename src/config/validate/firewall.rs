@@ -23,12 +23,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
         );
     }
     for (i, h) in fw.inspect_headers.iter().enumerate() {
-        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-            p.at(
-                top.key("inspect_headers").index(i),
-                format!("{h:?} is not a header name"),
-            );
-        }
+        super::header_name(p, top.key("inspect_headers").index(i), h);
     }
     for (i, c) in fw.count_only.iter().enumerate() {
         if !fw.managed.contains(c) {

@@ -46,6 +46,16 @@ fn token_name(p: &mut Problems, path: KeyPath, what: &str, name: &str) {
     }
 }
 
+/// Whether `name` is a header name (any case); reports `"NAME" is not a header name` at
+/// `path` when it is not.
+fn header_name(p: &mut Problems, path: KeyPath, name: &str) -> bool {
+    let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+    if !valid {
+        p.at(path, format!("{name:?} is not a header name"));
+    }
+    valid
+}
+
 /// Longest name shown in logs, metric labels and the admin API.
 const MAX_NAME_CHARS: usize = 128;
 

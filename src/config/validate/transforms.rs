@@ -49,9 +49,7 @@ pub(super) fn route(
 fn transform(p: &mut Problems, path: &KeyPath, t: &HeaderTransformConfig, protected: &[&str]) {
     let mut name = |at: KeyPath, name: &str| {
         let lower = name.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            p.at(at, format!("{name:?} is not a header name"));
-        } else if protected.contains(&lower.as_str()) {
+        if super::header_name(p, at.clone(), name) && protected.contains(&lower.as_str()) {
             p.at(
                 at,
                 format!(
@@ -87,11 +85,6 @@ fn transform(p: &mut Problems, path: &KeyPath, t: &HeaderTransformConfig, protec
 /// `hide_headers` of an upstream: header names.
 pub(super) fn hide_headers(p: &mut Problems, path: &KeyPath, names: &[String]) {
     for (i, n) in names.iter().enumerate() {
-        if http::HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).is_err() {
-            p.at(
-                path.key("hide_headers").index(i),
-                format!("{n:?} is not a header name"),
-            );
-        }
+        super::header_name(p, path.key("hide_headers").index(i), n);
     }
 }

@@ -11,6 +11,7 @@
 pub mod export;
 mod otlp;
 
+use crate::text::write_hex;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
@@ -399,7 +400,7 @@ impl TraceIdText {
     /// The hex digits.
     pub fn bytes(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        hex(&mut out, &self.0);
+        write_hex(&mut out, &self.0);
         out
     }
 }
@@ -419,21 +420,12 @@ impl std::fmt::Display for TraceIdText {
 fn traceparent(trace_id: TraceId, span_id: SpanId, flags: TraceFlags) -> HeaderValue {
     let mut out = [0u8; 55];
     out[..3].copy_from_slice(b"00-");
-    hex(&mut out[3..35], &trace_id.to_bytes());
+    write_hex(&mut out[3..35], &trace_id.to_bytes());
     out[35] = b'-';
-    hex(&mut out[36..52], &span_id.to_bytes());
+    write_hex(&mut out[36..52], &span_id.to_bytes());
     out[52] = b'-';
-    hex(&mut out[53..55], &[flags.to_u8()]);
+    write_hex(&mut out[53..55], &[flags.to_u8()]);
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// `bytes` as lowercase hex into `out` (twice as long).
-fn hex(out: &mut [u8], bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
-    }
 }
 
 #[cfg(test)]

@@ -131,16 +131,22 @@ pub fn compile(
     let cors: HashMap<&str, Arc<CorsPolicy>> = (config.cors.iter())
         .map(|(name, c)| (name.as_str(), Arc::new(CorsPolicy::compile(name, c))))
         .collect();
-    let identity: Vec<HeaderName> = authorizers
+    let mut identity_headers: Vec<HeaderName> = authorizers
         .values()
         .flat_map(|a| a.sets.iter().cloned())
+        .chain([
+            crate::headers::CLIENT_CERT_SUBJECT.clone(),
+            crate::headers::CLIENT_CERT_FINGERPRINT.clone(),
+        ])
         .collect();
+    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    identity_headers.dedup();
     let mut router = Router::default();
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, rc) in config.routes.iter().enumerate() {
         errors.extend(identity_transforms(
             rc,
-            &identity,
+            &identity_headers,
             &KeyPath::top("routes").index(i),
         ));
         let built = compile_route(rc, &pools, &policies, &authorizers, &config.edge, reg);
@@ -165,16 +171,6 @@ pub fn compile(
     authorizers.sort_by(|a, b| a.name.cmp(&b.name));
     let mut policies: Vec<Arc<Policy>> = policies.into_values().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut identity_headers: Vec<HeaderName> = authorizers
-        .iter()
-        .flat_map(|a| a.sets.iter().cloned())
-        .chain([
-            crate::headers::CLIENT_CERT_SUBJECT.clone(),
-            crate::headers::CLIENT_CERT_FINGERPRINT.clone(),
-        ])
-        .collect();
-    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    identity_headers.dedup();
     let certificate_files_hash = certificates.content_hash;
     Ok(Snapshot {
         version: version_of(text),

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod cors;
 pub mod edge;
 pub mod firewall;

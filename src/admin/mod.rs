@@ -241,6 +241,7 @@ impl AdminApp {
                 let (path, prefix) = match &r.spec.path {
                     PathPattern::Exact(p) => (Some(p), None),
                     PathPattern::Prefix(p) => (None, Some(p)),
+                    PathPattern::Template(p, _) => (Some(p), None),
                 };
                 let methods: Vec<&str> = r.spec.methods.iter().map(|m| m.as_str()).collect();
                 let upstream = match &r.action {

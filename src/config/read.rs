@@ -85,6 +85,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
                 config.certificates = r.named(value, &path);
             }
             "hosts" => config.hosts = r.named(value, &path),
+            "apis" => config.apis = r.named(value, &path),
             "cors" => {
                 r.present.cors = names(&value);
                 config.cors = r.named(value, &path);
@@ -97,7 +98,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
                 path,
                 "unknown key, expected one of `server`, `listeners`, `edge`, `firewall`, `admin`, `access_log`, `tracing`, \
                  `upstreams`, `limits`, `redis`, `authorizers`, `cors`, `certificates`, `tls`, \
-                 `hosts`, `routes`",
+                 `hosts`, `routes`, `apis`",
             )),
         }
     }

@@ -4,8 +4,9 @@
 //! 1. Host: an exact host beats the longest matching wildcard (`*.a.example.com` before
 //!    `*.example.com`), which beats routes without `hosts`. Tables are tried in that order and
 //!    the first table holding a route for the path and method wins.
-//! 2. Path, within a table: an exact `path` beats the longest `path_prefix`. Prefixes match whole
-//!    segments: `/api` matches `/api` and `/api/x`, never `/apix`.
+//! 2. Path, within a table: an exact `path` beats a template (`/pets/{petId}`, see
+//!    [`template`]), which beats the longest `path_prefix`. Prefixes match whole segments: `/api`
+//!    matches `/api` and `/api/x`, never `/apix`.
 //! 3. Method, within one path: a route listing the method beats a route without `methods`.
 //!
 //! When some route matches host and path but none allows the method, the answer is 405 with the
@@ -15,6 +16,9 @@
 pub use crate::host::HostPattern;
 use crate::host::{host_key, wildcard_lookup};
 pub use crate::urlpath::{normalize_path, trim_prefix};
+pub use template::Segment;
+
+pub mod template;
 
 use http::Method;
 
@@ -29,6 +33,9 @@ pub enum PathPattern {
     Exact(String),
     /// Stored trimmed, see [`trim_prefix`].
     Prefix(String),
+    /// A template with at least one parameter, as written and as segments (a template without
+    /// parameters is an `Exact` path). Always case-sensitive.
+    Template(String, Vec<Segment>),
 }
 
 /// Where a route applies.
@@ -94,6 +101,7 @@ struct PathTable<T> {
     /// Case-insensitive routes, by lowercased path.
     exact_ci: HashMap<Box<[u8]>, MethodTable<T>>,
     prefix_ci: HashMap<Box<[u8]>, MethodTable<T>>,
+    templates: template::Node<MethodTable<T>>,
     max_prefix_len: usize,
 }
 
@@ -104,13 +112,15 @@ impl<T> Default for PathTable<T> {
             prefix: HashMap::default(),
             exact_ci: HashMap::default(),
             prefix_ci: HashMap::default(),
+            templates: template::Node::default(),
             max_prefix_len: 0,
         }
     }
 }
 
 impl<T> PathTable<T> {
-    /// Candidates in precedence order: the exact entries, then prefixes from longest to `/`;
+    /// Candidates in precedence order: the exact entries, the most specific template, then
+    /// prefixes from longest to `/`;
     /// at each length a case-sensitive route comes before a case-insensitive one. `lower` is
     /// `path` in ASCII lowercase, probed in the case-insensitive maps.
     fn candidates<'s, 'p>(
@@ -156,7 +166,14 @@ impl<T> PathTable<T> {
                 (None, None) => {}
             }
         });
-        exact.into_iter().chain(exact_ci).chain(prefixes)
+        let templated = (!self.templates.is_empty())
+            .then(|| self.templates.lookup(path).map(|t| (t, path.len())))
+            .flatten();
+        exact
+            .into_iter()
+            .chain(exact_ci)
+            .chain(templated)
+            .chain(prefixes)
     }
 }
 
@@ -226,6 +243,7 @@ fn insert_path<T: Clone>(table: &mut PathTable<T>, spec: &RouteSpec, value: T) {
             }
             prefix.entry(key(trimmed)).or_default()
         }
+        PathPattern::Template(_, segments) => table.templates.slot(segments),
     };
     if spec.methods.is_empty() {
         methods.any.get_or_insert(value);

@@ -1,6 +1,7 @@
 //! Serde types for the TOML file format, one file per section. These mirror the file one to
 //! one; nothing here is read on the request path (see `snapshot` for what the proxy runs on).
 
+mod apis;
 mod auth;
 mod cors;
 mod defaults;
@@ -13,6 +14,7 @@ mod tls;
 mod traces;
 mod upstreams;
 
+pub use apis::*;
 pub use auth::*;
 pub use cors::*;
 pub use edge::*;
@@ -57,4 +59,6 @@ pub struct Config {
     /// client certificates.
     pub hosts: BTreeMap<String, HostConfig>,
     pub routes: Vec<RouteConfig>,
+    /// APIs by name, each a set of routes made from an OpenAPI document.
+    pub apis: BTreeMap<String, ApiConfig>,
 }

@@ -3,6 +3,7 @@
 //! run. Entries that could not be read are skipped here, and references to them are not
 //! reported as unknown (see [`Present`]).
 
+mod apis;
 mod auth;
 mod cors;
 mod edge;
@@ -29,6 +30,7 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     firewall::validate(config, present, p);
     traces::validate(config, p);
     cors::validate(config, p);
+    apis::validate(config, present, p);
 }
 
 /// Names that go into headers, RateLimit-Policy and metric labels: letters, digits, `_`, `-`

@@ -260,8 +260,11 @@ impl AdminApp {
                     "auth": r.auth.as_ref().map(|a| a.authorizer.name.as_str()),
                     "limits": r.limits_before_auth.iter().chain(&r.limits)
                         .map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                    "requests": r.metrics.requests(),
                     "last_request": last.map(|t| humantime::format_rfc3339_seconds(
                         std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t)).to_string()),
+                    "api": r.operation.as_ref().map(|o| o.api.as_str()),
+                    "operation": r.operation.as_ref().map(|o| o.id.as_str()),
                 })
             })
             .collect();

@@ -241,3 +241,56 @@ fn schema_problems(
         out.push(Problem::new(location, pointer, e.to_string()));
     }
 }
+
+/// A response being received, kept (up to the validated-body bound) until it ends so that
+/// it can be checked against the operation.
+pub struct ResponseCapture {
+    status: u16,
+    content_type: Option<String>,
+    body: bytes::BytesMut,
+    /// Larger than the bound: not checked.
+    over: bool,
+}
+
+impl ResponseCapture {
+    /// A capture of a response with `status`; `None` when it cannot be checked (an encoded
+    /// body, which would need decoding first).
+    pub fn new(status: u16, headers: &http::HeaderMap) -> Option<Self> {
+        let encoded = headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return None;
+        }
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Some(Self {
+            status,
+            content_type,
+            body: bytes::BytesMut::new(),
+            over: false,
+        })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.over {
+            return;
+        }
+        if (self.body.len() + chunk.len()) as u64 > crate::config::MAX_VALIDATED_BODY_BYTES {
+            self.over = true;
+            self.body = bytes::BytesMut::new();
+            return;
+        }
+        self.body.extend_from_slice(chunk);
+    }
+
+    /// The response against `op`; `Ok` when it was too large to check.
+    pub fn finish(&self, op: &Operation) -> Result<(), Vec<Problem>> {
+        if self.over {
+            return Ok(());
+        }
+        response(op, self.status, self.content_type.as_deref(), &self.body)
+    }
+}

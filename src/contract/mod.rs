@@ -12,3 +12,27 @@ pub use check::{Problem, Refused, MAX_PROBLEMS};
 pub use document::DocError;
 pub use operations::{load, Media, Operation, Param, RequestBody};
 pub use params::In;
+
+/// `gatehouse_contract_violations_total`, counted only when something did not match.
+#[derive(Clone)]
+pub struct ViolationCounter(pub prometheus::IntCounterVec);
+
+impl ViolationCounter {
+    /// A request `op` refused (`enforce`) or forwarded anyway (`report`).
+    pub fn request(&self, op: &Operation) {
+        let mode = match op.validate {
+            crate::config::ValidateMode::Report => "report",
+            _ => "enforce",
+        };
+        self.0
+            .with_label_values(&[op.api.as_str(), op.id.as_str(), "request", mode])
+            .inc();
+    }
+
+    /// A response of `op` that did not match (reported only).
+    pub fn response(&self, op: &Operation) {
+        self.0
+            .with_label_values(&[op.api.as_str(), op.id.as_str(), "response", "report"])
+            .inc();
+    }
+}

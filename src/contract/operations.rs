@@ -16,6 +16,8 @@ const METHODS: [&str; 8] = [
 
 /// One operation of the document.
 pub struct Operation {
+    /// The `[apis.NAME]` it belongs to.
+    pub api: String,
     /// `operationId`, or `METHOD /path` when the document has none.
     pub id: String,
     pub method: http::Method,
@@ -58,7 +60,7 @@ pub struct Media {
 }
 
 /// Read every operation of the API's document.
-pub fn load(api: &ApiConfig) -> Result<Vec<Operation>, DocError> {
+pub fn load(name: &str, api: &ApiConfig) -> Result<Vec<Operation>, DocError> {
     let docs = Documents::load(std::path::Path::new(&api.openapi))?;
     let root = docs.root_loc();
     let doc = docs.get(&root).unwrap_or(&Value::Null);
@@ -74,6 +76,7 @@ pub fn load(api: &ApiConfig) -> Result<Vec<Operation>, DocError> {
     };
     let schemas = Schemas::new(&docs, openapi_30)?;
     let reader = Reader {
+        name,
         docs: &docs,
         schemas: &schemas,
         api,
@@ -82,6 +85,7 @@ pub fn load(api: &ApiConfig) -> Result<Vec<Operation>, DocError> {
 }
 
 struct Reader<'a> {
+    name: &'a str,
     docs: &'a Documents,
     schemas: &'a Schemas,
     api: &'a ApiConfig,
@@ -125,6 +129,7 @@ impl Reader<'_> {
                     None => None,
                 };
                 out.push(Operation {
+                    api: self.name.to_string(),
                     method: http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                         .unwrap_or(http::Method::GET),
                     template: full.clone(),

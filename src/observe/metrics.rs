@@ -52,6 +52,8 @@ pub struct Metrics {
     trace_spans_dropped: IntCounterVec,
     /// Requests and connections refused at the edge, by reason.
     pub edge_refusals: IntCounterVec,
+    /// Requests and responses that did not match their API operation's contract.
+    pub contract_violations: IntCounterVec,
     /// Firewall decisions by rule (or managed protection) and action.
     firewall_decisions: IntCounterVec,
     /// Bans in force.
@@ -212,6 +214,16 @@ impl Metrics {
                         "Requests and connections refused before routing, by reason.",
                     ),
                     &["reason"],
+                ),
+            )?,
+            contract_violations: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_contract_violations_total",
+                        "Requests and responses that did not match their OpenAPI operation, by API, operation, direction (request, response) and mode (enforce, report).",
+                    ),
+                    &["api", "operation", "direction", "mode"],
                 ),
             )?,
             firewall_decisions: register(

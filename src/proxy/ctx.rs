@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub body_read_early: bool,
     /// The request's trace, when `[tracing]` is on.
     pub trace: Option<Box<crate::observe::trace::RequestTrace>>,
+    /// The upstream response, kept to be checked against the API operation (`report`).
+    pub response_check: Option<Box<crate::contract::check::ResponseCapture>>,
 }
 
 /// Which target the request went to, and how long it took.
@@ -122,6 +124,7 @@ impl RequestCtx {
             firewall_hit: false,
             banned: false,
             body_read_early: false,
+            response_check: None,
             trace: None,
         }
     }

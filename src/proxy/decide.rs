@@ -210,6 +210,10 @@ fn upstream_path<'a>(route: &Route, path: &'a [u8], matched_len: usize) -> Optio
         PathRewrite::Keep => Cow::Borrowed(path),
         PathRewrite::StripPrefix if rest.is_empty() => Cow::Borrowed(b"/"),
         PathRewrite::StripPrefix => Cow::Borrowed(rest),
+        PathRewrite::StripBase(n) => match path.get(*n..) {
+            Some(rest) if !rest.is_empty() => Cow::Borrowed(rest),
+            _ => Cow::Borrowed(b"/"),
+        },
         PathRewrite::ReplacePrefix(replacement) => {
             let mut p = replacement.as_bytes().to_vec();
             let rest = if p.ends_with(b"/") {

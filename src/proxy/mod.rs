@@ -149,6 +149,26 @@ fn finish_trace(
     trace.finish(&outcome, end, sink);
 }
 
+/// Check the kept response against the route's operation; a mismatch is counted and logged.
+fn contract_response(ctx: &mut RequestCtx) {
+    let (Some(capture), Some(op)) = (
+        ctx.response_check.take(),
+        ctx.route.as_ref().and_then(|r| r.operation.as_ref()),
+    ) else {
+        return;
+    };
+    if let Err(problems) = capture.finish(op) {
+        ctx.snapshot.contract_violations.response(op);
+        tracing::warn!(
+            api = %op.api,
+            operation = %op.id,
+            request_id = ?ctx.request_id,
+            problems = %serde_json::to_string(&problems).unwrap_or_default(),
+            "response does not match the API contract"
+        );
+    }
+}
+
 /// The gateway service.
 pub struct Gateway {
     store: Arc<SnapshotStore>,
@@ -190,6 +210,11 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>
         steps::check_consumer_ban(ctx)?;
     }
     steps::throttle(req, ctx, &route.limits, &route.name).await?;
+    if let Some(op) = route.operation.as_deref() {
+        if op.validate != crate::config::ValidateMode::Off {
+            steps::check_contract(session, ctx, &route, op).await?;
+        }
+    }
     Ok(route)
 }
 
@@ -219,6 +244,7 @@ impl ProxyHttp for Gateway {
         let answer = match admitted {
             Err(Stop::Refuse(refusal)) => Answer::Refuse(refusal),
             Err(Stop::Preflight(headers)) => Answer::Preflight(headers),
+            Err(Stop::Invalid(refused)) => Answer::Invalid(refused),
             Ok(ref route) => match &route.action {
                 RouteAction::Proxy { .. } => {
                     session.set_read_timeout(Some(route.edge.body_timeout));
@@ -363,7 +389,36 @@ impl ProxyHttp for Gateway {
         }
         let origin = session.req_header().headers.get(http::header::ORIGIN);
         edit::upstream_response(upstream_response, ctx, origin);
+        let checks_responses = ctx.route.as_ref().and_then(|r| r.operation.as_ref()).is_some_and(
+            |op| op.validate_responses == crate::config::ValidateMode::Report,
+        );
+        if checks_responses && !upstream_response.status.is_informational() {
+            let status = upstream_response.status.as_u16();
+            ctx.response_check =
+                crate::contract::check::ResponseCapture::new(status, &upstream_response.headers)
+                    .map(Box::new);
+        }
         Ok(())
+    }
+
+    /// Keep the response for its contract check, then check it when it ends (report only:
+    /// the head is already on its way to the client).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(capture) = ctx.response_check.as_mut() {
+            if let Some(chunk) = body {
+                capture.push(chunk);
+            }
+            if end_of_stream {
+                contract_response(ctx);
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(

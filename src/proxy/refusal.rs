@@ -126,6 +126,8 @@ pub enum Stop {
     Refuse(Refusal),
     /// `204` with the policy's headers.
     Preflight(Vec<(HeaderName, HeaderValue)>),
+    /// The request does not match its API operation: 400 or 415 with the problems.
+    Invalid(Box<crate::contract::Refused>),
 }
 
 impl From<Refusal> for Stop {
@@ -143,6 +145,8 @@ pub enum Answer<'a> {
     Fixed(&'a FixedResponse),
     /// An allowed CORS preflight.
     Preflight(Vec<(HeaderName, HeaderValue)>),
+    /// A request that does not match its API operation.
+    Invalid(Box<crate::contract::Refused>),
 }
 
 /// The head and body of `answer` to the request of `ctx`, from `origin` (its `Origin`
@@ -175,6 +179,11 @@ pub fn response(
         Answer::Preflight(headers) => {
             respond::no_content(&ctx.request_id, hsts.into_iter().chain(headers))
         }
+        Answer::Invalid(refused) => {
+            let common = hsts.into_iter().chain(limits).chain(cors);
+            let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+            respond::problems_response(&refused, &ctx.request_id, trace_id, common)
+        }
     }
 }
 
@@ -185,8 +194,14 @@ pub async fn send(
     ctx: &mut RequestCtx,
     answer: Answer<'_>,
 ) -> pingora::Result<()> {
-    if let Answer::Refuse(r) = &answer {
-        ctx.error.get_or_insert(r.message);
+    match &answer {
+        Answer::Refuse(r) => {
+            ctx.error.get_or_insert(r.message);
+        }
+        Answer::Invalid(_) => {
+            ctx.error.get_or_insert(respond::CONTRACT_MESSAGE);
+        }
+        Answer::Fixed(_) | Answer::Preflight(_) => {}
     }
     // A refused preflight grants nothing: its answer is not a 2xx, and saying which origin
     // may read it would only confuse.

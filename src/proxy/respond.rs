@@ -20,7 +20,16 @@ pub fn error_response(
     trace_id: Option<TraceIdText>,
     headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
 ) -> pingora::Result<(ResponseHeader, Bytes)> {
-    let body = error_body(message, request_id, trace_id);
+    json_response(status, error_body(message, request_id, trace_id), request_id, headers)
+}
+
+/// A JSON answer with the standard headers, then `headers`.
+fn json_response(
+    status: u16,
+    body: Bytes,
+    request_id: &HeaderValue,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
     // The standard four and room for the few a refusal adds (see `proxy::refusal`).
     let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
@@ -57,16 +66,39 @@ pub fn raw_error(status: u16, message: &str, request_id: &HeaderValue) -> Vec<u8
 }
 
 fn error_body(message: &str, request_id: &HeaderValue, trace_id: Option<TraceIdText>) -> Bytes {
+    Bytes::from(error_value(message, request_id, trace_id).to_string())
+}
+
+fn error_value(
+    message: &str,
+    request_id: &HeaderValue,
+    trace_id: Option<TraceIdText>,
+) -> serde_json::Value {
     let id = request_id.to_str().unwrap_or("");
-    let value = match trace_id {
+    match trace_id {
         Some(trace) => serde_json::json!({
             "error": message,
             "request_id": id,
             "trace_id": trace.to_string(),
         }),
         None => serde_json::json!({ "error": message, "request_id": id }),
-    };
-    Bytes::from(value.to_string())
+    }
+}
+
+/// The `error` of a request refused by its API contract.
+pub const CONTRACT_MESSAGE: &str = "request does not match the API contract";
+
+/// A contract refusal: the error body with `"problems": [{"in", "pointer", "message"}]`.
+pub fn problems_response(
+    refused: &crate::contract::Refused,
+    request_id: &HeaderValue,
+    trace_id: Option<TraceIdText>,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let mut value = error_value(CONTRACT_MESSAGE, request_id, trace_id);
+    value["problems"] = serde_json::to_value(&refused.problems).unwrap_or_default();
+    let body = Bytes::from(value.to_string());
+    json_response(refused.status, body, request_id, headers)
 }
 
 /// The head and body of a route's fixed response; `headers` are appended to the configured

@@ -335,11 +335,7 @@ async fn read_body(
     let h2 = req.version == http::Version::HTTP_2;
     let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
     let declared = decide::declared_length(req);
-    let expects_continue = req.version == http::Version::HTTP_11
-        && req
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = expects_continue(req);
     // An HTTP/2 request without Content-Length has a body unless its headers ended the stream.
     let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
     if !unknown_length && declared.unwrap_or(0) == 0 {
@@ -355,16 +351,45 @@ async fn read_body(
         }
         return Ok(None);
     }
+    read_whole_body(session, ctx, route, expects_continue, declared, u64::MAX)
+        .await
+        .map(Some)
+}
+
+/// Whether the request asks for `100 Continue` before it sends its body.
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Read the whole body now, before the upstream is chosen; Pingora keeps it (up to 64 KiB)
+/// and sends it upstream first. More than `limit` bytes is a 413.
+async fn read_whole_body(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+    expects_continue: bool,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<Bytes, Refusal> {
     if expects_continue && session.write_continue_response().await.is_err() {
         return Err(Refusal::new(400, "request body could not be read"));
     }
     ctx.body_read_early = true;
     session.enable_retry_buffering();
     session.set_read_timeout(Some(route.edge.body_timeout));
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
     loop {
         match session.read_request_body().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(edge_refusal(Reason::BodyTooLarge, ctx));
+                }
+                body.extend_from_slice(&chunk);
+            }
             Ok(None) => break,
             Err(e) if matches!(e.etype(), pingora::ErrorType::ReadTimedout) => {
                 return Err(edge_refusal(Reason::BodyTimeout, ctx));
@@ -372,5 +397,78 @@ async fn read_body(
             Err(_) => return Err(Refusal::new(400, "request body could not be read")),
         }
     }
-    Ok(Some(body.freeze()))
+    Ok(body.freeze())
+}
+
+/// The request against its API operation's contract (parameters, content type, JSON body),
+/// after authentication so that only callers who may use the operation learn its schema. A
+/// body is read whole first, up to the operation's bound. `report` mode only counts and logs.
+pub async fn check_contract(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+    op: &crate::contract::Operation,
+) -> Result<(), Stop> {
+    let req = session.req_header();
+    let path = crate::urlpath::normalize_path(req.uri.path().as_bytes());
+    let path = path.as_deref().unwrap_or(req.uri.path().as_bytes());
+    let query = req.uri.query().map(str::as_bytes);
+    let mut problems = Vec::new();
+    crate::contract::check::parameters(op, path, query, &req.headers, &mut problems);
+    let mut status = 400;
+    if op.body.is_some() && problems.is_empty() {
+        let body = request_body(session, ctx, route, op.max_body_bytes).await?;
+        let req = session.req_header();
+        let content_type = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if let Err(refused) = crate::contract::check::body(op, content_type, body.as_deref()) {
+            status = refused.status;
+            problems = refused.problems;
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    ctx.snapshot.contract_violations.request(op);
+    if op.validate == crate::config::ValidateMode::Report {
+        tracing::warn!(
+            api = %op.api,
+            operation = %op.id,
+            request_id = ?ctx.request_id,
+            problems = %serde_json::to_string(&problems).unwrap_or_default(),
+            "request does not match the API contract (report mode: forwarded)"
+        );
+        return Ok(());
+    }
+    Err(Stop::Invalid(Box::new(crate::contract::Refused { status, problems })))
+}
+
+/// The body for a contract check: what the firewall already read, or read now up to `limit`.
+async fn request_body(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+    limit: u64,
+) -> Result<Option<Bytes>, Refusal> {
+    if ctx.body_read_early {
+        return Ok(session.get_retry_buffer());
+    }
+    let req = session.req_header();
+    let h2 = req.version == http::Version::HTTP_2;
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let declared = decide::declared_length(req);
+    let continue_first = expects_continue(req);
+    let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
+    if !unknown_length && declared.unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    if declared.is_some_and(|n| n > limit) {
+        return Err(edge_refusal(Reason::BodyTooLarge, ctx));
+    }
+    let limit = limit.min(route.edge.max_body_bytes);
+    read_whole_body(session, ctx, route, continue_first, declared, limit)
+        .await
+        .map(Some)
 }

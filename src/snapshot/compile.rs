@@ -162,6 +162,26 @@ pub fn compile(
             None => {}
         }
     }
+    let ctx = ApiContext {
+        pools: &pools,
+        policies: &policies,
+        authorizers: &authorizers,
+        cors: &cors,
+        firewall: &firewall,
+        config,
+        reg,
+    };
+    for (name, api) in &config.apis {
+        match api_routes(name, api, &ctx) {
+            Ok(made) => {
+                for (spec, route) in made {
+                    router.insert(&spec, route.clone());
+                    routes.push(route);
+                }
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -188,6 +208,9 @@ pub fn compile(
         edge_refusals: crate::edge::RefusalCounters::new(&reg.metrics.edge_refusals),
         identity_headers,
         unrouted: reg.metrics.route("-"),
+        contract_violations: crate::contract::ViolationCounter(
+            reg.metrics.contract_violations.clone(),
+        ),
         access_log: config.access_log.enabled,
         tracing: config
             .tracing
@@ -291,8 +314,106 @@ fn compile_route(
         cors: None,
         request_headers: transform(&rc.request_headers),
         response_headers: transform(&rc.response_headers),
+        operation: None,
     };
     Some(Ok((spec, route)))
+}
+
+/// What API routes are compiled with: the compiled entries they refer to.
+struct ApiContext<'a> {
+    pools: &'a HashMap<&'a str, Arc<Pool>>,
+    policies: &'a HashMap<&'a str, Arc<Policy>>,
+    authorizers: &'a HashMap<String, Arc<Authorizer>>,
+    cors: &'a HashMap<&'a str, Arc<CorsPolicy>>,
+    firewall: &'a Option<Arc<Firewall>>,
+    config: &'a Config,
+    reg: &'a Registries,
+}
+
+/// The routes of `[apis.NAME]`, one per operation of its document, named `NAME.operationId`.
+/// They are compiled as `[[routes]]` entries are, with the operation's template as the path.
+fn api_routes(
+    name: &str,
+    api: &config::ApiConfig,
+    c: &ApiContext<'_>,
+) -> Result<Vec<(RouteSpec, Arc<Route>)>, Vec<ConfigError>> {
+    let at = KeyPath::top("apis").key(name);
+    let operations = crate::contract::load(name, api)
+        .map_err(|e| vec![ConfigError::new(at.key("openapi"), e.to_string())])?;
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(operations.len());
+    for op in operations {
+        let rc = RouteConfig {
+            name: format!("{name}.{}", op.id),
+            hosts: api.hosts.clone(),
+            path: Some(op.template.clone()),
+            methods: vec![op.method.as_str().to_string()],
+            upstream: Some(api.upstream.clone()),
+            limits: api.limits.clone(),
+            cors: api.cors.clone(),
+            auth: op.auth.clone(),
+            ..RouteConfig::default()
+        };
+        if let Some(problem) = api_route_problem(&rc, c) {
+            errors.push(ConfigError::new(
+                at.key("openapi"),
+                format!("operation {:?}: {problem}", op.id),
+            ));
+            continue;
+        }
+        let built = compile_route(&rc, c.pools, c.policies, c.authorizers, &c.config.edge, c.reg);
+        let Some(Ok((mut spec, route))) = built else {
+            // Refers to an entry that failed to compile and was reported there.
+            continue;
+        };
+        let mut route = with_firewall(route, &rc, c.firewall);
+        if crate::routing::template::has_params(&op.segments) {
+            spec.path = PathPattern::Template(op.template.clone(), op.segments.clone());
+        }
+        if let (true, Some(base), RouteAction::Proxy { rewrite, .. }) =
+            (api.strip_base_path, &api.base_path, &mut route.action)
+        {
+            *rewrite = PathRewrite::StripBase(base.len());
+        }
+        route.spec = spec.clone();
+        route.cors = api.cors.as_deref().and_then(|n| c.cors.get(n).cloned());
+        route.operation = Some(Arc::new(op));
+        out.push((spec, Arc::new(route)));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What an operation asks that its route cannot do: scopes from an authorizer that is not a
+/// JWT one, or a per-consumer limit on an open operation.
+fn api_route_problem(rc: &RouteConfig, c: &ApiContext<'_>) -> Option<String> {
+    if let Some(auth) = &rc.auth {
+        let jwt = matches!(
+            c.config.authorizers.get(&auth.authorizer),
+            Some(config::AuthorizerConfig::Jwt(_))
+        );
+        if !auth.scopes.is_empty() && !jwt {
+            return Some(format!(
+                "requires scopes {:?}, which only a jwt authorizer checks, but its scheme maps to {:?}",
+                auth.scopes, auth.authorizer
+            ));
+        }
+    }
+    let per_consumer = rc.limits.iter().find(|n| {
+        c.config
+            .limits
+            .get(n.as_str())
+            .is_some_and(|l| l.key.contains(&config::KeyPart::Consumer))
+    });
+    match (per_consumer, &rc.auth) {
+        (Some(limit), None) => Some(format!(
+            "limit {limit:?} counts per consumer, but the operation has no security requirement"
+        )),
+        _ => None,
+    }
 }
 
 /// A route's header transform; `None` when it changes nothing.
@@ -377,6 +498,14 @@ pub(super) fn resource_problems(config: &Config, known: &[ConfigError]) -> Vec<C
                 crate::auth::compile(name, &path, authorizer, &scratch.auth, &scratch.metrics);
             if let Err(e) = compiled {
                 out.push(e);
+            }
+        }
+    }
+    for (name, api) in &config.apis {
+        let path = KeyPath::top("apis").key(name);
+        if clean(&path) {
+            if let Err(e) = crate::contract::load(name, api) {
+                out.push(ConfigError::new(path.key("openapi"), e.to_string()));
             }
         }
     }

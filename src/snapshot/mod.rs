@@ -61,6 +61,8 @@ pub enum PathRewrite {
     Keep,
     StripPrefix,
     ReplacePrefix(String),
+    /// Remove this many leading bytes (an API's `base_path`).
+    StripBase(usize),
 }
 
 /// A fixed response of a mock route.
@@ -104,6 +106,9 @@ pub struct Route {
     /// Header edits on the way upstream and back; `None` when the route has none.
     pub request_headers: Option<crate::transform::HeaderTransform>,
     pub response_headers: Option<crate::transform::HeaderTransform>,
+    /// The API operation the route was made from, whose contract requests are checked
+    /// against.
+    pub operation: Option<Arc<crate::contract::Operation>>,
 }
 
 impl std::fmt::Debug for Route {
@@ -144,6 +149,8 @@ pub struct Snapshot {
     pub identity_headers: Vec<HeaderName>,
     /// Metrics of requests that matched no route.
     pub unrouted: RouteMetrics,
+    /// Requests and responses that did not match their API operation.
+    pub contract_violations: crate::contract::ViolationCounter,
     pub access_log: bool,
     /// How requests are sampled for tracing; `None` without `[tracing]`.
     pub tracing: Option<crate::observe::trace::Sampling>,

@@ -64,22 +64,30 @@ impl Loc {
 
     /// `file:///abs/path#pointer`, how the JSON Schema registry knows this place.
     pub fn uri(&self) -> String {
-        format!("{}#{}", file_uri(&self.file), self.pointer)
+        let mut uri = file_uri(&self.file);
+        uri.push('#');
+        // RFC 6901 section 6: a pointer in a URI fragment is percent-encoded.
+        escape_into(&mut uri, &self.pointer, b"/-._~!$&'()*+,;=:@");
+        uri
     }
 }
 
 /// The URI a file is registered under for JSON Schema `$ref`s.
 pub fn file_uri(file: &Path) -> String {
     let mut uri = String::from("file://");
-    for b in file.to_string_lossy().bytes() {
-        // Enough escaping for the registry's URI parser; paths are the gateway's own files.
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            uri.push(b as char);
+    escape_into(&mut uri, &file.to_string_lossy(), b"/-._~");
+    uri
+}
+
+/// `text` with every byte outside ASCII letters, digits and `keep` percent-encoded.
+fn escape_into(out: &mut String, text: &str, keep: &[u8]) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
         } else {
-            uri.push_str(&format!("%{b:02X}"));
+            out.push_str(&format!("%{b:02X}"));
         }
     }
-    uri
 }
 
 /// The root document and every local file reachable through its `$ref`s, parsed.

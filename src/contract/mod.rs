@@ -36,3 +36,6 @@ impl ViolationCounter {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests;

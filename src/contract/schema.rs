@@ -35,10 +35,15 @@ impl Schemas {
 
     /// A validator for the schema at `loc`.
     pub fn validator(&self, loc: &Loc) -> Result<Validator, DocError> {
-        jsonschema::options()
+        let mut options = jsonschema::options()
             .with_draft(self.draft)
             .with_registry(&self.registry)
-            .should_validate_formats(true)
+            .should_validate_formats(true);
+        if self.draft == Draft::Draft4 {
+            // OpenAPI 3.0 documents use `uuid`, which draft 4 does not define.
+            options = options.with_format("uuid", is_uuid);
+        }
+        options
             .build(&json!({ "$ref": loc.uri() }))
             .map_err(|e| loc.error(format!("invalid schema: {e}")))
     }
@@ -84,4 +89,13 @@ fn adapt(value: &mut Value, openapi_30: bool) {
         Value::Array(items) => items.iter_mut().for_each(|v| adapt(v, openapi_30)),
         _ => {}
     }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }

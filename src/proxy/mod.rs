@@ -389,9 +389,11 @@ impl ProxyHttp for Gateway {
         }
         let origin = session.req_header().headers.get(http::header::ORIGIN);
         edit::upstream_response(upstream_response, ctx, origin);
-        let checks_responses = ctx.route.as_ref().and_then(|r| r.operation.as_ref()).is_some_and(
-            |op| op.validate_responses == crate::config::ValidateMode::Report,
-        );
+        let checks_responses = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.operation.as_ref())
+            .is_some_and(|op| op.validate_responses == crate::config::ValidateMode::Report);
         if checks_responses && !upstream_response.status.is_informational() {
             let status = upstream_response.status.as_u16();
             ctx.response_check =

@@ -20,7 +20,12 @@ pub fn error_response(
     trace_id: Option<TraceIdText>,
     headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
 ) -> pingora::Result<(ResponseHeader, Bytes)> {
-    json_response(status, error_body(message, request_id, trace_id), request_id, headers)
+    json_response(
+        status,
+        error_body(message, request_id, trace_id),
+        request_id,
+        headers,
+    )
 }
 
 /// A JSON answer with the standard headers, then `headers`.

@@ -442,7 +442,10 @@ pub async fn check_contract(
         );
         return Ok(());
     }
-    Err(Stop::Invalid(Box::new(crate::contract::Refused { status, problems })))
+    Err(Stop::Invalid(Box::new(crate::contract::Refused {
+        status,
+        problems,
+    })))
 }
 
 /// The body for a contract check: what the firewall already read, or read now up to `limit`.

@@ -361,7 +361,14 @@ fn api_routes(
             ));
             continue;
         }
-        let built = compile_route(&rc, c.pools, c.policies, c.authorizers, &c.config.edge, c.reg);
+        let built = compile_route(
+            &rc,
+            c.pools,
+            c.policies,
+            c.authorizers,
+            &c.config.edge,
+            c.reg,
+        );
         let Some(Ok((mut spec, route))) = built else {
             // Refers to an entry that failed to compile and was reported there.
             continue;

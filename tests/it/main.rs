@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod common;
 mod config_props;
+mod contracts;
 mod cors;
 mod dashboards;
 mod drain;

@@ -1,0 +1,491 @@
+//! API contracts through the real binary: routes made from a real OpenAPI document
+//! (`fixtures/petstore`), requests checked against it before the upstream sees them,
+//! responses reported, operations counted, document problems named by `check` and reload.
+
+use crate::common::{check_config, client, metric_value, request_body, Gateway, Upstream};
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+const SECRET: &[u8] = b"contract-test-secret-0123456789abcdef";
+
+fn fixture() -> String {
+    format!("{}/tests/it/fixtures/petstore", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn config(up: &Upstream, openapi: &str, extra: &str) -> String {
+    format!(
+        r#"
+[upstreams.p]
+targets = [{{ address = "{up}" }}]
+[authorizers.jwt]
+type = "jwt"
+algorithms = ["HS256"]
+secret = "{secret}"
+[authorizers.keys]
+type = "api_key"
+sources = ["header:x-api-key"]
+keys = [{{ consumer = "shop", key = "shop-key-0123456789" }}]
+[apis.pets]
+openapi = "{openapi}"
+hosts = ["pets.example.com"]
+base_path = "/v1"
+strip_base_path = true
+upstream = "p"
+authorizers = {{ petsAuth = "jwt", apiKey = "keys" }}
+validate_responses = "report"
+max_body_bytes = 2048
+{extra}
+"#,
+        up = up.address(),
+        secret = std::str::from_utf8(SECRET).unwrap(),
+    )
+}
+
+fn token(scope: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "ann", "scope": scope, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+/// What the upstream received: method, target and body of each request.
+type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// An upstream that records requests; pet 13's answer breaks the document's `Pet` schema.
+async fn upstream() -> (Upstream, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let up = Upstream::start(move |req: Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            let method = req.method().to_string();
+            let target = req.uri().to_string();
+            let body = request_body(req).await.to_vec();
+            let answer = if target == "/pets/13" {
+                json!({"id": "thirteen"})
+            } else {
+                json!({"id": 7, "name": "rex"})
+            };
+            log.lock().unwrap().push((method, target, body));
+            let mut r = Response::new(crate::common::full(answer.to_string()));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r
+        }
+    })
+    .await;
+    (up, seen)
+}
+
+struct Api {
+    gw: Gateway,
+    seen: Seen,
+}
+
+impl Api {
+    fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(method.parse().unwrap(), self.gw.url(path))
+            .header("host", "pets.example.com")
+    }
+
+    /// Send `r`; the status and JSON body (`Null` when not JSON).
+    async fn send(&self, r: reqwest::RequestBuilder) -> (u16, Value) {
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `r` is refused with `status` and the problem `(in, pointer)`, and the upstream sees
+    /// nothing.
+    async fn refused(&self, r: reqwest::RequestBuilder, status: u16, place: (&str, &str)) -> Value {
+        let before = self.hits();
+        let (got, body) = self.send(r).await;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(
+            body["error"], "request does not match the API contract",
+            "{body}"
+        );
+        assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+        let problems = body["problems"].as_array().unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p["in"] == place.0 && p["pointer"] == place.1 && p["message"].is_string()),
+            "{place:?} not in {body}"
+        );
+        assert_eq!(self.hits(), before, "the upstream saw a refused request");
+        body
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_checked_against_the_document_before_the_upstream() {
+    let (up, seen) = upstream().await;
+    let openapi = format!("{}/openapi.yaml", fixture());
+    let extra = "[apis.pets.operations.deletePet]\nvalidate = \"report\"\n";
+    let api = Api {
+        gw: Gateway::start(&config(&up, &openapi, extra)),
+        seen,
+    };
+    let read = token("pets:read");
+    let write = token("pets:read pets:write");
+
+    // Valid requests pass unchanged (the base path stripped).
+    let (status, _) = api
+        .send(
+            api.req("GET", "/v1/pets?limit=10&tags=a&tags=b&status=sold")
+                .bearer_auth(&read)
+                .header("x-client-version", "2.1"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let pet =
+        json!({"name": "rex", "kind": {"barks": true}, "owner": {"email": "ann@example.com"}});
+    let body = serde_json::to_vec(&pet).unwrap();
+    let (status, _) = api
+        .send(
+            api.req("POST", "/v1/pets")
+                .bearer_auth(&write)
+                .header("content-type", "application/json")
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // A chunked body is read whole and checked too.
+    let stream = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(body[..10].to_vec()),
+        Ok(body[10..].to_vec()),
+    ]);
+    let (status, _) = api
+        .send(
+            api.req("POST", "/v1/pets")
+                .bearer_auth(&write)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(stream)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .send(
+            api.req("GET", "/v1/pets/7?fields=name,tag")
+                .header("x-api-key", "shop-key-0123456789")
+                .header("cookie", "prefs=full"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api.send(api.req("GET", "/v1/health")).await;
+    assert_eq!(status, 200, "an operation with `security: []` is open");
+    {
+        let seen = api.seen.lock().unwrap();
+        let targets: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|(m, t, _)| (m.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("GET", "/pets?limit=10&tags=a&tags=b&status=sold"),
+                ("POST", "/pets"),
+                ("POST", "/pets"),
+                ("GET", "/pets/7?fields=name,tag"),
+                ("GET", "/health"),
+            ]
+        );
+        assert_eq!(seen[1].2, body, "the body reaches the upstream unchanged");
+        assert_eq!(seen[2].2, body);
+    }
+
+    // Each kind of invalid request: refused with its problem, never forwarded.
+    let list = |q: &str| api.req("GET", &format!("/v1/pets?{q}")).bearer_auth(&read);
+    api.refused(list("limit=0"), 400, ("query", "/limit")).await;
+    api.refused(list("limit=ten"), 400, ("query", "/limit"))
+        .await;
+    api.refused(list("status=lost"), 400, ("query", "/status"))
+        .await;
+    api.refused(list("tags="), 400, ("query", "/tags/0")).await;
+    api.refused(
+        list("limit=5").header("x-client-version", "v2"),
+        400,
+        ("header", "/X-Client-Version"),
+    )
+    .await;
+    let get = |path: &str| {
+        api.req("GET", path)
+            .header("x-api-key", "shop-key-0123456789")
+    };
+    api.refused(get("/v1/pets/rex"), 400, ("path", "/petId"))
+        .await;
+    api.refused(get("/v1/pets/0"), 400, ("path", "/petId"))
+        .await;
+    api.refused(get("/v1/pets/7?fields=age"), 400, ("query", "/fields/0"))
+        .await;
+    api.refused(
+        get("/v1/pets/7").header("cookie", "a=b; prefs=huge"),
+        400,
+        ("cookie", "/prefs"),
+    )
+    .await;
+    let post = |b: Value| {
+        api.req("POST", "/v1/pets")
+            .bearer_auth(&write)
+            .header("content-type", "application/json")
+            .body(b.to_string())
+    };
+    let body = api
+        .refused(post(json!({"kind": {"barks": true}})), 400, ("body", ""))
+        .await;
+    assert!(body["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\"name\" is a required property"));
+    api.refused(
+        post(json!({"name": "x", "kind": {"barks": true, "lives": 3}})),
+        400,
+        ("body", "/kind"),
+    )
+    .await;
+    api.refused(
+        post(json!({"name": "x", "kind": {"lives": 3}, "owner": {"email": "not-an-email"}})),
+        400,
+        ("body", "/owner/email"),
+    )
+    .await;
+    api.refused(
+        post(json!({"name": "x", "kind": {"lives": 3}, "birthday": "2021-02-30"})),
+        400,
+        ("body", "/birthday"),
+    )
+    .await;
+    api.refused(
+        api.req("POST", "/v1/pets")
+            .bearer_auth(&write)
+            .header("content-type", "application/json")
+            .body("{\"name\": "),
+        400,
+        ("body", ""),
+    )
+    .await;
+    api.refused(
+        api.req("POST", "/v1/pets")
+            .bearer_auth(&write)
+            .header("content-type", "text/plain")
+            .body("rex"),
+        415,
+        ("body", ""),
+    )
+    .await;
+    api.refused(
+        api.req("POST", "/v1/pets").bearer_auth(&write),
+        400,
+        ("body", ""),
+    )
+    .await;
+    // Larger than the API's bound: 413 before anything is forwarded.
+    let before = api.hits();
+    let big = json!({"name": "x".repeat(4000), "kind": {"lives": 1}});
+    assert_eq!(api.send(post(big)).await.0, 413);
+    assert_eq!(api.hits(), before);
+
+    // Authentication comes first: without credentials a malformed request is a 401, and a
+    // token without the operation's scope is a 403.
+    let before = api.hits();
+    assert_eq!(api.send(api.req("GET", "/v1/pets?limit=0")).await.0, 401);
+    assert_eq!(
+        api.send(
+            api.req("POST", "/v1/pets")
+                .bearer_auth(token("pets:read"))
+                .header("content-type", "application/json")
+                .body(pet.to_string())
+        )
+        .await
+        .0,
+        403
+    );
+    // Paths and methods not in the document.
+    assert_eq!(
+        api.send(api.req("GET", "/v1/owners").bearer_auth(&read))
+            .await
+            .0,
+        404
+    );
+    let resp = api
+        .req("PATCH", "/v1/pets")
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD, POST");
+    assert_eq!(
+        api.send(api.req("GET", "/pets")).await.0,
+        404,
+        "outside the base path"
+    );
+    assert_eq!(api.hits(), before);
+
+    // Report mode (deletePet): forwarded, counted and logged.
+    let (status, _) = api
+        .send(api.req("DELETE", "/v1/pets/7").bearer_auth(&write))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api.hits(), before + 1);
+
+    // A response that breaks the document reaches the client, and is reported.
+    let (status, body) = api.send(get("/v1/pets/13")).await;
+    assert_eq!((status, &body), (200, &json!({"id": "thirteen"})));
+    let ok = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        let m = api.gw.metrics().await;
+        metric_value(
+            &m,
+            "gatehouse_contract_violations_total",
+            &[("operation", "getPet"), ("direction", "response")],
+        ) == 1.0
+    })
+    .await;
+    assert!(ok, "{}", api.gw.metrics().await);
+    let m = api.gw.metrics().await;
+    let count = |op: &str, direction: &str, mode: &str| {
+        metric_value(
+            &m,
+            "gatehouse_contract_violations_total",
+            &[
+                ("api", "pets"),
+                ("operation", op),
+                ("direction", direction),
+                ("mode", mode),
+            ],
+        )
+    };
+    assert_eq!(count("listPets", "request", "enforce"), 5.0);
+    assert_eq!(count("createPet", "request", "enforce"), 7.0);
+    assert_eq!(count("deletePet", "request", "report"), 1.0);
+    assert_eq!(count("getPet", "response", "report"), 1.0);
+    assert_eq!(
+        count("getPet", "response", "report") + count("listPets", "response", "report"),
+        1.0
+    );
+    let stderr = api.gw.stderr();
+    assert!(
+        stderr.contains("response does not match the API contract"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("request does not match the API contract (report mode"));
+    assert!(!stderr.contains("shop-key-0123456789"), "a key in the logs");
+
+    // Per-operation counts: the admin API lists every operation, with the unused ones at 0.
+    let routes: Value = client()
+        .get(api.gw.admin_url("/-/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = |id: &str| {
+        routes["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["operation"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {routes}"))
+    };
+    let get_pet = op("getPet");
+    assert_eq!(get_pet["name"], "pets.getPet");
+    assert_eq!(get_pet["api"], "pets");
+    assert_eq!(get_pet["path"], "/v1/pets/{petId}");
+    assert_eq!(get_pet["auth"], "keys");
+    assert!(get_pet["last_request"].is_string());
+    assert!(get_pet["requests"].as_u64().unwrap() >= 6);
+    let health = op("health");
+    assert_eq!(health["requests"], 1);
+    assert!(health["auth"].is_null());
+    let m = api.gw.metrics().await;
+    assert!(m.contains("gatehouse_route_last_request_timestamp_seconds{route=\"pets.deletePet\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_problems_are_named_and_a_reload_reads_the_document_again() {
+    let (up, seen) = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("api.yaml");
+    let head = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\n";
+    std::fs::write(
+        &doc,
+        format!("{head}paths:\n  /a:\n    get:\n      operationId: a\n"),
+    )
+    .unwrap();
+    let text = config(&up, &doc.display().to_string(), "");
+    let api = Api {
+        gw: Gateway::start(&text),
+        seen,
+    };
+    assert_eq!(api.send(api.req("GET", "/v1/a")).await.0, 200);
+    assert_eq!(api.send(api.req("GET", "/v1/b/1")).await.0, 404);
+
+    // A broken document: `check` names the file and the place, and a reload keeps the last
+    // good routes.
+    let broken = format!(
+        "{head}paths:\n  /b/{{id}}:\n    get:\n      operationId: b\n      parameters:\n        - $ref: '#/components/parameters/Id'\n"
+    );
+    std::fs::write(&doc, &broken).unwrap();
+    let (ok, _, stderr) =
+        check_config(&format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{text}"));
+    assert!(!ok);
+    let expected = format!(
+        "apis.pets.openapi: {}#/paths/~1b~1{{id}}/get/parameters/0: $ref \"#/components/parameters/Id\" points to nothing",
+        doc.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(api.gw.reload_via_admin().await.status(), 422);
+    assert_eq!(api.send(api.req("GET", "/v1/a")).await.0, 200);
+
+    // Fixed: the reload reads the document again and serves its new operation.
+    std::fs::write(
+        &doc,
+        format!("{broken}components:\n  parameters:\n    Id: {{name: id, in: path, required: true, schema: {{type: integer}}}}\n"),
+    )
+    .unwrap();
+    assert_eq!(api.gw.reload_via_admin().await.status(), 200);
+    assert_eq!(api.send(api.req("GET", "/v1/b/1")).await.0, 200);
+    api.refused(api.req("GET", "/v1/b/x"), 400, ("path", "/id"))
+        .await;
+    assert_eq!(
+        api.send(api.req("GET", "/v1/a")).await.0,
+        404,
+        "gone from the document"
+    );
+
+    // Config problems of the API itself.
+    let bad = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[upstreams.p]\ntargets = [{{ address = \"127.0.0.1:2\" }}]\n\
+         [apis.x]\nopenapi = \"{}\"\nupstream = \"q\"\nbase_path = \"/v1/\"\nvalidate_responses = \"enforce\"\n\
+         max_body_bytes = 100000\nauthorizers = {{ s = \"nope\" }}\n",
+        doc.display()
+    );
+    let (ok, _, stderr) = check_config(&bad);
+    assert!(!ok);
+    for line in [
+        "apis.x.upstream: unknown upstream \"q\"",
+        "apis.x.base_path: \"/v1/\" must start with `/`, not end with one",
+        "apis.x.validate_responses: only `report` or `off`",
+        "apis.x.max_body_bytes: must be between 1 and 65536",
+        "apis.x.authorizers.s: unknown authorizer \"nope\"",
+    ] {
+        assert!(stderr.contains(line), "{line} not in {stderr}");
+    }
+}

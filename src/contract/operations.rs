@@ -176,24 +176,21 @@ impl Reader<'_> {
         }
         for seg in segments {
             if let Segment::Param { name, .. } = seg {
-                if !by_key.contains_key(&(name.clone(), In::Path.label())) {
-                    // The template names it, so the request always has it; check it as a string.
-                    by_key.insert(
-                        (name.clone(), In::Path.label()),
-                        Param {
-                            location: In::Path,
-                            shape: Shape {
-                                name: name.clone(),
-                                style: Style::Simple,
-                                explode: false,
-                                kind: Kind::Scalar(Scalar::String),
-                            },
-                            required: true,
-                            json: false,
-                            schema: None,
+                // The template names it, so the request always has it; check it as a string.
+                by_key
+                    .entry((name.clone(), In::Path.label()))
+                    .or_insert_with(|| Param {
+                        location: In::Path,
+                        shape: Shape {
+                            name: name.clone(),
+                            style: Style::Simple,
+                            explode: false,
+                            kind: Kind::Scalar(Scalar::String),
                         },
-                    );
-                }
+                        required: true,
+                        json: false,
+                        schema: None,
+                    });
             }
         }
         for ((name, location), _) in by_key.iter().filter(|(_, p)| p.location == In::Path) {

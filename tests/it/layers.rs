@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     // One concern each.
     &[
         "auth",
+        "contract",
         "cors",
         "edge",
         "firewall",

@@ -5,7 +5,7 @@
 //! not verified (that needs keys and clocks of the moment), only named.
 
 use super::decide::{self, Rejection};
-use crate::config::{Config, ListenerConfig, RouteConfig};
+use crate::config::{Config, ListenerConfig, RouteConfig, ValidateMode};
 use crate::edge::path;
 use crate::edge::settings::IpRules;
 use crate::snapshot::{RouteAction, Snapshot};
@@ -192,7 +192,12 @@ fn walk(
             "note": "counted when the request is sent, not here",
         }),
     );
-    if let Some(auth) = route_config.and_then(|r| r.auth.as_ref()) {
+    // An API operation's route is not in `[[routes]]`: its auth comes from the document.
+    let operation = route.operation.as_deref();
+    let auth = route_config
+        .and_then(|r| r.auth.as_ref())
+        .or(operation.and_then(|o| o.auth.as_ref()));
+    if let Some(auth) = auth {
         steps.add(
             "auth",
             json!({
@@ -203,6 +208,28 @@ fn walk(
         );
     } else {
         steps.add("auth", json!({ "authorizer": null }));
+    }
+    if let Some(op) = operation {
+        let mut problems = Vec::new();
+        if op.validate != ValidateMode::Off {
+            let path = crate::urlpath::normalize_path(req.uri.path().as_bytes());
+            let path = path.as_deref().unwrap_or(req.uri.path().as_bytes());
+            let query = req.uri.query().map(str::as_bytes);
+            crate::contract::check::parameters(op, path, query, &req.headers, &mut problems);
+        }
+        steps.add(
+            "contract",
+            json!({
+                "api": op.api,
+                "operation": op.id,
+                "validate": format!("{:?}", op.validate).to_lowercase(),
+                "problems": problems,
+                "note": "a body is checked when the request is sent, not here",
+            }),
+        );
+        if !problems.is_empty() && op.validate == ValidateMode::Enforce {
+            return refused(400, super::respond::CONTRACT_MESSAGE);
+        }
     }
     match &route.action {
         RouteAction::Respond(_) => json!({

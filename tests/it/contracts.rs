@@ -136,7 +136,9 @@ impl Api {
 async fn requests_are_checked_against_the_document_before_the_upstream() {
     let (up, seen) = upstream().await;
     let openapi = format!("{}/openapi.yaml", fixture());
-    let extra = "[apis.pets.operations.deletePet]\nvalidate = \"report\"\n";
+    let extra = "cors = \"web\"\n[apis.pets.operations.deletePet]\nvalidate = \"report\"\n\
+                 [cors.web]\nallow_origins = [\"https://app.example.com\"]\n\
+                 allow_headers = [\"authorization\", \"x-request-reason\"]\n";
     let api = Api {
         gw: Gateway::start(&config(&up, &openapi, extra)),
         seen,
@@ -335,7 +337,36 @@ async fn requests_are_checked_against_the_document_before_the_upstream() {
         404,
         "outside the base path"
     );
-    assert_eq!(api.hits(), before);
+    // CORS for the whole API: preflights answered at the edge, grants on answers.
+    let resp = api
+        .req("OPTIONS", "/v1/pets/7")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "DELETE")
+        .header(
+            "access-control-request-headers",
+            "authorization, x-request-reason",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let resp = api
+        .req("GET", "/v1/health")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(api.hits(), before + 1, "only the GET was forwarded");
+    let before = api.hits();
 
     // Report mode (deletePet): forwarded, counted and logged.
     let (status, _) = api
@@ -412,7 +443,7 @@ async fn requests_are_checked_against_the_document_before_the_upstream() {
     assert!(get_pet["last_request"].is_string());
     assert!(get_pet["requests"].as_u64().unwrap() >= 6);
     let health = op("health");
-    assert_eq!(health["requests"], 1);
+    assert_eq!(health["requests"], 2);
     assert!(health["auth"].is_null());
     let m = api.gw.metrics().await;
     assert!(m.contains("gatehouse_route_last_request_timestamp_seconds{route=\"pets.deletePet\"}"));
@@ -469,6 +500,31 @@ async fn document_problems_are_named_and_a_reload_reads_the_document_again() {
         404,
         "gone from the document"
     );
+
+    // `explain` shows the operation and the parameter problems, without sending anything.
+    let file = dir.path().join("g.toml");
+    std::fs::write(
+        &file,
+        format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{text}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["explain", "-c"])
+        .arg(&file)
+        .args(["GET", "http://pets.example.com:1/v1/b/x"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"]["status"], 400, "{v}");
+    let step = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "contract")
+        .cloned()
+        .unwrap();
+    assert_eq!(step["operation"], "b");
+    assert_eq!(step["problems"][0]["pointer"], "/id", "{step}");
 
     // Config problems of the API itself.
     let bad = format!(

@@ -32,6 +32,9 @@
 # GATEHOUSE_TRACING=RATIO does the same with [tracing] at that sampling ratio
 # ("gatehouse+tr", "gh+tr-pair"), its spans exported over OTLP/HTTP to a collector that
 # accepts and discards them (benches/lib.sh's otlp_sink on 127.0.0.1:18089).
+# GATEHOUSE_OPENAPI=N does the same with an API from an OpenAPI document of N operations whose
+# POST / validates the request against its schema ("gatehouse+oa", "gh+oa-pair"); use it with
+# GATEHOUSE_BODY=json, whose 1 KB order body the operation checks.
 # PIN=1 (the default with 2 or more CPUs) pins the load side (wrk and the nginx upstream) to
 # CPU 0 and every proxy to the other CPUs, so a proxy's CPU per request is not moved by how
 # the scheduler shares cores with the load generator; PIN=0 lets them float.
@@ -60,12 +63,16 @@ TRACING=${GATEHOUSE_TRACING:-}
 SINK=18089
 # The second gatehouse, measured against the first: its name and what it adds.
 VARIANT="" VARIANT_WHAT=""
-if [ -n "$FIREWALL" ] && [ -n "$TRACING" ]; then
-  echo "GATEHOUSE_FIREWALL and GATEHOUSE_TRACING each make the second gatehouse: set one" >&2
+OPENAPI=${GATEHOUSE_OPENAPI:-}
+variants=0
+for v in "$FIREWALL" "$TRACING" "$OPENAPI"; do [ -n "$v" ] && variants=$((variants + 1)); done
+if [ "$variants" -gt 1 ]; then
+  echo "GATEHOUSE_FIREWALL, GATEHOUSE_TRACING and GATEHOUSE_OPENAPI each make the second gatehouse: set one" >&2
   exit 1
 fi
 [ -n "$FIREWALL" ] && VARIANT=fw VARIANT_WHAT="all managed protections"
 [ -n "$TRACING" ] && VARIANT=tr VARIANT_WHAT="tracing at ratio $TRACING"
+[ -n "$OPENAPI" ] && VARIANT=oa VARIANT_WHAT="request validation ($OPENAPI operations)"
 BODY=${GATEHOUSE_BODY:-}
 TICKS=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -154,6 +161,10 @@ if [ -n "$VARIANT" ]; then
 fi
 if [ -n "$FIREWALL" ]; then
   printf '[firewall]\nmanaged = ["sqli", "xss", "traversal", "known_bad_inputs", "scanners"]\n' >> "$WORK/gatehouse-variant.toml"
+fi
+if [ -n "$OPENAPI" ]; then
+  openapi_doc "$WORK/openapi.yaml" "$OPENAPI"
+  openapi_conf "$WORK/openapi.yaml" >> "$WORK/gatehouse-variant.toml"
 fi
 if [ -n "$TRACING" ]; then
   tracing_conf "$TRACING" $SINK >> "$WORK/gatehouse-variant.toml"

@@ -16,7 +16,9 @@
 # started here. GATEHOUSE_FIREWALL=1 adds every managed firewall protection;
 # GATEHOUSE_CORS=1 gives the route a credentialed CORS policy and sends an allowed Origin with
 # every request. GATEHOUSE_TRACING=RATIO adds [tracing] at that sampling ratio, exporting to a local
-# OTLP/HTTP sink (the export thread's instructions count too). GATEHOUSE_BODY=json sends every request as a POST with benches/lib.sh's 1 KB JSON body. Prints Ir per
+# OTLP/HTTP sink (the export thread's instructions count too). GATEHOUSE_BODY=json sends every
+# request as a POST with benches/lib.sh's 1 KB JSON body; GATEHOUSE_OPENAPI=N adds an API from
+# an OpenAPI document of N operations whose POST / validates that body. Prints Ir per
 # request, the owners of the self cost (by symbol) and the inclusive cost of each gatehouse
 # phase hook; the raw callgrind files are kept when KEEP=DIR is set.
 set -euo pipefail
@@ -77,6 +79,11 @@ export ORIGIN
 if [ -n "${GATEHOUSE_TRACING:-}" ]; then
   tracing_conf "$GATEHOUSE_TRACING" $SINK >> "$WORK/gatehouse.toml"
   otlp_sink $SINK & pids+=($!)
+fi
+
+if [ -n "${GATEHOUSE_OPENAPI:-}" ]; then
+  openapi_doc "$WORK/openapi.yaml" "$GATEHOUSE_OPENAPI"
+  openapi_conf "$WORK/openapi.yaml" >> "$WORK/gatehouse.toml"
 fi
 
 BODY_FILE=""

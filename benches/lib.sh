@@ -147,3 +147,20 @@ class Sink(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
 }
+
+# openapi_doc FILE OPERATIONS: benches/fixtures/orders.yaml (POST / checks the 1 KB order of
+# json_body) with generated operations added up to OPERATIONS in all (GET /things{i}/{id} with
+# an integer path parameter), in FILE.
+openapi_doc() {
+  cp benches/fixtures/orders.yaml "$1"
+  local i
+  for i in $(seq 2 "$2"); do
+    printf '  /things%d/{id}:\n    get:\n      operationId: thing%d\n      parameters: [{name: id, in: path, required: true, schema: {type: integer}}]\n      responses: {200: {description: ok}}\n' "$i" "$i"
+  done >> "$1"
+}
+
+# openapi_conf FILE: an [apis.bench] section on pool `u`, whose POST / operation takes the
+# benchmarks' JSON body (in front of the catch-all route).
+openapi_conf() {
+  printf '[apis.bench]\nopenapi = "%s"\nupstream = "u"\nmax_body_bytes = 4096\n' "$1"
+}

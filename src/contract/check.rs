@@ -233,6 +233,10 @@ fn schema_problems(
     prefix: &str,
     out: &mut Vec<Problem>,
 ) {
+    // The common case, without building errors.
+    if schema.is_valid(value) {
+        return;
+    }
     for e in schema.iter_errors(value) {
         if out.len() >= MAX_PROBLEMS {
             return;

@@ -370,6 +370,16 @@ fn provide_readme_block(block: &str, root: &std::path::Path, ca: &crate::pki::Ca
                 std::fs::write(path, format!("partner-a {}\n", "ab".repeat(32))).unwrap()
             }
             Some("log") => {}
+            // An OpenAPI document (`[apis.NAME] openapi`) with one operation.
+            Some("yaml") => std::fs::write(
+                path,
+                "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /pets/{petId}:\n    get:\n      \
+                 operationId: getPet\n      security: [{apiKey: []}]\n      parameters: [{name: petId, \
+                 in: path, required: true, schema: {type: integer}}]\n      responses: {200: {description: ok}}\n  \
+                 /pets/{petId}/photo:\n    put:\n      operationId: uploadPhoto\n      responses: {200: {description: ok}}\n\
+                 components:\n  securitySchemes:\n    apiKey: {type: apiKey, in: header, name: x-api-key}\n",
+            )
+            .unwrap(),
             // A directory (certificate_dir): one certificate in it.
             None | Some("d") => {
                 std::fs::create_dir_all(path).unwrap();

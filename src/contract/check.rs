@@ -55,7 +55,8 @@ pub fn parameters(
         if out.len() >= MAX_PROBLEMS {
             return;
         }
-        let at = format!("/{}", p.shape.name);
+        // Built only for a problem: a valid request allocates no pointers.
+        let at = || format!("/{}", p.shape.name);
         let value = if p.json {
             match sources.value(p.location, &raw_string(&p.shape)) {
                 Some(Value::String(text)) => match serde_json::from_str(&text) {
@@ -63,7 +64,7 @@ pub fn parameters(
                     Err(e) => {
                         out.push(Problem::new(
                             p.location.label(),
-                            at,
+                            at(),
                             format!("not JSON: {e}"),
                         ));
                         continue;
@@ -78,14 +79,16 @@ pub fn parameters(
             if p.required {
                 out.push(Problem::new(
                     p.location.label(),
-                    at,
+                    at(),
                     "required parameter is missing",
                 ));
             }
             continue;
         };
         if let Some(schema) = &p.schema {
-            schema_problems(schema, &value, p.location.label(), &at, out);
+            if !schema.is_valid(&value) {
+                schema_problems(schema, &value, p.location.label(), &at(), out);
+            }
         }
     }
 }

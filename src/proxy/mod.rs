@@ -394,7 +394,10 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .and_then(|r| r.operation.as_ref())
             .is_some_and(|op| op.validate_responses == crate::config::ValidateMode::Report);
-        if checks_responses && !upstream_response.status.is_informational() {
+        // HEAD, 204 and 304 answers have no body to check.
+        let bodiless = session.req_header().method == http::Method::HEAD
+            || matches!(upstream_response.status.as_u16(), 204 | 304);
+        if checks_responses && !bodiless && !upstream_response.status.is_informational() {
             let status = upstream_response.status.as_u16();
             ctx.response_check =
                 crate::contract::check::ResponseCapture::new(status, &upstream_response.headers)

@@ -456,7 +456,12 @@ async fn request_body(
     limit: u64,
 ) -> Result<Option<Bytes>, Refusal> {
     if ctx.body_read_early {
-        return Ok(session.get_retry_buffer());
+        // The firewall read it, under its own bound: this operation's may be smaller.
+        let body = session.get_retry_buffer();
+        if body.as_ref().is_some_and(|b| b.len() as u64 > limit) {
+            return Err(edge_refusal(Reason::BodyTooLarge, ctx));
+        }
+        return Ok(body);
     }
     let req = session.req_header();
     let h2 = req.version == http::Version::HTTP_2;

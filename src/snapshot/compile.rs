@@ -171,10 +171,19 @@ pub fn compile(
         config,
         reg,
     };
+    let mut names: std::collections::HashSet<String> =
+        routes.iter().map(|r: &Arc<Route>| r.name.clone()).collect();
     for (name, api) in &config.apis {
         match api_routes(name, api, &ctx) {
             Ok(made) => {
                 for (spec, route) in made {
+                    if !names.insert(route.name.clone()) {
+                        errors.push(ConfigError::new(
+                            KeyPath::top("apis").key(name).key("openapi"),
+                            format!("route name {:?} is taken by another route", route.name),
+                        ));
+                        continue;
+                    }
                     router.insert(&spec, route.clone());
                     routes.push(route);
                 }

@@ -123,6 +123,15 @@ async fn dashboard_queries_and_alert_rules_work_on_a_real_prometheus() {
     let (cert, key) = crate::pki::Ca::new("ca")
         .server(&["a.test"], 30)
         .write(certs.path(), "a");
+    // An API whose upstream answers plain text where the document promises JSON.
+    let doc = certs.path().join("pets.yaml");
+    std::fs::write(
+        &doc,
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /pets:\n    get:\n      \
+         operationId: listPets\n      responses:\n        '200':\n          description: ok\n          \
+         content: {application/json: {schema: {type: array}}}\n",
+    )
+    .unwrap();
     let body = format!(
         "[upstreams.app]\ntargets = [{{ address = \"{app}\" }}]\n\
          [upstreams.app.health_check]\npath = \"/\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\n\
@@ -142,7 +151,10 @@ async fn dashboard_queries_and_alert_rules_work_on_a_real_prometheus() {
          [[routes]]\nname = \"tight\"\npath = \"/tight\"\nlimits = [\"tight\"]\n\
          respond = {{ body = \"t\" }}\n\
          [[routes]]\nname = \"broken\"\npath = \"/broken\"\nupstream = \"dead\"\n\
-         [[routes]]\nname = \"never\"\npath = \"/never\"\nrespond = {{ body = \"n\" }}\n",
+         [[routes]]\nname = \"never\"\npath = \"/never\"\nrespond = {{ body = \"n\" }}\n\
+         [apis.pets]\nopenapi = \"{doc}\"\nupstream = \"app\"\nbase_path = \"/api\"\n\
+         validate_responses = \"report\"\n",
+        doc = doc.display(),
         app = app.address(),
         sha = "ab".repeat(32),
         cert = cert.display(),
@@ -176,6 +188,7 @@ async fn dashboard_queries_and_alert_rules_work_on_a_real_prometheus() {
     for _ in 0..20 {
         assert_eq!(get("/app/x".into()).await, 200);
     }
+    assert_eq!(get("/api/pets".into()).await, 200);
     for _ in 0..3 {
         assert_eq!(get("/keyed".into()).await, 401);
     }

@@ -37,8 +37,8 @@ pub struct RequestCtx {
     pub hsts: Option<HeaderValue>,
     /// Who the route's authorizer says the client is.
     pub identity: Option<Arc<crate::auth::Identity>>,
-    /// Auth decision label for the access log.
-    pub auth: Option<&'static str>,
+    /// The auth decision, for the access log and the trace (its label).
+    pub auth: Option<crate::auth::Reason>,
     /// Client-facing reason when the gateway refused or failed the request.
     pub error: Option<&'static str>,
     /// The firewall's decision for the access log (`deny:sqli`, `ban:ip`, ...).

@@ -140,7 +140,7 @@ fn finish_trace(
         route: ctx.route.as_ref().map(|r| r.name.as_str()),
         status,
         upstream: ctx.pool().map(|p| p.name.as_str()),
-        auth: ctx.auth,
+        auth: ctx.auth.map(crate::auth::Reason::label),
         consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
         firewall: ctx.firewall.as_deref().map(String::as_str),
         limit_remaining: ctx.limit.report.as_ref().map(|r| r.remaining),
@@ -510,7 +510,7 @@ impl ProxyHttp for Gateway {
             duration: elapsed,
             upstream_duration: upstream_elapsed,
             consumer: ctx.identity.as_ref().and_then(|i| i.consumer.as_deref()),
-            auth: ctx.auth,
+            auth: ctx.auth.map(crate::auth::Reason::label),
             firewall: ctx.firewall.as_deref().map(String::as_str),
             error: ctx.error,
         });

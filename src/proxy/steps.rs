@@ -208,12 +208,12 @@ pub async fn authenticate(
     };
     match auth::authenticate(auth, req, &info).await {
         Ok(identity) => {
-            ctx.auth = Some(auth::Reason::Allowed.label());
+            ctx.auth = Some(auth::Reason::Allowed);
             ctx.identity = Some(identity);
             Ok(())
         }
         Err(rejected) => {
-            ctx.auth = Some(rejected.reason.label());
+            ctx.auth = Some(rejected.reason);
             Err(Refusal::from(rejected))
         }
     }
@@ -331,16 +331,14 @@ async fn read_body(
     fw: &Firewall,
     route: &Route,
 ) -> Result<Option<Bytes>, Refusal> {
-    let req = session.req_header();
-    let h2 = req.version == http::Version::HTTP_2;
-    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let declared = decide::declared_length(req);
-    let expects_continue = expects_continue(req);
-    // An HTTP/2 request without Content-Length has a body unless its headers ended the stream.
-    let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
-    if !unknown_length && declared.unwrap_or(0) == 0 {
+    let Some(BodyFraming {
+        declared,
+        unknown_length,
+        expects_continue,
+    }) = body_framing(session)
+    else {
         return Ok(None);
-    }
+    };
     if unknown_length || !Firewall::reads_body(declared) {
         ctx.firewall = Some(fw.oversize_body());
         if fw.deny_oversize {
@@ -356,13 +354,35 @@ async fn read_body(
         .map(Some)
 }
 
-/// Whether the request asks for `100 Continue` before it sends its body.
-fn expects_continue(req: &RequestHeader) -> bool {
-    req.version == http::Version::HTTP_11
+/// How a request's body comes.
+struct BodyFraming {
+    /// `Content-Length`.
+    declared: Option<u64>,
+    /// Chunked, or HTTP/2 without a length.
+    unknown_length: bool,
+    /// The client waits for `100 Continue` before it sends the body.
+    expects_continue: bool,
+}
+
+/// How the request's body comes; `None` when it has none.
+fn body_framing(session: &mut Session) -> Option<BodyFraming> {
+    let req = session.req_header();
+    let h2 = req.version == http::Version::HTTP_2;
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let declared = decide::declared_length(req);
+    let expects_continue = req.version == http::Version::HTTP_11
         && req
             .headers
             .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // An HTTP/2 request without Content-Length has a body unless its headers ended the stream.
+    let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
+    let has_body = unknown_length || declared.unwrap_or(0) > 0;
+    has_body.then_some(BodyFraming {
+        declared,
+        unknown_length,
+        expects_continue,
+    })
 }
 
 /// Read the whole body now, before the upstream is chosen; Pingora keeps it (up to 64 KiB)
@@ -463,20 +483,22 @@ async fn request_body(
         }
         return Ok(body);
     }
-    let req = session.req_header();
-    let h2 = req.version == http::Version::HTTP_2;
-    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let declared = decide::declared_length(req);
-    let continue_first = expects_continue(req);
-    let unknown_length = chunked || (h2 && declared.is_none() && !session.is_body_empty());
-    if !unknown_length && declared.unwrap_or(0) == 0 {
+    let Some(framing) = body_framing(session) else {
         return Ok(None);
-    }
+    };
+    let declared = framing.declared;
     if declared.is_some_and(|n| n > limit) {
         return Err(edge_refusal(Reason::BodyTooLarge, ctx));
     }
     let limit = limit.min(route.edge.max_body_bytes);
-    read_whole_body(session, ctx, route, continue_first, declared, limit)
-        .await
-        .map(Some)
+    read_whole_body(
+        session,
+        ctx,
+        route,
+        framing.expects_continue,
+        declared,
+        limit,
+    )
+    .await
+    .map(Some)
 }

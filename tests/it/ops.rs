@@ -410,11 +410,30 @@ async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
     );
     // And a firewall with bans, for the firewall series.
     let firewall = "[firewall]\nmanaged = [\"sqli\"]\n[firewall.bans]\nthreshold = 100\n";
-    let gw = Gateway::start(&format!("{jwt}{certs}{firewall}{}", routes(&upstream, "")));
+    // And an API whose upstream answers text where the document promises JSON, for the
+    // contract series.
+    let doc = dir.path().join("api.yaml");
+    std::fs::write(
+        &doc,
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /probe:\n    get:\n      \
+         responses: {'200': {description: ok, content: {application/json: {schema: {type: array}}}}}\n",
+    )
+    .unwrap();
+    let api = format!(
+        "[apis.a]\nopenapi = \"{}\"\nupstream = \"app\"\nvalidate_responses = \"report\"\n",
+        doc.display()
+    );
+    let gw = Gateway::start(&format!(
+        "{jwt}{certs}{firewall}{api}{}",
+        routes(&upstream, "")
+    ));
     // Families with labels appear once they have a series: after one request.
     client().get(gw.url("/")).send().await.unwrap();
+    client().get(gw.url("/probe")).send().await.unwrap();
     let counted = eventually(Duration::from_secs(5), || async {
-        gw.metrics().await.contains("gatehouse_requests_total{")
+        let m = gw.metrics().await;
+        m.contains("gatehouse_requests_total{")
+            && m.contains("gatehouse_contract_violations_total{")
     })
     .await;
     assert!(counted);

@@ -18,7 +18,7 @@ pub(super) fn validate(config: &Config, present: &crate::config::Present, p: &mu
             );
         }
         for (i, host) in api.hosts.iter().enumerate() {
-            if let Err(e) = crate::routing::HostPattern::parse(host) {
+            if let Err(e) = crate::host::HostPattern::parse(host) {
                 p.at(path.key("hosts").index(i), e.to_string());
             }
         }

@@ -48,7 +48,14 @@ fn operations_have_templates_security_and_parameters() {
     let ids: Vec<&str> = ops.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["health", "listPets", "createPet", "getPet", "deletePet"]
+        [
+            "health",
+            "listPets",
+            "createPet",
+            "getPet",
+            "deletePet",
+            "getOwner"
+        ]
     );
     let get = op(&ops, "getPet");
     assert_eq!(get.template, "/v1/pets/{petId}");

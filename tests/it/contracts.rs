@@ -442,6 +442,11 @@ async fn requests_are_checked_against_the_document_before_the_upstream() {
     assert_eq!(get_pet["auth"], "keys");
     assert!(get_pet["last_request"].is_string());
     assert!(get_pet["requests"].as_u64().unwrap() >= 6);
+    // Never called: listed with no requests, for the unused-route alerts.
+    let owner = op("getOwner");
+    assert_eq!(owner["requests"], 0);
+    assert!(owner["last_request"].is_null());
+    assert_eq!(owner["path"], "/v1/pets/{petId}/owner");
     let health = op("health");
     assert_eq!(health["requests"], 2);
     assert!(health["auth"].is_null());

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+pub mod template;
+
 /// Normalize an origin-form path (no query): decode %-encoded unreserved characters, uppercase
 /// the hex of other escapes, merge repeated slashes and resolve `.` and `..` segments (RFC 3986
 /// 6.2.2). Returns `None` for input that is not a valid path: not starting with `/`, a broken

@@ -271,7 +271,13 @@ fn compile_route(
         .filter_map(|h| HostPattern::parse(h).ok())
         .collect();
     let path = match (&rc.path, &rc.path_prefix) {
-        (Some(p), _) => PathPattern::Exact(p.clone()),
+        (Some(p), _) => match crate::routing::template::parse(p) {
+            // `/users/{id}`: validation checked the syntax of templates.
+            Ok(segments) if p.contains('{') && crate::routing::template::has_params(&segments) => {
+                PathPattern::Template(p.clone(), segments)
+            }
+            _ => PathPattern::Exact(p.clone()),
+        },
         (None, Some(p)) => PathPattern::Prefix(trim_prefix(p).to_string()),
         (None, None) => PathPattern::Prefix("/".to_string()),
     };
@@ -378,20 +384,16 @@ fn api_routes(
             &c.config.edge,
             c.reg,
         );
-        let Some(Ok((mut spec, route))) = built else {
+        let Some(Ok((spec, route))) = built else {
             // Refers to an entry that failed to compile and was reported there.
             continue;
         };
         let mut route = with_firewall(route, &rc, c.firewall);
-        if crate::routing::template::has_params(&op.segments) {
-            spec.path = PathPattern::Template(op.template.clone(), op.segments.clone());
-        }
         if let (true, Some(base), RouteAction::Proxy { rewrite, .. }) =
             (api.strip_base_path, &api.base_path, &mut route.action)
         {
             *rewrite = PathRewrite::StripBase(base.len());
         }
-        route.spec = spec.clone();
         route.cors = api.cors.as_deref().and_then(|n| c.cors.get(n).cloned());
         route.operation = Some(Arc::new(op));
         out.push((spec, Arc::new(route)));

@@ -113,3 +113,38 @@ fn a_new_redis_client_is_kept_only_once_its_config_is_in_use() {
     let applied = client(&store.load());
     assert!(Arc::ptr_eq(&applied, &client(&compiled(&with(2), &reg))));
 }
+
+#[test]
+fn route_paths_may_be_templates() {
+    let text = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+        [upstreams.p]\ntargets = [{ address = \"127.0.0.1:2\" }]\n\
+        [[routes]]\nname = \"user\"\npath = \"/users/{id}\"\nupstream = \"p\"\n\
+        [[routes]]\nname = \"me\"\npath = \"/users/me\"\nupstream = \"p\"\n\
+        [[routes]]\nname = \"avatar\"\npath = \"/users/{id}/avatar.{ext}\"\nupstream = \"p\"\n";
+    let snapshot = compiled(text, &Registries::new().unwrap());
+    let name = |path: &str| match snapshot
+        .router
+        .lookup(None, &http::Method::GET, path.as_bytes())
+    {
+        crate::routing::RouteMatch::Found { value, .. } => Some(value.name.clone()),
+        _ => None,
+    };
+    assert_eq!(name("/users/7").as_deref(), Some("user"));
+    assert_eq!(name("/users/me").as_deref(), Some("me"));
+    assert_eq!(name("/users/7/avatar.png").as_deref(), Some("avatar"));
+    assert_eq!(name("/users/7/x"), None);
+    assert_eq!(name("/users/"), None);
+    let errors = config::parse(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\nname = \"a\"\npath = \"/a/{b\"\n\
+         respond = {}\n[[routes]]\nname = \"b\"\npath_prefix = \"/b/{c}\"\nrespond = {}\n",
+    )
+    .unwrap_err();
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "routes[0].path: \"/a/{b\" is not a path template: segment \"{b\": unbalanced `{` or `}`",
+            "routes[1].path_prefix: templates (`{name}`) are for `path`, not prefixes",
+        ]
+    );
+}

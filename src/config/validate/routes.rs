@@ -47,8 +47,32 @@ fn route(
     }
     match (&route.path, &route.path_prefix) {
         (Some(_), Some(_)) => p.at(path.clone(), "set either `path` or `path_prefix`, not both"),
-        (Some(v), None) => config_path(p, path.key("path"), v),
-        (None, Some(v)) => config_path(p, path.key("path_prefix"), v),
+        (Some(v), None) => {
+            config_path(p, path.key("path"), v);
+            if v.contains(['{', '}']) {
+                if let Err(e) = crate::urlpath::template::parse(v) {
+                    p.at(
+                        path.key("path"),
+                        format!("{v:?} is not a path template: {e}"),
+                    );
+                }
+                if route.case_insensitive {
+                    p.at(
+                        path.key("case_insensitive"),
+                        "path templates match case-sensitively",
+                    );
+                }
+            }
+        }
+        (None, Some(v)) => {
+            config_path(p, path.key("path_prefix"), v);
+            if v.contains(['{', '}']) {
+                p.at(
+                    path.key("path_prefix"),
+                    "templates (`{name}`) are for `path`, not prefixes",
+                );
+            }
+        }
         (None, None) => {}
     }
     for (i, m) in route.methods.iter().enumerate() {

@@ -142,8 +142,16 @@ fn walk(
         return outcome;
     }
 
+    let preflight = crate::cors::is_preflight(&req.method, &req.headers);
     let routed = match decide::route_request(snapshot, req, host_str) {
         Ok(routed) => routed,
+        // As the proxy does: a CORS route answers preflights whichever methods it serves.
+        Err(Rejection::MethodNotAllowed { route, .. }) if preflight && route.0.cors.is_some() => {
+            decide::Routed {
+                route: route.0,
+                upstream_uri: None,
+            }
+        }
         Err(rejection) => return rejection_outcome(steps, "route", rejection),
     };
     let route = &routed.route;
@@ -184,6 +192,22 @@ fn walk(
             "note": "rules and protections run on the request when it is sent, not here",
         }),
     );
+    if let (Some(policy), true) = (&route.cors, preflight) {
+        return match policy.preflight(&req.headers) {
+            crate::cors::Preflight::Allowed(headers) => {
+                let grant: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                    .collect();
+                steps.add("cors", json!({ "preflight": "allowed", "headers": grant }));
+                json!({ "result": "answered by the gateway", "status": 204, "route": route.name })
+            }
+            crate::cors::Preflight::Refused(reason) => {
+                steps.add("cors", json!({ "preflight": "refused" }));
+                refused(403, reason)
+            }
+        };
+    }
     steps.add(
         "limits",
         json!({

@@ -137,6 +137,24 @@ async fn preflights_are_answered_at_the_edge() {
         1,
         "only the route without CORS reached it"
     );
+
+    // `explain` tells the same: answered by the gateway, or refused with the reason.
+    let explain = |origin: &str| {
+        let out = std::process::Command::new(crate::common::BIN)
+            .args(["explain", "-c"])
+            .arg(&gw.config_path)
+            .args(["OPTIONS", &gw.url("/orders/7")])
+            .args(["-H", &format!("origin: {origin}")])
+            .args(["-H", "access-control-request-method: PUT"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = explain("https://shop.example.org");
+    assert_eq!(v["outcome"]["status"], 204, "{v}");
+    assert_eq!(v["outcome"]["route"], "orders");
+    let v = explain("https://evil.example.com");
+    assert_eq!(v["outcome"]["status"], 403, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

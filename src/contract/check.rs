@@ -245,7 +245,9 @@ fn schema_problems(
             return;
         }
         let pointer = format!("{prefix}{}", e.instance_path());
-        out.push(Problem::new(location, pointer, e.to_string()));
+        // Without the value: a password that is too short must not reach the logs, and an
+        // answer should not echo up to 64 KiB back per problem.
+        out.push(Problem::new(location, pointer, e.masked().to_string()));
     }
 }
 

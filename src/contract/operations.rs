@@ -74,6 +74,17 @@ pub fn load(name: &str, api: &ApiConfig) -> Result<Vec<Operation>, DocError> {
             )))
         }
     };
+    // A mapped name the document does not define is most likely a typo of one it does.
+    let schemes = doc
+        .pointer("/components/securitySchemes")
+        .and_then(Value::as_object);
+    for scheme in api.authorizers.keys() {
+        if !schemes.is_some_and(|s| s.contains_key(scheme)) {
+            return Err(root.key("components").key("securitySchemes").error(format!(
+                "has no scheme {scheme:?}, which the API's `authorizers` maps"
+            )));
+        }
+    }
     let schemas = Schemas::new(&docs, openapi_30)?;
     let reader = Reader {
         name,

@@ -218,6 +218,15 @@ fn document_problems_name_the_file_and_pointer() {
         err.contains("#/paths/~1a/get/security/0/oidc: security scheme \"oidc\" is not mapped"),
         "{err}"
     );
+    let err = load_doc(
+        &format!("{head}paths: {{}}\n"),
+        "authorizers = { petAuth = \"jwt\" }\n",
+    )
+    .unwrap();
+    assert!(
+        err.ends_with("#/components/securitySchemes: has no scheme \"petAuth\", which the API's `authorizers` maps"),
+        "{err}"
+    );
     let err = load_doc("swagger: '2.0'\npaths: {}\n", "").unwrap();
     assert!(
         err.contains("#/openapi: \"\": OpenAPI 3.0 and 3.1"),

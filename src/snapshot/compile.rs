@@ -369,6 +369,13 @@ fn api_routes(
             auth: op.auth.clone(),
             ..RouteConfig::default()
         };
+        if let Some(problem) = shadowed_by(&rc, &c.config.routes) {
+            errors.push(ConfigError::new(
+                at.key("openapi"),
+                format!("operation {:?}: {problem}", op.id),
+            ));
+            continue;
+        }
         if let Some(problem) = api_route_problem(&rc, c) {
             errors.push(ConfigError::new(
                 at.key("openapi"),
@@ -403,6 +410,26 @@ fn api_routes(
     } else {
         Err(errors)
     }
+}
+
+/// A `[[routes]]` entry with the same hosts, exact path and method as the operation's route
+/// would always be chosen first, so the operation could never be reached.
+fn shadowed_by(rc: &RouteConfig, routes: &[RouteConfig]) -> Option<String> {
+    let hosts = |h: &[String]| {
+        let mut h: Vec<String> = h.iter().map(|x| x.to_ascii_lowercase()).collect();
+        h.sort();
+        h
+    };
+    let (path, method) = (rc.path.as_deref()?, rc.methods.first()?);
+    let i = routes.iter().position(|r| {
+        r.path.as_deref() == Some(path)
+            && hosts(&r.hosts) == hosts(&rc.hosts)
+            && (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+    })?;
+    Some(format!(
+        "{method} {path} is already served by routes[{i}] {:?}",
+        routes[i].name
+    ))
 }
 
 /// What an operation asks that its route cannot do: scopes from an authorizer that is not a

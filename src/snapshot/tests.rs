@@ -148,3 +148,33 @@ fn route_paths_may_be_templates() {
         ]
     );
 }
+
+#[test]
+fn an_operation_a_route_would_shadow_is_refused() {
+    let openapi = format!(
+        "{}/tests/it/fixtures/petstore/openapi.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+         [upstreams.p]\ntargets = [{{ address = \"127.0.0.1:2\" }}]\n\
+         [authorizers.jwt]\ntype = \"jwt\"\nalgorithms = [\"HS256\"]\n\
+         secret = \"0123456789abcdef0123456789abcdef-secret\"\n\
+         [authorizers.keys]\ntype = \"api_key\"\nsources = [\"header:x-api-key\"]\n\
+         keys = [{{ consumer = \"c\", key = \"key-0123456789abcdef\" }}]\n\
+         [[routes]]\nname = \"old\"\npath = \"/v1/pets/{{petId}}\"\nmethods = [\"GET\"]\nupstream = \"p\"\n\
+         [apis.pets]\nopenapi = {:?}\nupstream = \"p\"\nbase_path = \"/v1\"\n\
+         authorizers = {{ petsAuth = \"jwt\", apiKey = \"keys\" }}\n",
+        openapi
+    );
+    let config = config::parse(&text).unwrap();
+    let reg = Registries::new().unwrap();
+    let Err(errors) = compile(&config, &text, &reg) else {
+        panic!("compiled")
+    };
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        ["apis.pets.openapi: operation \"getPet\": GET /v1/pets/{petId} is already served by routes[0] \"old\""]
+    );
+}

@@ -20,12 +20,13 @@ pub struct ViolationCounter(pub prometheus::IntCounterVec);
 impl ViolationCounter {
     /// A request `op` refused (`enforce`) or forwarded anyway (`report`).
     pub fn request(&self, op: &Operation) {
-        let mode = match op.validate {
-            crate::config::ValidateMode::Report => "report",
-            _ => "enforce",
-        };
         self.0
-            .with_label_values(&[op.api.as_str(), op.id.as_str(), "request", mode])
+            .with_label_values(&[
+                op.api.as_str(),
+                op.id.as_str(),
+                "request",
+                op.validate.label(),
+            ])
             .inc();
     }
 

@@ -234,19 +234,17 @@ fn walk(
         steps.add("auth", json!({ "authorizer": null }));
     }
     if let Some(op) = operation {
-        let mut problems = Vec::new();
-        if op.validate != ValidateMode::Off {
-            let path = crate::urlpath::normalize_path(req.uri.path().as_bytes());
-            let path = path.as_deref().unwrap_or(req.uri.path().as_bytes());
-            let query = req.uri.query().map(str::as_bytes);
-            crate::contract::check::parameters(op, path, query, &req.headers, &mut problems);
-        }
+        let problems = if op.validate == ValidateMode::Off {
+            Vec::new()
+        } else {
+            super::steps::contract_parameters(op, req)
+        };
         steps.add(
             "contract",
             json!({
                 "api": op.api,
                 "operation": op.id,
-                "validate": format!("{:?}", op.validate).to_lowercase(),
+                "validate": op.validate.label(),
                 "problems": problems,
                 "note": "a body is checked when the request is sent, not here",
             }),

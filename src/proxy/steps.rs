@@ -429,12 +429,7 @@ pub async fn check_contract(
     route: &Route,
     op: &crate::contract::Operation,
 ) -> Result<(), Stop> {
-    let req = session.req_header();
-    let path = crate::urlpath::normalize_path(req.uri.path().as_bytes());
-    let path = path.as_deref().unwrap_or(req.uri.path().as_bytes());
-    let query = req.uri.query().map(str::as_bytes);
-    let mut problems = Vec::new();
-    crate::contract::check::parameters(op, path, query, &req.headers, &mut problems);
+    let mut problems = contract_parameters(op, session.req_header());
     let mut status = 400;
     if op.body.is_some() && problems.is_empty() {
         let body = request_body(session, ctx, route, op.max_body_bytes).await?;
@@ -466,6 +461,21 @@ pub async fn check_contract(
         status,
         problems,
     })))
+}
+
+/// The problems of the request's parameters under `op`, on the path as it was routed
+/// (normalized). `explain` shows the same.
+pub fn contract_parameters(
+    op: &crate::contract::Operation,
+    req: &RequestHeader,
+) -> Vec<crate::contract::Problem> {
+    let raw = req.uri.path().as_bytes();
+    let path = crate::urlpath::normalize_path(raw);
+    let query = req.uri.query().map(str::as_bytes);
+    let mut problems = Vec::new();
+    let path = path.as_deref().unwrap_or(raw);
+    crate::contract::check::parameters(op, path, query, &req.headers, &mut problems);
+    problems
 }
 
 /// The body for a contract check: what the firewall already read, or read now up to `limit`.

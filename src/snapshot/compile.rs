@@ -369,14 +369,8 @@ fn api_routes(
             auth: op.auth.clone(),
             ..RouteConfig::default()
         };
-        if let Some(problem) = shadowed_by(&rc, &c.config.routes) {
-            errors.push(ConfigError::new(
-                at.key("openapi"),
-                format!("operation {:?}: {problem}", op.id),
-            ));
-            continue;
-        }
-        if let Some(problem) = api_route_problem(&rc, c) {
+        let problem = shadowed_by(&rc, &c.config.routes).or_else(|| api_route_problem(&rc, c));
+        if let Some(problem) = problem {
             errors.push(ConfigError::new(
                 at.key("openapi"),
                 format!("operation {:?}: {problem}", op.id),
@@ -447,13 +441,7 @@ fn api_route_problem(rc: &RouteConfig, c: &ApiContext<'_>) -> Option<String> {
             ));
         }
     }
-    let per_consumer = rc.limits.iter().find(|n| {
-        c.config
-            .limits
-            .get(n.as_str())
-            .is_some_and(|l| l.key.contains(&config::KeyPart::Consumer))
-    });
-    match (per_consumer, &rc.auth) {
+    match (c.config.per_consumer_limit(&rc.limits), &rc.auth) {
         (Some(limit), None) => Some(format!(
             "limit {limit:?} counts per consumer, but the operation has no security requirement"
         )),

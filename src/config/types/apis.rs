@@ -70,6 +70,17 @@ pub enum ValidateMode {
     Off,
 }
 
+impl ValidateMode {
+    /// The name in the config, metrics and `explain`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ValidateMode::Enforce => "enforce",
+            ValidateMode::Report => "report",
+            ValidateMode::Off => "off",
+        }
+    }
+}
+
 fn off() -> ValidateMode {
     ValidateMode::Off
 }

@@ -62,3 +62,14 @@ pub struct Config {
     /// APIs by name, each a set of routes made from an OpenAPI document.
     pub apis: BTreeMap<String, ApiConfig>,
 }
+
+impl Config {
+    /// The first of `limits` that counts per consumer, which needs an authorizer to name one.
+    pub fn per_consumer_limit<'a>(&self, limits: &'a [String]) -> Option<&'a String> {
+        limits.iter().find(|name| {
+            self.limits
+                .get(name.as_str())
+                .is_some_and(|l| l.key.contains(&crate::config::KeyPart::Consumer))
+        })
+    }
+}

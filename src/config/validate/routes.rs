@@ -1,7 +1,7 @@
 //! `[[routes]]`: matching, actions, rewrites, and the names they refer to.
 
 use super::{display_name, transforms, Config, KeyPath, Present, Problems};
-use crate::config::{AuthorizerConfig, KeyPart, RouteAuthConfig, RouteConfig};
+use crate::config::{AuthorizerConfig, RouteAuthConfig, RouteConfig};
 use crate::host::HostPattern;
 use crate::urlpath::{normalize_path, trim_prefix};
 use std::collections::HashMap;
@@ -129,13 +129,7 @@ fn route(
             );
         }
     }
-    let per_consumer = route.limits.iter().find(|name| {
-        config
-            .limits
-            .get(name.as_str())
-            .is_some_and(|l| l.key.contains(&KeyPart::Consumer))
-    });
-    if let (Some(name), None) = (per_consumer, &route.auth) {
+    if let (Some(name), None) = (config.per_consumer_limit(&route.limits), &route.auth) {
         p.at(
             path.key("limits"),
             format!("limit {name:?} counts per consumer, but the route has no `auth` to name one"),

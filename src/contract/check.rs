@@ -257,18 +257,24 @@ pub struct ResponseCapture {
     status: u16,
     content_type: Option<String>,
     body: bytes::BytesMut,
+    /// The operation's `max_response_bytes`.
+    limit: u64,
     /// Larger than the bound: not checked.
     over: bool,
+}
+
+/// Whether a response body is content-encoded (and so cannot be checked as it is).
+pub fn encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 impl ResponseCapture {
     /// A capture of a response with `status`; `None` when it cannot be checked (an encoded
     /// body, which would need decoding first).
-    pub fn new(status: u16, headers: &http::HeaderMap) -> Option<Self> {
-        let encoded = headers
-            .get(http::header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if encoded {
+    pub fn new(status: u16, headers: &http::HeaderMap, limit: u64) -> Option<Self> {
+        if encoded(headers) {
             return None;
         }
         let content_type = headers
@@ -279,6 +285,7 @@ impl ResponseCapture {
             status,
             content_type,
             body: bytes::BytesMut::new(),
+            limit,
             over: false,
         })
     }
@@ -287,7 +294,7 @@ impl ResponseCapture {
         if self.over {
             return;
         }
-        if (self.body.len() + chunk.len()) as u64 > crate::config::MAX_VALIDATED_BODY_BYTES {
+        if (self.body.len() + chunk.len()) as u64 > self.limit {
             self.over = true;
             self.body = bytes::BytesMut::new();
             return;

@@ -30,10 +30,16 @@ impl ViolationCounter {
             .inc();
     }
 
-    /// A response of `op` that did not match (reported only).
+    /// A response of `op` that did not match: refused (`enforce`, a 502) or let through
+    /// (`report`).
     pub fn response(&self, op: &Operation) {
         self.0
-            .with_label_values(&[op.api.as_str(), op.id.as_str(), "response", "report"])
+            .with_label_values(&[
+                op.api.as_str(),
+                op.id.as_str(),
+                "response",
+                op.validate_responses.label(),
+            ])
             .inc();
     }
 }

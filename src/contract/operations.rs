@@ -33,6 +33,8 @@ pub struct Operation {
     pub validate: ValidateMode,
     pub validate_responses: ValidateMode,
     pub max_body_bytes: u64,
+    /// Largest response body that is checked.
+    pub max_response_bytes: u64,
 }
 
 /// A parameter and its schema.
@@ -152,8 +154,11 @@ impl Reader<'_> {
                     validate: setting
                         .and_then(|s| s.validate)
                         .unwrap_or(self.api.validate),
-                    validate_responses: self.api.validate_responses,
+                    validate_responses: setting
+                        .and_then(|s| s.validate_responses)
+                        .unwrap_or(self.api.validate_responses),
                     max_body_bytes: self.api.max_body_bytes,
+                    max_response_bytes: self.api.max_response_bytes,
                     id,
                 });
             }

@@ -24,6 +24,10 @@ pub fn upstream_request(upstream_request: &mut RequestHeader, ctx: &RequestCtx) 
     if ctx.body_read_early {
         upstream_request.remove_header(&header::EXPECT);
     }
+    // A held response is checked as it is: an encoded one could not be.
+    if ctx.route.as_ref().is_some_and(|r| r.holds_responses()) {
+        upstream_request.remove_header(&header::ACCEPT_ENCODING);
+    }
     // Cloned, not taken: Pingora calls this filter again when it retries the request.
     if let Some(uri) = &ctx.upstream_uri {
         upstream_request.set_uri(http::Uri::clone(uri));

@@ -245,6 +245,7 @@ fn walk(
                 "api": op.api,
                 "operation": op.id,
                 "validate": op.validate.label(),
+                "validate_responses": op.validate_responses.label(),
                 "problems": problems,
                 "note": "a body is checked when the request is sent, not here",
             }),

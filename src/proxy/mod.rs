@@ -33,6 +33,7 @@ mod edit;
 pub mod explain;
 pub mod forward;
 mod guarded;
+mod held;
 #[cfg(test)]
 mod path_invariant;
 mod pingora_headers;
@@ -191,6 +192,37 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// An operation whose responses are enforced: proxied through a subrequest whose response
+    /// is held and checked (`held`), then written here, or a 502.
+    async fn proxy_held(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+        route: &Route,
+    ) -> Result<bool> {
+        let Some(op) = route.operation.as_deref() else {
+            return Error::e_explain(ErrorType::InternalError, "held response without operation");
+        };
+        let answer = match steps::request_body(session, ctx, route, op.max_body_bytes).await {
+            Err(refusal) => Answer::Refuse(refusal),
+            Ok(body) => match held::proxy(session, ctx, op, body).await {
+                held::Verdict::Pass(tasks) => {
+                    session.write_response_tasks(tasks).await?;
+                    return Ok(true);
+                }
+                held::Verdict::Refuse(message) => Answer::Refuse(Refusal::new(502, message)),
+                held::Verdict::Failed(e) => {
+                    self.fail_to_proxy(session, &e, ctx).await;
+                    return Ok(true);
+                }
+            },
+        };
+        refusal::send(session, ctx, answer).await?;
+        Ok(true)
+    }
+}
+
 /// `request_filter`'s decisions after `steps::identify`, in order: the route to serve, or
 /// the first step's refusal (or a CORS preflight's answer).
 async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, Stop> {
@@ -228,6 +260,11 @@ impl ProxyHttp for Gateway {
         Box::new(RequestCtx::new(self.store.load_full()))
     }
 
+    /// Only configs with an enforced response check proxy through subrequests (`held`).
+    fn allow_spawning_subrequest(&self, _session: &Session, ctx: &Box<RequestCtx>) -> bool {
+        ctx.snapshot.holds_responses
+    }
+
     /// No compression module unless a route asks for one: even disabled it costs 2-3% CPU.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
@@ -236,6 +273,10 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
+        // An enforced operation's subrequest: the parent request passed every check already.
+        if held::adopt(session, ctx) {
+            return Ok(false);
+        }
         steps::identify(session, ctx);
         if self.spans.is_some() {
             steps::start_trace(session.req_header(), ctx);
@@ -246,6 +287,9 @@ impl ProxyHttp for Gateway {
             Err(Stop::Preflight(headers)) => Answer::Preflight(headers),
             Err(Stop::Invalid(refused)) => Answer::Invalid(refused),
             Ok(ref route) => match &route.action {
+                RouteAction::Proxy { .. } if route.holds_responses() => {
+                    return self.proxy_held(session, ctx, route).await;
+                }
                 RouteAction::Proxy { .. } => {
                     session.set_read_timeout(Some(route.edge.body_timeout));
                     return Ok(false);
@@ -389,19 +433,24 @@ impl ProxyHttp for Gateway {
         }
         let origin = session.req_header().headers.get(http::header::ORIGIN);
         edit::upstream_response(upstream_response, ctx, origin);
-        let checks_responses = ctx
+        let reported = ctx
             .route
             .as_ref()
             .and_then(|r| r.operation.as_ref())
-            .is_some_and(|op| op.validate_responses == crate::config::ValidateMode::Report);
+            .filter(|op| op.validate_responses == crate::config::ValidateMode::Report);
         // HEAD, 204 and 304 answers have no body to check.
         let bodiless = session.req_header().method == http::Method::HEAD
             || matches!(upstream_response.status.as_u16(), 204 | 304);
-        if checks_responses && !bodiless && !upstream_response.status.is_informational() {
-            let status = upstream_response.status.as_u16();
-            ctx.response_check =
-                crate::contract::check::ResponseCapture::new(status, &upstream_response.headers)
-                    .map(Box::new);
+        if let Some(op) = reported.filter(|_| !bodiless) {
+            if !upstream_response.status.is_informational() {
+                let status = upstream_response.status.as_u16();
+                ctx.response_check = crate::contract::check::ResponseCapture::new(
+                    status,
+                    &upstream_response.headers,
+                    op.max_response_bytes,
+                )
+                .map(Box::new);
+            }
         }
         Ok(())
     }
@@ -464,6 +513,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
+        // A subrequest's request is its parent's, logged and counted once, there.
+        if held::give_back(session, ctx) {
+            return;
+        }
         let now = Instant::now();
         let wall = SystemTime::now();
         let elapsed = now.duration_since(ctx.started);

@@ -479,7 +479,7 @@ pub fn contract_parameters(
 }
 
 /// The body for a contract check: what the firewall already read, or read now up to `limit`.
-async fn request_body(
+pub async fn request_body(
     session: &mut Session,
     ctx: &mut RequestCtx,
     route: &Route,

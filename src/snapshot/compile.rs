@@ -201,6 +201,7 @@ pub fn compile(
     let mut policies: Vec<Arc<Policy>> = policies.into_values().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     let certificate_files_hash = certificates.content_hash;
+    let holds_responses = routes.iter().any(|r| r.holds_responses());
     Ok(Snapshot {
         version: version_of(text),
         loaded_at: SystemTime::now(),
@@ -220,6 +221,7 @@ pub fn compile(
         contract_violations: crate::contract::ViolationCounter(
             reg.metrics.contract_violations.clone(),
         ),
+        holds_responses,
         access_log: config.access_log.enabled,
         tracing: config
             .tracing

@@ -111,6 +111,15 @@ pub struct Route {
     pub operation: Option<Arc<crate::contract::Operation>>,
 }
 
+impl Route {
+    /// Whether the route's responses are held until they matched its operation's contract.
+    pub fn holds_responses(&self) -> bool {
+        self.operation
+            .as_ref()
+            .is_some_and(|op| op.validate_responses == crate::config::ValidateMode::Enforce)
+    }
+}
+
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
@@ -151,6 +160,8 @@ pub struct Snapshot {
     pub unrouted: RouteMetrics,
     /// Requests and responses that did not match their API operation.
     pub contract_violations: crate::contract::ViolationCounter,
+    /// Some route holds its responses for a contract check (and needs subrequests).
+    pub holds_responses: bool,
     pub access_log: bool,
     /// How requests are sampled for tracing; `None` without `[tracing]`.
     pub tracing: Option<crate::observe::trace::Sampling>,

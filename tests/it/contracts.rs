@@ -543,7 +543,7 @@ async fn document_problems_are_named_and_a_reload_reads_the_document_again() {
     let bad = format!(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n[upstreams.p]\ntargets = [{{ address = \"127.0.0.1:2\" }}]\n\
          [apis.x]\nopenapi = \"{}\"\nupstream = \"q\"\nbase_path = \"/v1/\"\nvalidate_responses = \"enforce\"\n\
-         max_body_bytes = 100000\nauthorizers = {{ s = \"nope\" }}\n",
+         max_body_bytes = 100000\nmax_response_bytes = 0\nauthorizers = {{ s = \"nope\" }}\n",
         doc.display()
     );
     let (ok, _, stderr) = check_config(&bad);
@@ -551,10 +551,390 @@ async fn document_problems_are_named_and_a_reload_reads_the_document_again() {
     for line in [
         "apis.x.upstream: unknown upstream \"q\"",
         "apis.x.base_path: \"/v1/\" must start with `/`, not end with one",
-        "apis.x.validate_responses: only `report` or `off`",
+        "apis.x.max_response_bytes: must be between 1 and 16777216",
         "apis.x.max_body_bytes: must be between 1 and 65536",
         "apis.x.authorizers.s: unknown authorizer \"nope\"",
     ] {
         assert!(stderr.contains(line), "{line} not in {stderr}");
     }
+}
+
+/// What the enforcing upstream saw: target, `Accept-Encoding` and body of each request.
+type SeenHeaders = Arc<Mutex<Vec<(String, Option<String>, Vec<u8>)>>>;
+
+/// An upstream whose answers break the document in each way an enforced check must catch.
+async fn breaking_upstream() -> (Upstream, SeenHeaders) {
+    use futures_util::StreamExt;
+    let seen: SeenHeaders = Arc::default();
+    let log = seen.clone();
+    let up = Upstream::start(move |req: Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            let target = req.uri().to_string();
+            let method = req.method().clone();
+            let encoding = req
+                .headers()
+                .get("accept-encoding")
+                .map(|v| v.to_str().unwrap().to_string());
+            let wanted = req.headers().get("x-answer").cloned();
+            let body = request_body(req).await.to_vec();
+            log.lock().unwrap().push((target.clone(), encoding, body));
+            let pet = |name: &str| json!({"id": 7, "name": name}).to_string();
+            let (status, text, gzip) = match (method.as_str(), target.as_str()) {
+                ("POST", _) if wanted.is_some() => (200, pet("rex"), false),
+                ("POST", _) => (201, pet("rex"), false),
+                (_, "/pets/13") | (_, "/pets") => {
+                    (200, json!({"id": "thirteen"}).to_string(), false)
+                }
+                (_, "/pets/14") => (200, pet("rex"), true),
+                (_, "/pets/15") => (200, pet(&"x".repeat(5000)), false),
+                (_, "/pets/16") => (404, json!({"gone": true}).to_string(), false),
+                _ => (200, pet("rex"), false),
+            };
+            let body: crate::common::Body = if target == "/pets/17" {
+                // The body in slow pieces: held whole, then written whole.
+                let text = text.into_bytes();
+                let pieces: Vec<bytes::Bytes> =
+                    text.chunks(5).map(bytes::Bytes::copy_from_slice).collect();
+                let stream = futures_util::stream::iter(pieces).then(|piece| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(piece))
+                });
+                http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(stream))
+            } else {
+                crate::common::full(text)
+            };
+            let mut r = Response::new(body);
+            *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut()
+                .insert("x-upstream-note", "kept".parse().unwrap());
+            if gzip {
+                r.headers_mut()
+                    .insert("content-encoding", "gzip".parse().unwrap());
+            }
+            r
+        }
+    })
+    .await;
+    (up, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforced_responses_are_held_until_they_match_the_document() {
+    let (up, seen) = breaking_upstream().await;
+    let openapi = format!("{}/openapi.yaml", fixture());
+    let dead = crate::common::free_port();
+    let extra = format!(
+        "max_response_bytes = 4096\n\
+         [apis.pets.operations.listPets]\nvalidate_responses = \"off\"\n\
+         [upstreams.dead]\ntargets = [{{ address = \"127.0.0.1:{dead}\" }}]\n\
+         [apis.down]\nopenapi = \"{openapi}\"\nhosts = [\"down.example.com\"]\n\
+         base_path = \"/v1\"\nupstream = \"dead\"\nvalidate_responses = \"enforce\"\n\
+         authorizers = {{ petsAuth = \"jwt\", apiKey = \"keys\" }}\n"
+    );
+    // And HTTP/2 over TLS: the held response is written as the client's protocol wants.
+    let ca = crate::pki::Ca::new("contracts ca");
+    let certs = tempfile::tempdir().unwrap();
+    ca.server(&["pets.example.com"], 30)
+        .write(certs.path(), "pets");
+    let tls = crate::common::free_port();
+    let extra = format!(
+        "{extra}[[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ }}\n\
+         [certificates.pets]\ncert = \"{dir}/pets.crt\"\nkey = \"{dir}/pets.key\"\n",
+        dir = certs.path().display()
+    );
+    let text = config(&up, &openapi, &extra).replace(
+        "validate_responses = \"report\"",
+        "validate_responses = \"enforce\"",
+    );
+    let gw = Gateway::start(&text);
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve(
+            "pets.example.com",
+            format!("127.0.0.1:{tls}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let h2_get = |path: &str| {
+        h2.get(format!("https://pets.example.com:{tls}{path}"))
+            .header("x-api-key", "shop-key-0123456789")
+    };
+    let resp = h2_get("/v1/pets/7").send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text} {}", gw.stderr());
+    assert_eq!(text, r#"{"id":7,"name":"rex"}"#);
+    let resp = h2_get("/v1/pets/13").send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let resp = h2_get("/v1/pets/16").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.text().await.unwrap(), r#"{"gone":true}"#);
+    // A streamed HTTP/2 body declares no length: the upstream still gets all of it.
+    let pet =
+        json!({"name": "rex", "kind": {"barks": true}, "owner": {"email": "ann@example.com"}});
+    let body = serde_json::to_vec(&pet).unwrap();
+    let stream = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(body[..10].to_vec()),
+        Ok(body[10..].to_vec()),
+    ]);
+    let resp = h2
+        .post(format!("https://pets.example.com:{tls}/v1/pets"))
+        .bearer_auth(token("pets:read pets:write"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .last()
+            .map(|(t, _, b)| (t.clone(), b.clone())),
+        Some(("/pets".to_string(), body))
+    );
+    let hits = || seen.lock().unwrap().len();
+    let key = "shop-key-0123456789";
+    let get = |path: &str| {
+        client()
+            .get(gw.url(path))
+            .header("host", "pets.example.com")
+            .header("x-api-key", key)
+            .header("accept-encoding", "gzip, br")
+    };
+    let send = |r: reqwest::RequestBuilder| async move {
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        (status, headers, text)
+    };
+    let refused = |status: u16, text: &str, message: &str| {
+        assert_eq!(status, 502, "{text}");
+        let body: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(body["error"], message, "{body}");
+        assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(
+            body.get("problems").is_none(),
+            "no detail of the response: {body}"
+        );
+        assert!(!text.contains("thirteen"));
+    };
+
+    // A matching response passes unchanged, head and body, with the gateway's headers.
+    let (status, headers, text) = send(get("/v1/pets/7")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text, json!({"id": 7, "name": "rex"}).to_string());
+    assert_eq!(headers["x-upstream-note"], "kept");
+    assert!(headers.contains_key("x-request-id"));
+    // Streamed in slow pieces: held whole and written whole.
+    let (status, _, text) = send(get("/v1/pets/17")).await;
+    assert_eq!((status, text.as_str()), (200, r#"{"id":7,"name":"rex"}"#));
+    // A status the operation declares without a schema (`default`) passes.
+    let (status, _, text) = send(get("/v1/pets/16")).await;
+    assert_eq!((status, text.as_str()), (404, r#"{"gone":true}"#));
+    // HEAD has no body to check.
+    let resp = get("/v1/pets/13").build().unwrap();
+    let mut head = resp;
+    *head.method_mut() = reqwest::Method::HEAD;
+    let resp = client().execute(head).await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Each way a response breaks the document: a 502, and the response goes nowhere.
+    let (status, _, text) = send(get("/v1/pets/13")).await;
+    refused(
+        status,
+        &text,
+        "upstream response does not match the API contract",
+    );
+    let (status, _, text) = send(get("/v1/pets/14")).await;
+    refused(
+        status,
+        &text,
+        "upstream response is content-encoded and cannot be checked",
+    );
+    let (status, _, text) = send(get("/v1/pets/15")).await;
+    refused(
+        status,
+        &text,
+        "upstream response is larger than the API's max_response_bytes",
+    );
+    // createPet declares only 201: a 200 is off the contract.
+    let pet =
+        json!({"name": "rex", "kind": {"barks": true}, "owner": {"email": "ann@example.com"}});
+    let body = serde_json::to_vec(&pet).unwrap();
+    let post = || {
+        client()
+            .post(gw.url("/v1/pets"))
+            .header("host", "pets.example.com")
+            .bearer_auth(token("pets:read pets:write"))
+            .header("content-type", "application/json")
+    };
+    let (status, _, text) = send(post().header("x-answer", "200").body(body.clone())).await;
+    refused(
+        status,
+        &text,
+        "upstream response does not match the API contract",
+    );
+    // The request body reaches the upstream unchanged through the held path, whole or
+    // chunked.
+    let (status, _, text) = send(post().body(body.clone())).await;
+    assert_eq!(status, 201, "{text}");
+    let stream = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(body[..10].to_vec()),
+        Ok(body[10..].to_vec()),
+    ]);
+    let (status, _, _) = send(post().body(reqwest::Body::wrap_stream(stream))).await;
+    assert_eq!(status, 201);
+    // Requests are still checked first: a bad one never reaches the upstream.
+    let before = hits();
+    let (status, _, _) = send(post().body("{}")).await;
+    assert_eq!(status, 400);
+    assert_eq!(hits(), before);
+    // An operation set to `off` lets its bad response through.
+    let (status, _, text) = send(
+        client()
+            .get(gw.url("/v1/pets"))
+            .header("host", "pets.example.com")
+            .bearer_auth(token("pets:read")),
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, r#"{"id":"thirteen"}"#));
+    {
+        let seen = seen.lock().unwrap();
+        for (target, encoding, _) in seen.iter() {
+            if target.starts_with("/pets/") {
+                assert_eq!(
+                    encoding, &None,
+                    "{target}: Accept-Encoding reached the upstream"
+                );
+            }
+        }
+        let posted: Vec<&Vec<u8>> = seen
+            .iter()
+            .filter(|(t, _, b)| t == "/pets" && !b.is_empty())
+            .map(|(_, _, b)| b)
+            .collect();
+        assert_eq!(
+            posted,
+            [&body, &body, &body, &body],
+            "the body reached the upstream unchanged"
+        );
+    }
+
+    // The gateway's own failure is answered as without enforcement.
+    let (status, _, text) = send(
+        client()
+            .get(gw.url("/v1/pets/7"))
+            .header("host", "down.example.com")
+            .header("x-api-key", key),
+    )
+    .await;
+    assert_eq!(status, 502, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_ne!(
+        body["error"],
+        "upstream response does not match the API contract"
+    );
+
+    // Counted once per refused response, by mode; logged without the response's values.
+    let m = gw.metrics().await;
+    let count = |op: &str| {
+        metric_value(
+            &m,
+            "gatehouse_contract_violations_total",
+            &[
+                ("api", "pets"),
+                ("operation", op),
+                ("direction", "response"),
+                ("mode", "enforce"),
+            ],
+        )
+    };
+    assert_eq!(count("getPet"), 4.0, "{m}");
+    assert_eq!(count("createPet"), 1.0, "{m}");
+    let stderr = gw.stderr();
+    assert!(stderr.contains("(enforce mode: answered 502)"), "{stderr}");
+    assert!(!stderr.contains("thirteen"), "a response value in the logs");
+    assert!(!stderr.contains(key), "a key in the logs");
+
+    // One request each in the route counts and the access log, with the status the client
+    // got: the subrequest is not a second request.
+    let routes: Value = client()
+        .get(gw.admin_url("/-/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requests = |id: &str| {
+        routes["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == id)
+            .map(|r| r["requests"].clone())
+    };
+    assert_eq!(requests("pets.getPet"), Some(json!(10)), "{routes}");
+    assert_eq!(requests("pets.createPet"), Some(json!(5)), "{routes}");
+    let lines = gw
+        .access_log_once(|l| l["host"] == "down.example.com")
+        .await;
+    let statuses: Vec<(String, u64)> = lines
+        .iter()
+        .filter(|l| l["route"] == "pets.getPet")
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap().to_string(),
+                l["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("/v1/pets/7".to_string(), 200),
+            ("/v1/pets/13".to_string(), 502),
+            ("/v1/pets/16".to_string(), 404),
+            ("/v1/pets/7".to_string(), 200),
+            ("/v1/pets/17".to_string(), 200),
+            ("/v1/pets/16".to_string(), 404),
+            ("/v1/pets/13".to_string(), 200),
+            ("/v1/pets/13".to_string(), 502),
+            ("/v1/pets/14".to_string(), 502),
+            ("/v1/pets/15".to_string(), 502),
+        ]
+    );
+    let held = lines
+        .iter()
+        .find(|l| l["route"] == "pets.getPet" && l["path"] == "/v1/pets/7")
+        .unwrap();
+    assert!(held["target"].is_string(), "{held}");
+    assert!(held["upstream_duration_ms"].is_number(), "{held}");
+
+    // The client's connection stays usable after a held response and after a refused one.
+    let req = |path: &str, last: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: pets.example.com\r\nx-api-key: {key}\r\n{last}\r\n")
+    };
+    let three = [
+        req("/v1/pets/7", ""),
+        req("/v1/pets/13", ""),
+        req("/v1/pets/7", "Connection: close\r\n"),
+    ]
+    .concat();
+    let out = crate::common::raw_request(
+        gw.addr(),
+        three.as_bytes(),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|r| &r[..3]).collect();
+    assert_eq!(statuses, ["200", "502", "200"], "{out}");
 }

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 /// Largest body a validated request may have: Pingora replays at most 64 KiB of a body read
 /// before the upstream is chosen, and a validated body is read whole before that.
 pub const MAX_VALIDATED_BODY_BYTES: u64 = 64 * 1024;
+/// Default bound of a checked response body.
+pub const DEFAULT_CHECKED_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Upper bound of `max_response_bytes`: a held response is in memory until it passed.
+pub const MAX_CHECKED_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// `[apis.NAME]`: every operation of the document becomes a route (`NAME.operationId`) on
 /// `hosts`, under `base_path`, to `upstream`.
@@ -33,13 +37,17 @@ pub struct ApiConfig {
     /// Request validation: refuse (`enforce`), only count and log (`report`), or `off`.
     #[serde(default)]
     pub validate: ValidateMode,
-    /// Response validation: `off` (default), `report` (count and log), `enforce` is refused
-    /// (a response's head is sent before its body could be checked).
+    /// Response validation: `off` (default), `report` (count and log), or `enforce` (the
+    /// response is held until it passed; one that does not match becomes a 502).
     #[serde(default = "off")]
     pub validate_responses: ValidateMode,
     /// Largest validated request body (413 beyond), at most 64 KiB.
     #[serde(default = "default_validated_body")]
     pub max_body_bytes: u64,
+    /// Largest response body that is checked, at most 16 MiB: `report` skips larger ones,
+    /// `enforce` answers 502 for them (an unchecked response is not let through).
+    #[serde(default = "default_checked_response")]
+    pub max_response_bytes: u64,
     /// A `[cors.NAME]` policy for every operation.
     #[serde(default)]
     pub cors: Option<String>,
@@ -58,6 +66,9 @@ pub struct OperationConfig {
     /// Overrides the API's `validate` for this operation.
     #[serde(default)]
     pub validate: Option<ValidateMode>,
+    /// Overrides the API's `validate_responses` for this operation.
+    #[serde(default)]
+    pub validate_responses: Option<ValidateMode>,
 }
 
 /// What a validation finding does.
@@ -87,4 +98,8 @@ fn off() -> ValidateMode {
 
 fn default_validated_body() -> u64 {
     MAX_VALIDATED_BODY_BYTES
+}
+
+fn default_checked_response() -> u64 {
+    DEFAULT_CHECKED_RESPONSE_BYTES
 }

@@ -1,7 +1,7 @@
 //! `[apis.NAME]`: what can be checked without reading the document.
 
 use super::{token_name, Config, KeyPath, Problems};
-use crate::config::{ValidateMode, MAX_VALIDATED_BODY_BYTES};
+use crate::config::{MAX_CHECKED_RESPONSE_BYTES, MAX_VALIDATED_BODY_BYTES};
 
 pub(super) fn validate(config: &Config, present: &crate::config::Present, p: &mut Problems) {
     let top = KeyPath::top("apis");
@@ -61,11 +61,13 @@ pub(super) fn validate(config: &Config, present: &crate::config::Present, p: &mu
                 );
             }
         }
-        if api.validate_responses == ValidateMode::Enforce {
+        if api.max_response_bytes == 0 || api.max_response_bytes > MAX_CHECKED_RESPONSE_BYTES {
             p.at(
-                path.key("validate_responses"),
-                "only `report` or `off`: a response's head reaches the client before its body \
-                 can be checked",
+                path.key("max_response_bytes"),
+                format!(
+                    "must be between 1 and {MAX_CHECKED_RESPONSE_BYTES} (a checked response is \
+                     held in memory until it passed)"
+                ),
             );
         }
         if api.max_body_bytes == 0 || api.max_body_bytes > MAX_VALIDATED_BODY_BYTES {

@@ -34,7 +34,8 @@
 # accepts and discards them (benches/lib.sh's otlp_sink on 127.0.0.1:18089).
 # GATEHOUSE_OPENAPI=N does the same with an API from an OpenAPI document of N operations whose
 # POST / validates the request against its schema ("gatehouse+oa", "gh+oa-pair"); use it with
-# GATEHOUSE_BODY=json, whose 1 KB order body the operation checks.
+# GATEHOUSE_BODY=json, whose 1 KB order body the operation checks; with
+# GATEHOUSE_OPENAPI_RESPONSES=report or enforce it checks the upstream's answers too.
 # PIN=1 (the default with 2 or more CPUs) pins the load side (wrk and the nginx upstream) to
 # CPU 0 and every proxy to the other CPUs, so a proxy's CPU per request is not moved by how
 # the scheduler shares cores with the load generator; PIN=0 lets them float.

@@ -18,7 +18,8 @@
 # every request. GATEHOUSE_TRACING=RATIO adds [tracing] at that sampling ratio, exporting to a local
 # OTLP/HTTP sink (the export thread's instructions count too). GATEHOUSE_BODY=json sends every
 # request as a POST with benches/lib.sh's 1 KB JSON body; GATEHOUSE_OPENAPI=N adds an API from
-# an OpenAPI document of N operations whose POST / validates that body. Prints Ir per
+# an OpenAPI document of N operations whose POST / validates that body (and, with
+# GATEHOUSE_OPENAPI_RESPONSES=report or enforce, the answer). Prints Ir per
 # request, the owners of the self cost (by symbol) and the inclusive cost of each gatehouse
 # phase hook; the raw callgrind files are kept when KEEP=DIR is set.
 set -euo pipefail

@@ -160,7 +160,11 @@ openapi_doc() {
 }
 
 # openapi_conf FILE: an [apis.bench] section on pool `u`, whose POST / operation takes the
-# benchmarks' JSON body (in front of the catch-all route).
+# benchmarks' JSON body (in front of the catch-all route). GATEHOUSE_OPENAPI_RESPONSES=report or
+# enforce checks the upstream's answers too (enforce holds each one until it passed).
 openapi_conf() {
   printf '[apis.bench]\nopenapi = "%s"\nupstream = "u"\nmax_body_bytes = 4096\n' "$1"
+  if [ -n "${GATEHOUSE_OPENAPI_RESPONSES:-}" ]; then
+    printf 'validate_responses = "%s"\n' "$GATEHOUSE_OPENAPI_RESPONSES"
+  fi
 }

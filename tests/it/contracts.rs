@@ -733,6 +733,12 @@ async fn enforced_responses_are_held_until_they_match_the_document() {
     assert_eq!(text, json!({"id": 7, "name": "rex"}).to_string());
     assert_eq!(headers["x-upstream-note"], "kept");
     assert!(headers.contains_key("x-request-id"));
+    // The subrequest's upstream connections go back to the pool like any other.
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one upstream connection for every held request so far"
+    );
     // Streamed in slow pieces: held whole and written whole.
     let (status, _, text) = send(get("/v1/pets/17")).await;
     assert_eq!((status, text.as_str()), (200, r#"{"id":7,"name":"rex"}"#));

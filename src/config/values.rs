@@ -151,6 +151,18 @@ impl CredentialSource {
     }
 }
 
+impl std::fmt::Display for CredentialSource {
+    /// As written in the config: `bearer`, `header:NAME`, `query:NAME`, `cookie:NAME`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bearer => f.write_str("bearer"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Query(name) => write!(f, "query:{name}"),
+            Self::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
 impl TryFrom<String> for CredentialSource {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {

@@ -10,7 +10,7 @@ mod schema;
 
 pub use check::{Problem, Refused, MAX_PROBLEMS};
 pub use document::DocError;
-pub use operations::{load, Media, Operation, Param, RequestBody};
+pub use operations::{load, Credential, Media, Operation, Param, RequestBody};
 pub use params::In;
 
 /// `gatehouse_contract_violations_total`, counted only when something did not match.

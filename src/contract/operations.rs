@@ -4,7 +4,7 @@
 use super::document::{DocError, Documents, Loc};
 use super::params::{In, Kind, Scalar, Shape, Style};
 use super::schema::Schemas;
-use crate::config::{ApiConfig, RouteAuthConfig, ScopesMode, ValidateMode};
+use crate::config::{ApiConfig, CredentialSource, RouteAuthConfig, ScopesMode, ValidateMode};
 use crate::routing::template::{self, Segment};
 use jsonschema::Validator;
 use serde_json::Value;
@@ -26,6 +26,8 @@ pub struct Operation {
     pub segments: Vec<Segment>,
     /// What the security requirements map to; `None` when the operation is open.
     pub auth: Option<RouteAuthConfig>,
+    /// Where the document tells clients to send each required scheme's credential.
+    pub credentials: Vec<Credential>,
     pub params: Vec<Param>,
     pub body: Option<RequestBody>,
     /// Response schemas by status (`200`, `2XX`, `default`).
@@ -35,6 +37,36 @@ pub struct Operation {
     pub max_body_bytes: u64,
     /// Largest response body that is checked.
     pub max_response_bytes: u64,
+}
+
+/// A security scheme's credential and where the document says it is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    pub scheme: String,
+    pub source: CredentialSource,
+}
+
+/// Where a security scheme's credential travels: an `apiKey`'s `in` and `name`, or the bearer
+/// token of `http` bearer, OAuth2 and OpenID Connect. `None` for what no authorizer reads
+/// (`http` basic, mutual TLS).
+fn credential_source(defined: &Value) -> Option<CredentialSource> {
+    let field = |k: &str| defined.get(k).and_then(Value::as_str);
+    match field("type")? {
+        "apiKey" => {
+            let name = field("name")?;
+            match field("in")? {
+                "header" => http::HeaderName::from_bytes(name.as_bytes())
+                    .ok()
+                    .map(CredentialSource::Header),
+                "query" => Some(CredentialSource::Query(name.to_string())),
+                "cookie" => Some(CredentialSource::Cookie(name.to_string())),
+                _ => None,
+            }
+        }
+        "http" if field("scheme")?.eq_ignore_ascii_case("bearer") => Some(CredentialSource::Bearer),
+        "oauth2" | "openIdConnect" => Some(CredentialSource::Bearer),
+        _ => None,
+    }
 }
 
 /// A parameter and its schema.
@@ -136,6 +168,7 @@ impl Reader<'_> {
                         .error(format!("operationId {id:?} is used by another operation")));
                 }
                 let setting = self.api.operations.get(&id);
+                let (auth, credentials) = self.security(doc, root, op, &oloc)?;
                 let params = self.params(common, &iloc, op, &oloc, &segments)?;
                 let body = match op.get("requestBody") {
                     Some(b) => Some(self.request_body(b, &oloc.key("requestBody"))?),
@@ -147,7 +180,8 @@ impl Reader<'_> {
                         .unwrap_or(http::Method::GET),
                     template: full.clone(),
                     segments: segments.clone(),
-                    auth: self.security(doc, root, op, &oloc)?,
+                    auth,
+                    credentials,
                     params,
                     body,
                     responses: self.responses(op, &oloc)?,
@@ -337,14 +371,15 @@ impl Reader<'_> {
         root: &Loc,
         op: &Value,
         oloc: &Loc,
-    ) -> Result<Option<RouteAuthConfig>, DocError> {
+    ) -> Result<(Option<RouteAuthConfig>, Vec<Credential>), DocError> {
         let (requirements, sloc) = match op.get("security") {
             Some(s) => (s, oloc.key("security")),
             None => match doc.get("security") {
                 Some(s) => (s, root.key("security")),
-                None => return Ok(None),
+                None => return Ok((None, Vec::new())),
             },
         };
+        let mut credentials = Vec::new();
         let Some(alternatives) = requirements.as_array() else {
             return Err(sloc.error("`security` is not a list"));
         };
@@ -356,7 +391,7 @@ impl Reader<'_> {
                 return Err(aloc.error("a security requirement is a map of scheme names"));
             };
             if alt.is_empty() {
-                return Ok(None);
+                return Ok((None, Vec::new()));
             }
             for (scheme, scopes) in alt {
                 let defined = doc.pointer(&format!(
@@ -379,6 +414,15 @@ impl Reader<'_> {
                     return Err(schemes_loc
                         .key(scheme)
                         .error("a security scheme needs `type`"));
+                }
+                if let Some(source) = credential_source(defined) {
+                    let credential = Credential {
+                        scheme: scheme.clone(),
+                        source,
+                    };
+                    if !credentials.contains(&credential) {
+                        credentials.push(credential);
+                    }
                 }
                 // OAuth2 and OpenID Connect scopes, or 3.1 roles: the token must carry them.
                 let mut scopes: Vec<String> = scopes
@@ -403,12 +447,13 @@ impl Reader<'_> {
                 }
             }
         }
-        Ok(chosen.map(|(authorizer, scopes)| RouteAuthConfig {
+        let auth = chosen.map(|(authorizer, scopes)| RouteAuthConfig {
             authorizer,
             scopes,
             scopes_mode: ScopesMode::All,
             claims: BTreeMap::new(),
-        }))
+        });
+        Ok((auth, credentials))
     }
 }
 

@@ -249,3 +249,28 @@ fn document_problems_name_the_file_and_pointer() {
         None
     );
 }
+
+#[test]
+fn credentials_say_where_each_scheme_is_sent() {
+    use crate::config::CredentialSource;
+    let ops = operations();
+    let sources = |id: &str| -> Vec<(String, CredentialSource)> {
+        op(&ops, id)
+            .credentials
+            .iter()
+            .map(|c| (c.scheme.clone(), c.source.clone()))
+            .collect()
+    };
+    assert_eq!(
+        sources("getPet"),
+        [(
+            "apiKey".to_string(),
+            CredentialSource::Header(http::HeaderName::from_static("x-api-key"))
+        )]
+    );
+    assert_eq!(
+        sources("listPets"),
+        [("petsAuth".to_string(), CredentialSource::Bearer)]
+    );
+    assert!(sources("health").is_empty(), "an open operation sends none");
+}

@@ -359,7 +359,19 @@ fn api_routes(
         .map_err(|e| vec![ConfigError::new(at.key("openapi"), e.to_string())])?;
     let mut errors = Vec::new();
     let mut out = Vec::with_capacity(operations.len());
+    let mut schemes_checked = std::collections::BTreeSet::new();
     for op in operations {
+        for credential in &op.credentials {
+            if !schemes_checked.insert(credential.scheme.clone()) {
+                continue;
+            }
+            if let Some(problem) = credential_problem(api, credential, c.config) {
+                errors.push(ConfigError::new(
+                    at.key("authorizers").key(&credential.scheme),
+                    problem,
+                ));
+            }
+        }
         let rc = RouteConfig {
             name: format!("{name}.{}", op.id),
             hosts: api.hosts.clone(),
@@ -406,6 +418,34 @@ fn api_routes(
     } else {
         Err(errors)
     }
+}
+
+/// The document tells clients to send a scheme's credential somewhere its authorizer does not
+/// look: every client that follows the document would be refused.
+fn credential_problem(
+    api: &config::ApiConfig,
+    credential: &crate::contract::Credential,
+    config: &config::Config,
+) -> Option<String> {
+    let name = api.authorizers.get(&credential.scheme)?;
+    let sources = match config.authorizers.get(name)? {
+        config::AuthorizerConfig::Jwt(jwt) => &jwt.sources,
+        config::AuthorizerConfig::ApiKey(keys) => &keys.sources,
+        // What an external authorizer reads is its own business.
+        config::AuthorizerConfig::External(_) => return None,
+    };
+    if sources.contains(&credential.source) {
+        return None;
+    }
+    let reads: Vec<String> = sources.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "the document's scheme {:?} sends its credential as `{}`, but authorizer {name:?} reads \
+         only {}: add `{}` to its `sources`",
+        credential.scheme,
+        credential.source,
+        reads.join(", "),
+        credential.source
+    ))
 }
 
 /// A `[[routes]]` entry with the same hosts, exact path and method as the operation's route

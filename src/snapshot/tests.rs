@@ -149,23 +149,54 @@ fn route_paths_may_be_templates() {
     );
 }
 
-#[test]
-fn an_operation_a_route_would_shadow_is_refused() {
+/// The pet store API with the keys authorizer reading `key_sources` and `routes` before it.
+fn petstore_config(key_sources: &str, routes: &str) -> String {
     let openapi = format!(
         "{}/tests/it/fixtures/petstore/openapi.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let text = format!(
+    format!(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
          [upstreams.p]\ntargets = [{{ address = \"127.0.0.1:2\" }}]\n\
          [authorizers.jwt]\ntype = \"jwt\"\nalgorithms = [\"HS256\"]\n\
          secret = \"0123456789abcdef0123456789abcdef-secret\"\n\
-         [authorizers.keys]\ntype = \"api_key\"\nsources = [\"header:x-api-key\"]\n\
+         [authorizers.keys]\ntype = \"api_key\"\nsources = {key_sources}\n\
          keys = [{{ consumer = \"c\", key = \"key-0123456789abcdef\" }}]\n\
-         [[routes]]\nname = \"old\"\npath = \"/v1/pets/{{petId}}\"\nmethods = [\"GET\"]\nupstream = \"p\"\n\
-         [apis.pets]\nopenapi = {:?}\nupstream = \"p\"\nbase_path = \"/v1\"\n\
-         authorizers = {{ petsAuth = \"jwt\", apiKey = \"keys\" }}\n",
-        openapi
+         {routes}\
+         [apis.pets]\nopenapi = {openapi:?}\nupstream = \"p\"\nbase_path = \"/v1\"\n\
+         authorizers = {{ petsAuth = \"jwt\", apiKey = \"keys\" }}\n"
+    )
+}
+
+#[test]
+fn a_credential_the_authorizer_does_not_read_is_refused() {
+    let reg = Registries::new().unwrap();
+    // The document sends the key in the `x-api-key` header (and tokens as bearer).
+    let text = petstore_config("[\"query:api_key\"]", "");
+    let config = config::parse(&text).unwrap();
+    let Err(errors) = compile(&config, &text, &reg) else {
+        panic!("compiled")
+    };
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "apis.pets.authorizers.apiKey: the document's scheme \"apiKey\" sends its credential \
+          as `header:x-api-key`, but authorizer \"keys\" reads only query:api_key: add \
+          `header:x-api-key` to its `sources`"
+        ]
+    );
+    // Reading more places than the document names is fine.
+    let text = petstore_config("[\"query:api_key\", \"header:X-Api-Key\"]", "");
+    let config = config::parse(&text).unwrap();
+    assert!(compile(&config, &text, &reg).is_ok());
+}
+
+#[test]
+fn an_operation_a_route_would_shadow_is_refused() {
+    let text = petstore_config(
+        "[\"header:x-api-key\"]",
+        "[[routes]]\nname = \"old\"\npath = \"/v1/pets/{petId}\"\nmethods = [\"GET\"]\nupstream = \"p\"\n",
     );
     let config = config::parse(&text).unwrap();
     let reg = Registries::new().unwrap();

@@ -132,6 +132,29 @@ impl Api {
     }
 }
 
+/// The admin API's `/-/routes` listing.
+async fn admin_routes(gw: &Gateway) -> Value {
+    client()
+        .get(gw.admin_url("/-/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The listed route whose `key` is `value`.
+fn route_where(routes: &Value, key: &str, value: &str) -> Value {
+    routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[key] == value)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {key} {value:?} in {routes}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_checked_against_the_document_before_the_upstream() {
     let (up, seen) = upstream().await;
@@ -422,23 +445,8 @@ async fn requests_are_checked_against_the_document_before_the_upstream() {
     assert!(!stderr.contains("thirteen"), "a response value in the logs");
 
     // Per-operation counts: the admin API lists every operation, with the unused ones at 0.
-    let routes: Value = client()
-        .get(api.gw.admin_url("/-/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = |id: &str| {
-        routes["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["operation"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("{id} not in {routes}"))
-    };
+    let routes = admin_routes(&api.gw).await;
+    let op = |id: &str| route_where(&routes, "operation", id);
     let get_pet = op("getPet");
     assert_eq!(get_pet["name"], "pets.getPet");
     assert_eq!(get_pet["api"], "pets");
@@ -872,24 +880,10 @@ async fn enforced_responses_are_held_until_they_match_the_document() {
 
     // One request each in the route counts and the access log, with the status the client
     // got: the subrequest is not a second request.
-    let routes: Value = client()
-        .get(gw.admin_url("/-/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let requests = |id: &str| {
-        routes["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == id)
-            .map(|r| r["requests"].clone())
-    };
-    assert_eq!(requests("pets.getPet"), Some(json!(10)), "{routes}");
-    assert_eq!(requests("pets.createPet"), Some(json!(5)), "{routes}");
+    let routes = admin_routes(&gw).await;
+    let requests = |id: &str| route_where(&routes, "name", id)["requests"].clone();
+    assert_eq!(requests("pets.getPet"), json!(10));
+    assert_eq!(requests("pets.createPet"), json!(5));
     let lines = gw
         .access_log_once(|l| l["host"] == "down.example.com")
         .await;

@@ -938,3 +938,42 @@ async fn enforced_responses_are_held_until_they_match_the_document() {
     let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|r| &r[..3]).collect();
     assert_eq!(statuses, ["200", "502", "200"], "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_is_one_trace_with_its_upstream_attempt() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let receiver = crate::otlp::Receiver::http().await;
+    let (up, _) = breaking_upstream().await;
+    let openapi = format!("{}/openapi.yaml", fixture());
+    let extra = format!(
+        "[tracing]\nendpoint = \"http://{}\"\nratio = 0.0\nexport_interval = \"50ms\"\n",
+        receiver.addr
+    );
+    let text = config(&up, &openapi, &extra).replace(
+        "validate_responses = \"report\"",
+        "validate_responses = \"enforce\"",
+    );
+    let gw = Gateway::start(&text);
+    let resp = client()
+        .get(gw.url("/v1/pets/13"))
+        .header("host", "pets.example.com")
+        .header("x-api-key", "shop-key-0123456789")
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let spans = receiver
+        .trace(TRACE, 2, std::time::Duration::from_secs(10))
+        .await;
+    // Exactly the request's server span and its one upstream attempt: the subrequest adds
+    // no span of its own.
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let server = spans.iter().find(|s| s.kind == 2).expect("server span");
+    let attempt = spans.iter().find(|s| s.kind == 3).expect("client span");
+    assert_eq!(attempt.parent_span_id, server.span_id);
+    assert_eq!(server.attr("gatehouse.route"), Some("pets.getPet"));
+    assert_eq!(server.attr("http.response.status_code"), Some("502"));
+    assert_eq!(attempt.attr("http.response.status_code"), Some("200"));
+    assert!(server.start_ns <= attempt.start_ns && attempt.end_ns <= server.end_ns);
+}

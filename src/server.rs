@@ -182,6 +182,10 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         "ban sync",
         BanSync::new(store.clone(), registries.clone()),
     ));
+    server.add_service(background_service(
+        "OCSP stapling",
+        crate::services::ocsp::OcspStapler::new(store.clone(), registries.metrics.clone()),
+    ));
     server.add_service(background_service("key refresh", KeyRefresher::new(store)));
     if let Some(handle) = trace_export {
         server.add_service(background_service("trace export", TraceFlush::new(handle)));

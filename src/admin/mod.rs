@@ -61,7 +61,7 @@ impl AdminApp {
             (&Method::GET | &Method::HEAD, "/-/health" | "/-/ready") => Access::Open,
             (
                 &Method::GET | &Method::HEAD,
-                "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams",
+                "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams" | "/-/certificates",
             ) => Access::Read,
             (&Method::POST, "/-/reload") => Access::Admin,
             // Shows how the config treats a request: as much as `/-/config` and `/-/routes`.
@@ -72,7 +72,7 @@ impl AdminApp {
             (
                 _,
                 "/-/health" | "/-/ready" | "/metrics" | "/-/config" | "/-/routes" | "/-/upstreams"
-                | "/-/reload" | "/-/bans" | "/-/explain" | "/-/status",
+                | "/-/certificates" | "/-/reload" | "/-/bans" | "/-/explain" | "/-/status",
             ) => {
                 return json(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +101,7 @@ impl AdminApp {
             "/-/config" => self.config(),
             "/-/routes" => self.routes(),
             "/-/upstreams" => self.upstreams(),
+            "/-/certificates" => self.certificates(),
             "/-/bans" => self.bans(),
             "/-/reload" => self.reload(),
             "/-/explain" => self.explain(body),
@@ -303,6 +304,40 @@ impl AdminApp {
             })
             .collect();
         json(StatusCode::OK, &json!({"upstreams": pools}))
+    }
+
+    /// The served certificates: names, issuer, expiry, source and OCSP staple.
+    fn certificates(&self) -> Response<Vec<u8>> {
+        let store = &self.reloader.store;
+        let snapshot = store.load();
+        let now = crate::clock::unix_secs() as i64;
+        let mut certificates: Vec<Value> = snapshot
+            .certificates
+            .entries()
+            .map(|c| {
+                let leaf = c.chain.first();
+                let issuer = leaf.map(|l| crate::tls::accept::subject_text(l.issuer_name()));
+                let responder = leaf
+                    .and_then(|l| l.ocsp_responders().ok())
+                    .and_then(|r| r.iter().next().map(|u| u.to_string()));
+                let staple = store.staples.get(&c.fingerprint, now);
+                json!({
+                    "name": c.name,
+                    "hosts": c.hosts,
+                    "issuer": issuer,
+                    "not_after": c.not_after,
+                    "source": "file",
+                    "sha256": crate::text::hex(&c.fingerprint),
+                    "ocsp": {
+                        "responder": responder,
+                        "stapled": staple.is_some(),
+                        "next_update": staple.as_ref().and_then(|s| s.next_update),
+                    },
+                })
+            })
+            .collect();
+        certificates.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        json(StatusCode::OK, &json!({"certificates": certificates}))
     }
 
     fn bans(&self) -> Response<Vec<u8>> {

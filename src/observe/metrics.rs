@@ -44,6 +44,8 @@ pub struct Metrics {
     jwks_last_success: GaugeVec,
     jwks_stale: IntGaugeVec,
     certificate_expiry: IntGaugeVec,
+    ocsp_staple_expiry: IntGaugeVec,
+    ocsp_fetch_failures: IntCounterVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
     /// Spans the collector accepted.
@@ -206,6 +208,27 @@ impl Metrics {
                     &["name"],
                 ),
             )?,
+            ocsp_staple_expiry: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_tls_ocsp_staple_expiry_timestamp_seconds",
+                        "Unix time when each certificate's stapled OCSP response expires \
+                         (nextUpdate); 0 when none is stapled.",
+                    ),
+                    &["name"],
+                ),
+            )?,
+            ocsp_fetch_failures: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_tls_ocsp_fetch_failures_total",
+                        "OCSP fetches for each certificate that failed or were refused.",
+                    ),
+                    &["name"],
+                ),
+            )?,
             edge_refusals: register(
                 r,
                 IntCounterVec::new(
@@ -352,6 +375,18 @@ impl Metrics {
             .set(not_after);
     }
 
+    /// Record until when a certificate's stapled OCSP response is valid (0: none stapled).
+    pub fn ocsp_staple_expiry(&self, name: &str, next_update: i64) {
+        self.ocsp_staple_expiry
+            .with_label_values(&[name])
+            .set(next_update);
+    }
+
+    /// Count a failed or refused OCSP fetch for a certificate.
+    pub fn ocsp_fetch_failed(&self, name: &str) {
+        self.ocsp_fetch_failures.with_label_values(&[name]).inc();
+    }
+
     /// Handles for one upstream pool.
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
         UpstreamMetrics {
@@ -418,6 +453,8 @@ impl Metrics {
             .filter(|c| !new.certificates.contains(c))
         {
             let _ = self.certificate_expiry.remove_label_values(&[cert]);
+            let _ = self.ocsp_staple_expiry.remove_label_values(&[cert]);
+            let _ = self.ocsp_fetch_failures.remove_label_values(&[cert]);
         }
         let targets: HashSet<(&str, &str)> = new
             .pools

@@ -146,6 +146,8 @@ pub fn pending(started: &Config, new: &Config) -> Vec<RestartOnly> {
         // Reloadable: certificates are read by every load.
         certificate_dir: _,
         watch: tls_watch,
+        // Reloadable: each snapshot says whether its certificates are stapled.
+        ocsp_stapling: _,
     } = &started.tls;
     let (s, a) = (&new.server, &new.admin);
     // In declaration order, which is the order of the file's sections.

@@ -5,5 +5,6 @@
 pub mod ban_sync;
 pub mod health_checks;
 pub mod key_refresh;
+pub mod ocsp;
 pub mod signals;
 pub mod trace_flush;

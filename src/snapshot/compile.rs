@@ -222,6 +222,7 @@ pub fn compile(
             reg.metrics.contract_violations.clone(),
         ),
         holds_responses,
+        ocsp_stapling: config.tls.ocsp_stapling,
         access_log: config.access_log.enabled,
         tracing: config
             .tracing

@@ -162,6 +162,8 @@ pub struct Snapshot {
     pub contract_violations: crate::contract::ViolationCounter,
     /// Some route holds its responses for a contract check (and needs subrequests).
     pub holds_responses: bool,
+    /// `[tls] ocsp_stapling`.
+    pub ocsp_stapling: bool,
     pub access_log: bool,
     /// How requests are sampled for tracing; `None` without `[tracing]`.
     pub tracing: Option<crate::observe::trace::Sampling>,

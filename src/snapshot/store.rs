@@ -8,6 +8,9 @@ use std::sync::Arc;
 /// The current snapshot, swapped atomically on reload.
 pub struct SnapshotStore {
     current: ArcSwap<Snapshot>,
+    /// OCSP responses of the served certificates, kept across reloads (`services::ocsp`
+    /// fetches them).
+    pub staples: crate::tls::ocsp::Staples,
 }
 
 impl SnapshotStore {
@@ -15,6 +18,7 @@ impl SnapshotStore {
     pub fn activated(snapshot: Snapshot, reg: &Registries) -> Self {
         let store = Self {
             current: ArcSwap::from_pointee(snapshot),
+            staples: crate::tls::ocsp::Staples::default(),
         };
         store.current.load().activate(reg, None);
         store
@@ -47,5 +51,10 @@ impl crate::tls::accept::CertificateSource for SnapshotStore {
         default: Option<&str>,
     ) -> Option<Arc<crate::tls::CertEntry>> {
         self.current.load().certificates.pick(sni, default).cloned()
+    }
+
+    fn staple(&self, entry: &crate::tls::CertEntry) -> Option<Arc<crate::tls::ocsp::Staple>> {
+        self.staples
+            .get(&entry.fingerprint, crate::clock::unix_secs() as i64)
     }
 }

@@ -34,6 +34,11 @@ pub struct TlsInfo {
 pub trait CertificateSource: Send + Sync + 'static {
     /// The certificate for `sni` (exact, then wildcard), else the one named `default`.
     fn certificate(&self, sni: Option<&str>, default: Option<&str>) -> Option<Arc<CertEntry>>;
+
+    /// A fresh OCSP response to staple for `entry`, if one is cached.
+    fn staple(&self, _entry: &CertEntry) -> Option<Arc<super::ocsp::Staple>> {
+        None
+    }
 }
 
 /// Handshake hooks of one TLS listener.
@@ -65,8 +70,12 @@ fn escape_dn_value(value: &str) -> String {
 
 /// The subject as an RFC 4514 string: last RDN of the certificate first.
 fn subject_of(cert: &openssl::x509::X509Ref) -> String {
-    let mut parts: Vec<String> = cert
-        .subject_name()
+    subject_text(cert.subject_name())
+}
+
+/// A distinguished name as RFC 4514 text (`CN=alice,O=Acme`).
+pub fn subject_text(name: &openssl::x509::X509NameRef) -> String {
+    let mut parts: Vec<String> = name
         .entries()
         .map(|e| {
             let key = e
@@ -102,6 +111,11 @@ impl<S: CertificateSource> TlsAccept for SniCallbacks<S> {
                 ext::ssl_add_chain_cert(ssl, c).map_err(|_| "chain")?;
             }
             ext::ssl_use_private_key(ssl, &entry.key).map_err(|_| "key")?;
+            // Sent only when the client asked for it (the listener's status callback).
+            if let Some(staple) = self.source.staple(&entry) {
+                ssl.set_ocsp_status(&staple.der)
+                    .map_err(|_| "OCSP staple")?;
+            }
             Ok::<(), &str>(())
         })();
         if let Err(what) = set {

@@ -43,6 +43,10 @@ pub fn settings<S: CertificateSource>(
     s.set_options(openssl::ssl::SslOptions::NO_RENEGOTIATION);
     s.set_session_id_context(b"gatehouse")
         .map_err(|e| bad(&e))?;
+    // OCSP stapling: the certificate callback sets the cached response; this tells OpenSSL to
+    // send it to a client that asked for the certificate's status.
+    s.set_status_callback(|ssl| Ok(ssl.ocsp_status().is_some()))
+        .map_err(|e| bad(&e))?;
     if handshake_threads > 0 {
         s.set_offload_threadpool(1, handshake_threads);
     }

@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod listener;
+pub mod ocsp;
 pub mod policy;
 pub mod upstream;
 
@@ -26,6 +27,8 @@ pub struct CertEntry {
     pub not_after: i64,
     /// Names it is served for (lowercase; `*.example.com` for wildcards).
     pub hosts: Vec<String>,
+    /// SHA-256 of the leaf: the key of its OCSP staple.
+    pub fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for CertEntry {
@@ -186,8 +189,13 @@ fn parse_pair(
             key: key.into(),
         });
     }
+    let mut fingerprint = [0u8; 32];
+    if let Ok(digest) = leaf.digest(openssl::hash::MessageDigest::sha256()) {
+        fingerprint.copy_from_slice(&digest);
+    }
     Ok(CertEntry {
         name: name.to_string(),
+        fingerprint,
         not_after: unix_of(leaf.not_after()).ok_or_else(|| CertError::Dates(cert.into()))?,
         hosts: dns_names(leaf),
         chain,
@@ -347,7 +355,7 @@ mod tests {
         std::fs::write(dir.path().join("lonely.crt"), pair(&["l.example.com"]).0).unwrap();
         let tls = TlsConfig {
             certificate_dir: Some(dir.path().to_path_buf()),
-            watch: false,
+            ..TlsConfig::default()
         };
         let store = compile(&BTreeMap::new(), &tls).unwrap();
         assert_eq!(store.lookup("A.example.com.").unwrap().name, "a");
@@ -371,7 +379,7 @@ mod tests {
         }
         let tls = TlsConfig {
             certificate_dir: Some(dir.path().to_path_buf()),
-            watch: false,
+            ..TlsConfig::default()
         };
         let errors = compile(&BTreeMap::new(), &tls).err().unwrap();
         assert!(

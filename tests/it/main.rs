@@ -17,6 +17,7 @@ mod idp;
 mod layers;
 mod limits;
 mod observe;
+mod ocsp;
 mod ops;
 mod otlp;
 mod pki;

@@ -19,8 +19,8 @@ pub struct CertificateConfig {
     pub hosts: Vec<String>,
 }
 
-/// `[tls]`: where else certificates come from and how they are watched.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// `[tls]`: where else certificates come from, how they are watched, OCSP stapling.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Every `NAME.crt` with a `NAME.key` beside it is loaded as certificate `NAME`.
@@ -29,6 +29,24 @@ pub struct TlsConfig {
     /// Reload when a certificate or key file changes (checked every `server.watch_interval`).
     #[serde(default)]
     pub watch: bool,
+    /// Staple OCSP responses for certificates that name a responder (fetched in the
+    /// background, refreshed halfway to their `nextUpdate`).
+    #[serde(default = "yes")]
+    pub ocsp_stapling: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            certificate_dir: None,
+            watch: false,
+            ocsp_stapling: true,
+        }
+    }
 }
 
 /// `[hosts."NAME"]`: what a domain requires. NAME is exact or `*.example.com`.

@@ -2,7 +2,8 @@
 # Installs the system packages gatehouse needs, only those that are missing.
 #   scripts/setup.sh          build and run: C toolchain, cmake, pkg-config, OpenSSL headers
 #   scripts/setup.sh --test   also what the tests use: redis-server, promtool (prometheus),
-#                             the openssl command line client (TLS session resumption)
+#                             the openssl command line (TLS session resumption, OCSP
+#                             stapling and the tests' OCSP responder)
 set -euo pipefail
 
 need=()

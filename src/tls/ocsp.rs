@@ -136,8 +136,13 @@ pub fn verify(entry: &CertEntry, der: &[u8], now: i64) -> Result<Staple, String>
     let basic = response.basic().map_err(|e| e.to_string())?;
     let mut trusted = Stack::new().map_err(|e| e.to_string())?;
     trusted.push(issuer.clone()).map_err(|e| e.to_string())?;
+    // A responder the issuer delegated to (its certificate in the response, with the
+    // OCSPSigning purpose) chains to the issuer, which may be an intermediate: a partial chain.
     let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
     store.add_cert(issuer.clone()).map_err(|e| e.to_string())?;
+    store
+        .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)
+        .map_err(|e| e.to_string())?;
     let store = store.build();
     basic
         .verify(&trusted, &store, OcspFlag::TRUST_OTHER)

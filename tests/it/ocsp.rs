@@ -109,8 +109,15 @@ fn pki(dir: &Path, port: u16) {
     .unwrap();
 }
 
-/// `openssl ocsp` answering for the CA on `port`, responses valid for an hour.
+/// `openssl ocsp` answering for the CA on `port`, responses valid for an hour, signed by the
+/// CA itself.
 fn responder(dir: &Path, port: u16) -> Child {
+    responder_signed_by(dir, port, "ca")
+}
+
+/// The same, signing with `signer.crt`/`signer.key`.
+fn responder_signed_by(dir: &Path, port: u16, signer: &str) -> Child {
+    let (cert, key) = (format!("{signer}.crt"), format!("{signer}.key"));
     let child = Command::new("openssl")
         .args([
             "ocsp",
@@ -119,9 +126,9 @@ fn responder(dir: &Path, port: u16) -> Child {
             "-port",
             &port.to_string(),
             "-rsigner",
-            "ca.crt",
+            &cert,
             "-rkey",
-            "ca.key",
+            &key,
             "-CA",
             "ca.crt",
             "-nmin",
@@ -315,6 +322,78 @@ async fn stapling_can_be_turned_off_and_a_revoked_certificate_is_not_stapled() {
         ),
         0.0
     );
+    up.kill().unwrap();
+    up.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_from_a_responder_the_ca_delegated_to_is_stapled() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    pki(dir.path(), port);
+    // A responder certificate the CA issued for signing OCSP answers only.
+    std::fs::write(
+        dir.path().join("resp.cnf"),
+        "extendedKeyUsage=OCSPSigning\n",
+    )
+    .unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "resp.key",
+            "-out",
+            "resp.csr",
+            "-subj",
+            "/CN=ocsp responder",
+        ],
+    );
+    openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "resp.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "0x77",
+            "-days",
+            "1",
+            "-out",
+            "resp.crt",
+            "-extfile",
+            "resp.cnf",
+        ],
+    );
+    let mut up = responder_signed_by(dir.path(), port, "resp");
+    let tls = free_port();
+    let gw = Gateway::start(&format!(
+        "[[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ }}\n\
+         [certificates.staple]\ncert = \"{d}/chain.crt\"\nkey = \"{d}/leaf.key\"\n\
+         [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
+        d = dir.path().display()
+    ));
+    let mut out = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        out = handshake(tls, dir.path()).0;
+        if stapled(&out) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(stapled(&out), "{out}\n{}", gw.stderr());
+    assert!(out.contains("Responder Id: CN = ocsp responder"), "{out}");
     up.kill().unwrap();
     up.wait().unwrap();
 }

@@ -183,18 +183,35 @@ fn stapled(out: &str) -> bool {
     out.contains("OCSP Response Status: successful") && out.contains("Cert Status: good")
 }
 
+/// The gateway config: `top` first, a TLS listener on `tls` serving `dir`'s chain, one route.
+fn serving(top: &str, tls: u16, dir: &Path) -> String {
+    format!(
+        "{top}[[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ }}\n\
+         [certificates.staple]\ncert = \"{d}/chain.crt\"\nkey = \"{d}/leaf.key\"\n\
+         [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
+        d = dir.display()
+    )
+}
+
+/// Handshakes until one carries a good staple, for at most `wait`; the last one's output.
+async fn until_stapled(tls: u16, dir: &Path, wait: Duration) -> String {
+    let deadline = Instant::now() + wait;
+    loop {
+        let out = handshake(tls, dir).0;
+        if stapled(&out) || Instant::now() > deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_stapled_and_a_down_responder_never_blocks_a_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     pki(dir.path(), port);
     let tls = free_port();
-    let body = format!(
-        "[[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ }}\n\
-         [certificates.staple]\ncert = \"{d}/chain.crt\"\nkey = \"{d}/leaf.key\"\n\
-         [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
-        d = dir.path().display()
-    );
+    let body = serving("", tls, dir.path());
     // The responder is down at first: handshakes go on without a staple, and the failure is
     // counted and logged.
     let gw = Gateway::start(&body);
@@ -216,15 +233,7 @@ async fn responses_are_stapled_and_a_down_responder_never_blocks_a_handshake() {
 
     // Once it answers, the next retry gets a response, and handshakes staple it.
     let mut up = responder(dir.path(), port);
-    let mut out = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        out = handshake(tls, dir.path()).0;
-        if stapled(&out) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let out = until_stapled(tls, dir.path(), Duration::from_secs(15)).await;
     assert!(stapled(&out), "{out}\n{}", gw.stderr());
     assert!(gw.stderr().contains("OCSP fetch works again"));
     let m = gw.metrics().await;
@@ -285,12 +294,10 @@ async fn stapling_can_be_turned_off_and_a_revoked_certificate_is_not_stapled() {
     let mut up = responder(dir.path(), port);
     let tls = free_port();
     let body = |stapling: bool| {
-        format!(
-            "[tls]\nocsp_stapling = {stapling}\n\
-             [[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ }}\n\
-             [certificates.staple]\ncert = \"{d}/chain.crt\"\nkey = \"{d}/leaf.key\"\n\
-             [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
-            d = dir.path().display()
+        serving(
+            &format!("[tls]\nocsp_stapling = {stapling}\n"),
+            tls,
+            dir.path(),
         )
     };
     let gw = Gateway::start(&body(true));
@@ -377,21 +384,8 @@ async fn a_response_from_a_responder_the_ca_delegated_to_is_stapled() {
     );
     let mut up = responder_signed_by(dir.path(), port, "resp");
     let tls = free_port();
-    let gw = Gateway::start(&format!(
-        "[[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ }}\n\
-         [certificates.staple]\ncert = \"{d}/chain.crt\"\nkey = \"{d}/leaf.key\"\n\
-         [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
-        d = dir.path().display()
-    ));
-    let mut out = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        out = handshake(tls, dir.path()).0;
-        if stapled(&out) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let gw = Gateway::start(&serving("", tls, dir.path()));
+    let out = until_stapled(tls, dir.path(), Duration::from_secs(10)).await;
     assert!(stapled(&out), "{out}\n{}", gw.stderr());
     assert!(out.contains("Responder Id: CN = ocsp responder"), "{out}");
     up.kill().unwrap();

@@ -317,9 +317,7 @@ impl AdminApp {
             .map(|c| {
                 let leaf = c.chain.first();
                 let issuer = leaf.map(|l| crate::tls::accept::subject_text(l.issuer_name()));
-                let responder = leaf
-                    .and_then(|l| l.ocsp_responders().ok())
-                    .and_then(|r| r.iter().next().map(|u| u.to_string()));
+                let responder = leaf.and_then(|l| crate::tls::ocsp::responder(l));
                 let staple = store.staples.get(&c.fingerprint, now);
                 json!({
                     "name": c.name,

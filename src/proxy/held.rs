@@ -143,7 +143,7 @@ impl Held {
 }
 
 /// Messages of the 502s, for the client and the access log.
-pub const OFF_CONTRACT: &str = "upstream response does not match the API contract";
+const OFF_CONTRACT: &str = "upstream response does not match the API contract";
 const TOO_LARGE: &str = "upstream response is larger than the API's max_response_bytes";
 const ENCODED: &str = "upstream response is content-encoded and cannot be checked";
 const INCOMPLETE: &str = "upstream response ended early";

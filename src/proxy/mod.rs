@@ -190,9 +190,7 @@ impl Gateway {
             spans,
         }
     }
-}
 
-impl Gateway {
     /// An operation whose responses are enforced: proxied through a subrequest whose response
     /// is held and checked (`held`), then written here, or a 502.
     async fn proxy_held(

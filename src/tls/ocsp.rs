@@ -101,16 +101,21 @@ fn cert_id(leaf: &X509Ref, issuer: &X509Ref) -> Result<OcspCertId, String> {
     OcspCertId::from_cert(MessageDigest::sha1(), leaf, issuer).map_err(|e| e.to_string())
 }
 
+/// The HTTP OCSP responder a leaf names in its Authority Information Access, if any.
+pub fn responder(leaf: &X509Ref) -> Option<String> {
+    leaf.ocsp_responders()
+        .ok()?
+        .iter()
+        .map(|u| u.to_string())
+        .find(|u| u.starts_with("http"))
+}
+
 /// The query for `entry`; `None` when its leaf names no OCSP responder.
 pub fn query(entry: &CertEntry) -> Result<Option<Query>, String> {
     let Some(leaf) = entry.chain.first() else {
         return Ok(None);
     };
-    let Some(url) = leaf.ocsp_responders().ok().and_then(|r| {
-        r.iter()
-            .map(|u| u.to_string())
-            .find(|u| u.starts_with("http"))
-    }) else {
+    let Some(url) = responder(leaf) else {
         return Ok(None);
     };
     let issuer =

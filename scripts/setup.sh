@@ -3,7 +3,7 @@
 #   scripts/setup.sh          build and run: C toolchain, cmake, pkg-config, OpenSSL headers
 #   scripts/setup.sh --test   also what the tests use: redis-server, promtool (prometheus),
 #                             the openssl command line (TLS session resumption, OCSP
-#                             stapling and the tests' OCSP responder)
+#                             stapling and the tests' OCSP responder), pebble (an ACME CA)
 set -euo pipefail
 
 need=()
@@ -20,6 +20,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v logrotate >/dev/null 2>&1 || need+=(logrotate) # runs the example in conf/
   command -v chromium >/dev/null 2>&1 || need+=(chromium) # renders the admin status page
   dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core) # text in its screenshot
+  command -v pebble >/dev/null 2>&1 || need+=(pebble) # the ACME CA (and its DNS) of the ACME tests
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -186,6 +186,10 @@ pub fn run(opts: RunOptions) -> Result<(), Box<dyn std::error::Error>> {
         "OCSP stapling",
         crate::services::ocsp::OcspStapler::new(store.clone(), registries.metrics.clone()),
     ));
+    server.add_service(background_service(
+        "ACME certificates",
+        crate::services::acme::AcmeService::new(store.clone(), registries.metrics.clone()),
+    ));
     server.add_service(background_service("key refresh", KeyRefresher::new(store)));
     if let Some(handle) = trace_export {
         server.add_service(background_service("trace export", TraceFlush::new(handle)));

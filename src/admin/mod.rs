@@ -306,34 +306,45 @@ impl AdminApp {
         json(StatusCode::OK, &json!({"upstreams": pools}))
     }
 
-    /// The served certificates: names, issuer, expiry, source and OCSP staple.
+    /// The served certificates: names, issuer, expiry, source (file or ACME), OCSP staple,
+    /// and for ACME hosts the last order's result, also before a first certificate exists.
     fn certificates(&self) -> Response<Vec<u8>> {
         let store = &self.reloader.store;
         let snapshot = store.load();
         let now = crate::clock::unix_secs() as i64;
+        let describe = |c: &crate::tls::CertEntry, source: &str| {
+            let leaf = c.chain.first();
+            let issuer = leaf.map(|l| crate::tls::accept::subject_text(l.issuer_name()));
+            let responder = leaf.and_then(|l| crate::tls::ocsp::responder(l));
+            let staple = store.staples.get(&c.fingerprint, now);
+            json!({
+                "name": c.name,
+                "hosts": c.hosts,
+                "issuer": issuer,
+                "not_after": c.not_after,
+                "source": source,
+                "sha256": crate::text::hex(&c.fingerprint),
+                "ocsp": {
+                    "responder": responder,
+                    "stapled": staple.is_some(),
+                    "next_update": staple.as_ref().and_then(|s| s.next_update),
+                },
+            })
+        };
         let mut certificates: Vec<Value> = snapshot
             .certificates
             .entries()
-            .map(|c| {
-                let leaf = c.chain.first();
-                let issuer = leaf.map(|l| crate::tls::accept::subject_text(l.issuer_name()));
-                let responder = leaf.and_then(|l| crate::tls::ocsp::responder(l));
-                let staple = store.staples.get(&c.fingerprint, now);
-                json!({
-                    "name": c.name,
-                    "hosts": c.hosts,
-                    "issuer": issuer,
-                    "not_after": c.not_after,
-                    "source": "file",
-                    "sha256": crate::text::hex(&c.fingerprint),
-                    "ocsp": {
-                        "responder": responder,
-                        "stapled": staple.is_some(),
-                        "next_update": staple.as_ref().and_then(|s| s.next_update),
-                    },
-                })
-            })
+            .map(|c| describe(c, "file"))
             .collect();
+        let managed = snapshot.acme.as_ref().map(|p| p.hosts.as_slice());
+        for host in managed.unwrap_or_default() {
+            let mut entry = match store.acme.certificate(host) {
+                Some(c) => describe(&c, "acme"),
+                None => json!({"name": host, "hosts": [host], "source": "acme", "not_after": null}),
+            };
+            entry["acme"] = json!(store.acme.status(host));
+            certificates.push(entry);
+        }
         certificates.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         json(StatusCode::OK, &json!({"certificates": certificates}))
     }

@@ -61,6 +61,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             "edge" => set(&mut config.edge, r.entry(value, &path)),
             "firewall" => set(&mut config.firewall, r.entry(value, &path)),
             "redis" => config.redis = r.entry(value, &path),
+            "acme" => config.acme = r.entry(value, &path),
             "listeners" => {
                 let (items, _, n) = r.elements(value, &path);
                 config.listeners = items;
@@ -97,7 +98,7 @@ pub fn read(table: toml::Table, errors: &mut Vec<ConfigError>) -> (Config, Prese
             _ => r.errors.push(ConfigError::new(
                 path,
                 "unknown key, expected one of `server`, `listeners`, `edge`, `firewall`, `admin`, `access_log`, `tracing`, \
-                 `upstreams`, `limits`, `redis`, `authorizers`, `cors`, `certificates`, `tls`, \
+                 `upstreams`, `limits`, `redis`, `authorizers`, `cors`, `certificates`, `tls`, `acme`, \
                  `hosts`, `routes`, `apis`",
             )),
         }

@@ -46,6 +46,8 @@ pub struct Metrics {
     certificate_expiry: IntGaugeVec,
     ocsp_staple_expiry: IntGaugeVec,
     ocsp_fetch_failures: IntCounterVec,
+    acme_orders: IntCounterVec,
+    acme_renewal: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
     /// Spans the collector accepted.
@@ -229,6 +231,26 @@ impl Metrics {
                     &["name"],
                 ),
             )?,
+            acme_orders: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_acme_orders_total",
+                        "ACME certificate orders per host, by result (issued, failed).",
+                    ),
+                    &["host", "result"],
+                ),
+            )?,
+            acme_renewal: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_acme_renewal_timestamp_seconds",
+                        "Unix time of the next ACME order (renewal or retry) for each host.",
+                    ),
+                    &["host"],
+                ),
+            )?,
             edge_refusals: register(
                 r,
                 IntCounterVec::new(
@@ -385,6 +407,17 @@ impl Metrics {
     /// Count a failed or refused OCSP fetch for a certificate.
     pub fn ocsp_fetch_failed(&self, name: &str) {
         self.ocsp_fetch_failures.with_label_values(&[name]).inc();
+    }
+
+    /// Count an ACME order for `host` that `issued` a certificate or failed.
+    pub fn acme_order(&self, host: &str, issued: bool) {
+        let result = if issued { "issued" } else { "failed" };
+        self.acme_orders.with_label_values(&[host, result]).inc();
+    }
+
+    /// Record when `host`'s certificate is ordered next.
+    pub fn acme_renewal(&self, host: &str, at: i64) {
+        self.acme_renewal.with_label_values(&[host]).set(at);
     }
 
     /// Handles for one upstream pool.

@@ -279,6 +279,10 @@ impl ProxyHttp for Gateway {
         if self.spans.is_some() {
             steps::start_trace(session.req_header(), ctx);
         }
+        if let Some(answer) = steps::acme_challenge(session.req_header(), &self.store.acme) {
+            refusal::send(session, ctx, Answer::Challenge(answer)).await?;
+            return Ok(true);
+        }
         let admitted = admit(session, ctx).await;
         let answer = match admitted {
             Err(Stop::Refuse(refusal)) => Answer::Refuse(refusal),

@@ -147,6 +147,8 @@ pub enum Answer<'a> {
     Preflight(Vec<(HeaderName, HeaderValue)>),
     /// A request that does not match its API operation.
     Invalid(Box<crate::contract::Refused>),
+    /// An ACME HTTP-01 validation's key authorization.
+    Challenge(std::sync::Arc<str>),
 }
 
 /// The head and body of `answer` to the request of `ctx`, from `origin` (its `Origin`
@@ -184,6 +186,9 @@ pub fn response(
             let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
             respond::problems_response(&refused, &ctx.request_id, trace_id, common)
         }
+        Answer::Challenge(key_authorization) => {
+            respond::key_authorization(&key_authorization, &ctx.request_id)
+        }
     }
 }
 
@@ -201,7 +206,7 @@ pub async fn send(
         Answer::Invalid(_) => {
             ctx.error.get_or_insert(respond::CONTRACT_MESSAGE);
         }
-        Answer::Fixed(_) | Answer::Preflight(_) => {}
+        Answer::Fixed(_) | Answer::Preflight(_) | Answer::Challenge(_) => {}
     }
     // A refused preflight grants nothing: its answer is not a 2xx, and saying which origin
     // may read it would only confuse.

@@ -122,6 +122,18 @@ pub fn fixed_response(
     Ok((resp, fixed.body.clone()))
 }
 
+/// The `200` an ACME CA's HTTP-01 validation expects: the key authorization as the body.
+pub fn key_authorization(
+    key_authorization: &str,
+    request_id: &HeaderValue,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let mut resp = ResponseHeader::build(200, Some(3))?;
+    resp.insert_header(header::CONTENT_TYPE, "application/octet-stream")?;
+    resp.insert_header(header::CONTENT_LENGTH, key_authorization.len())?;
+    resp.insert_header(super::request_id::HEADER.clone(), request_id.clone())?;
+    Ok((resp, Bytes::copy_from_slice(key_authorization.as_bytes())))
+}
+
 /// A `204 No Content` with `headers` and the request id (an allowed CORS preflight).
 pub fn no_content(
     request_id: &HeaderValue,

@@ -23,6 +23,21 @@ use std::time::SystemTime;
 
 /// The request id, the client address and the connection's TLS facts, which every later step
 /// and the access log read. Cannot refuse: a refusal needs the request id.
+/// The key authorization for an ACME HTTP-01 validation, answered before any other step:
+/// the CA's request carries no credentials, and the host may not be routed yet.
+pub fn acme_challenge(
+    req: &pingora::http::RequestHeader,
+    acme: &crate::tls::acme::AcmeState,
+) -> Option<std::sync::Arc<str>> {
+    let path = req.uri.path();
+    if !path.starts_with(crate::tls::acme::HTTP01_PREFIX)
+        || !matches!(req.method, http::Method::GET | http::Method::HEAD)
+    {
+        return None;
+    }
+    acme.http01(path)
+}
+
 pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = request_id::for_request(req.headers.get(&request_id::HEADER));

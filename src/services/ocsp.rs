@@ -83,23 +83,19 @@ impl BackgroundService for OcspStapler {
             }
             let snapshot = self.store.load();
             let now = crate::clock::unix_secs() as i64;
-            let served: HashSet<[u8; 32]> = if snapshot.ocsp_stapling {
-                snapshot
-                    .certificates
-                    .entries()
-                    .map(|e| e.fingerprint)
-                    .collect()
+            // File certificates and the ones issued through `[acme]`.
+            let issued = self.store.acme.certificates();
+            let certificates: Vec<&Arc<crate::tls::CertEntry>> = if snapshot.ocsp_stapling {
+                snapshot.certificates.entries().chain(&issued).collect()
             } else {
-                HashSet::new()
+                Vec::new()
             };
+            let served: HashSet<[u8; 32]> = certificates.iter().map(|e| e.fingerprint).collect();
             self.store
                 .staples
                 .retain(|k, s| served.contains(k) && s.fresh(now));
             due.retain(|k, _| served.contains(k));
-            for entry in snapshot.certificates.entries() {
-                if !served.contains(&entry.fingerprint) {
-                    continue;
-                }
+            for entry in certificates {
                 let d = due.entry(entry.fingerprint).or_default();
                 if d.at > now {
                     continue;

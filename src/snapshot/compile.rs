@@ -89,6 +89,7 @@ pub fn compile(
                 (crate::tls::CertStore::default(), false)
             }
         };
+    errors.extend(crate::tls::acme::file_problems(config));
     // Only names from `[tls] certificate_dir` are unknown before the directory is read.
     for (i, l) in config.listeners.iter().enumerate() {
         // The listener reads its CA bundle when it starts; reading it here too makes `check`
@@ -223,6 +224,7 @@ pub fn compile(
         ),
         holds_responses,
         ocsp_stapling: config.tls.ocsp_stapling,
+        acme: crate::tls::acme::AcmePlan::of(config).map(Arc::new),
         access_log: config.access_log.enabled,
         tracing: config
             .tracing
@@ -584,6 +586,9 @@ pub(super) fn resource_problems(config: &Config, known: &[ConfigError]) -> Vec<C
                 out.push(ConfigError::new(path.key("openapi"), e.to_string()));
             }
         }
+    }
+    if clean(&KeyPath::top("acme")) {
+        out.extend(crate::tls::acme::file_problems(config));
     }
     if clean(&KeyPath::top("certificates")) && clean(&KeyPath::top("tls")) {
         if let Err(errors) = crate::tls::compile(&config.certificates, &config.tls) {

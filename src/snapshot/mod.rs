@@ -164,6 +164,8 @@ pub struct Snapshot {
     pub holds_responses: bool,
     /// `[tls] ocsp_stapling`.
     pub ocsp_stapling: bool,
+    /// What `[acme]` orders; `None` without the section.
+    pub acme: Option<Arc<crate::tls::acme::AcmePlan>>,
     pub access_log: bool,
     /// How requests are sampled for tracing; `None` without `[tracing]`.
     pub tracing: Option<crate::observe::trace::Sampling>,

@@ -11,6 +11,9 @@ pub struct SnapshotStore {
     /// OCSP responses of the served certificates, kept across reloads (`services::ocsp`
     /// fetches them).
     pub staples: crate::tls::ocsp::Staples,
+    /// Certificates issued through `[acme]` and the challenges being answered, kept across
+    /// reloads (`services::acme` orders them).
+    pub acme: crate::tls::acme::AcmeState,
 }
 
 impl SnapshotStore {
@@ -19,6 +22,7 @@ impl SnapshotStore {
         let store = Self {
             current: ArcSwap::from_pointee(snapshot),
             staples: crate::tls::ocsp::Staples::default(),
+            acme: crate::tls::acme::AcmeState::default(),
         };
         store.current.load().activate(reg, None);
         store
@@ -50,7 +54,16 @@ impl crate::tls::accept::CertificateSource for SnapshotStore {
         sni: Option<&str>,
         default: Option<&str>,
     ) -> Option<Arc<crate::tls::CertEntry>> {
+        // An issued certificate wins over a file's for its host: it is what `[acme]` was
+        // asked for, and the file (or the default) served only until it existed.
+        if let Some(issued) = sni.and_then(|name| self.acme.certificate(name)) {
+            return Some(issued);
+        }
         self.current.load().certificates.pick(sni, default).cloned()
+    }
+
+    fn acme_challenge(&self, sni: &str) -> Option<Arc<crate::tls::CertEntry>> {
+        self.acme.alpn_certificate(sni)
     }
 
     fn staple(&self, entry: &crate::tls::CertEntry) -> Option<Arc<crate::tls::ocsp::Staple>> {

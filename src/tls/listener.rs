@@ -18,6 +18,24 @@ pub fn min_version(v: &str) -> Option<SslVersion> {
     }
 }
 
+/// The protocol to answer a client's ALPN list `offered` with (wire format): `acme-tls/1` if
+/// offered, else the first of `ours` the client offers; none (the client falls back to
+/// HTTP/1.1) when nothing matches.
+fn select_alpn<'a>(ours: &'a [u8], offered: &'a [u8]) -> Result<&'a [u8], openssl::ssl::AlpnError> {
+    let mut rest = offered;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len);
+        if len == 0 || tail.len() < len {
+            return Err(openssl::ssl::AlpnError::NOACK);
+        }
+        if &tail[..len] == super::acme::ALPN_PROTOCOL {
+            return Ok(&tail[..len]);
+        }
+        rest = &tail[len..];
+    }
+    openssl::ssl::select_next_proto(ours, offered).ok_or(openssl::ssl::AlpnError::NOACK)
+}
+
 /// Build a listener's TLS settings; problems (an unreadable CA bundle) are reported under
 /// `path`, the listener's `listeners[i].tls`.
 pub fn settings<S: CertificateSource>(
@@ -50,11 +68,14 @@ pub fn settings<S: CertificateSource>(
     if handshake_threads > 0 {
         s.set_offload_threadpool(1, handshake_threads);
     }
-    if c.http2 {
-        s.enable_h2();
+    // HTTP/2 when the listener offers it, else HTTP/1.1; and `acme-tls/1` whenever a client
+    // asks for it, which only an ACME CA validating TLS-ALPN-01 does.
+    let ours: &'static [u8] = if c.http2 {
+        b"\x02h2\x08http/1.1"
     } else {
-        s.set_alpn(pingora::protocols::ALPN::H1);
-    }
+        b"\x08http/1.1"
+    };
+    s.set_alpn_select_callback(move |_, offered| select_alpn(ours, offered));
     let verify = match c.client_auth {
         ClientAuth::None => None,
         ClientAuth::Optional => Some(SslVerifyMode::PEER),
@@ -123,5 +144,23 @@ impl ProxiedTls {
             self.callbacks.as_ref(),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_alpn;
+
+    #[test]
+    fn alpn_prefers_the_listeners_order_and_answers_acme_validation() {
+        let h2h1 = b"\x02h2\x08http/1.1";
+        assert_eq!(select_alpn(h2h1, b"\x08http/1.1\x02h2").unwrap(), b"h2");
+        assert_eq!(
+            select_alpn(b"\x08http/1.1", b"\x02h2\x08http/1.1").unwrap(),
+            b"http/1.1"
+        );
+        assert_eq!(select_alpn(h2h1, b"\x0aacme-tls/1").unwrap(), b"acme-tls/1");
+        assert!(select_alpn(h2h1, b"\x03foo").is_err());
+        assert!(select_alpn(h2h1, b"\x09short").is_err());
     }
 }

@@ -1,9 +1,10 @@
 //! TLS: certificates chosen by SNI (exact, then `*.wildcard`, then the listener's default),
 //! loaded with every config load so a reload picks up replaced files; listener settings;
-//! per-domain HTTPS policies; the TLS facts a request carries (SNI, verified client
+//! certificates issued by an ACME CA; per-domain HTTPS policies; the TLS facts a request carries (SNI, verified client
 //! certificate); TLS to upstreams.
 
 pub mod accept;
+pub mod acme;
 pub mod listener;
 pub mod ocsp;
 pub mod policy;

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod acme;
 mod auth;
 mod cli;
 mod common;

@@ -117,24 +117,38 @@ fn responder(dir: &Path, port: u16) -> Child {
 
 /// The same, signing with `signer.crt`/`signer.key`.
 fn responder_signed_by(dir: &Path, port: u16, signer: &str) -> Child {
-    let (cert, key) = (format!("{signer}.crt"), format!("{signer}.key"));
+    responder_for(
+        dir,
+        port,
+        &dir.join("index.txt"),
+        &dir.join("ca.crt"),
+        &dir.join(format!("{signer}.crt")),
+        &dir.join(format!("{signer}.key")),
+    )
+}
+
+/// `openssl ocsp` on `port` answering from `index` for certificates `ca` issued, signed with
+/// `signer` and its `key`; its log in `dir`.
+pub fn responder_for(
+    dir: &Path,
+    port: u16,
+    index: &Path,
+    ca: &Path,
+    signer: &Path,
+    key: &Path,
+) -> Child {
     let child = Command::new("openssl")
-        .args([
-            "ocsp",
-            "-index",
-            "index.txt",
-            "-port",
-            &port.to_string(),
-            "-rsigner",
-            &cert,
-            "-rkey",
-            &key,
-            "-CA",
-            "ca.crt",
-            "-nmin",
-            "60",
-            "-ignore_err",
-        ])
+        .arg("ocsp")
+        .arg("-index")
+        .arg(index)
+        .args(["-port", &port.to_string()])
+        .arg("-rsigner")
+        .arg(signer)
+        .arg("-rkey")
+        .arg(key)
+        .arg("-CA")
+        .arg(ca)
+        .args(["-nmin", "60", "-ignore_err"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("responder.log")).unwrap())

@@ -58,6 +58,8 @@ pub struct Config {
     /// Per-domain policies (`[hosts."api.example.com"]`): HTTPS redirect, HSTS, SNI agreement,
     /// client certificates.
     pub hosts: BTreeMap<String, HostConfig>,
+    /// `[acme]`: automatic certificates; off without the section.
+    pub acme: Option<AcmeConfig>,
     pub routes: Vec<RouteConfig>,
     /// APIs by name, each a set of routes made from an OpenAPI document.
     pub apis: BTreeMap<String, ApiConfig>,

@@ -1,7 +1,7 @@
 //! `[certificates]`, `[tls]` and `[hosts]` policies.
 
 use super::defaults::*;
-use super::server::ClientAuth;
+use super::server::{ClientAuth, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +75,55 @@ pub struct HostConfig {
     /// Clients in these CIDRs are refused on this domain (403).
     #[serde(default)]
     pub ip_deny: Vec<String>,
+    /// Get and renew this domain's certificate from `[acme]` (an exact name).
+    #[serde(default)]
+    pub acme: bool,
+}
+
+/// `[acme]`: certificates issued and renewed by an RFC 8555 CA for the listed hosts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (Let's Encrypt, its staging, a private CA).
+    pub directory: String,
+    /// Contact address given to the CA for expiry and policy mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// External account binding, for CAs that require one.
+    #[serde(default)]
+    pub external_account: Option<ExternalAccountConfig>,
+    /// Account key and certificates (keys 0600). Instances sharing it share orders.
+    pub storage: PathBuf,
+    /// Exact names that get a certificate (besides `[hosts."NAME"] acme = true`).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// How the CA checks control of a name: `http-01` (a plain listener on port 80) or
+    /// `tls-alpn-01` (a TLS listener on port 443).
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+    /// CA certificates trusted for the directory's HTTPS (a private CA); the system's roots
+    /// when unset.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// The ACME challenge gatehouse answers.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+/// RFC 8555 section 7.3.4: the key id and MAC key the CA handed out.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAccountConfig {
+    pub kid: String,
+    /// The MAC key, base64url as CAs print it (`env:NAME` reads it from the environment).
+    pub hmac_key: Secret,
 }
 
 /// HSTS header settings.

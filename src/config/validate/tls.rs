@@ -2,7 +2,7 @@
 //! contain is checked when they are loaded; everything else here.
 
 use super::{display_name, duration_in, Config, KeyPath, Present, Problems, DAY};
-use crate::config::{ClientAuth, HostConfig, ListenerTlsConfig};
+use crate::config::{AcmeChallenge, AcmeConfig, ClientAuth, HostConfig, ListenerTlsConfig};
 use crate::host::HostPattern;
 use std::time::Duration;
 
@@ -32,6 +32,109 @@ pub(super) fn validate(config: &Config, present: &Present, p: &mut Problems) {
     let hosts = KeyPath::top("hosts");
     for (name, c) in &config.hosts {
         host(p, &hosts.key(name), name, c);
+        if c.acme {
+            let path = hosts.key(name).key("acme");
+            if config.acme.is_none() {
+                p.at(path, "needs an [acme] section (directory, storage)");
+            } else if let Some(problem) = acme_name_problem(name) {
+                p.at(path, problem);
+            }
+        }
+    }
+    if let Some(a) = &config.acme {
+        acme(p, &KeyPath::top("acme"), a, config);
+    }
+}
+
+/// Why `name` cannot get a certificate through HTTP-01 or TLS-ALPN-01.
+fn acme_name_problem(name: &str) -> Option<&'static str> {
+    if name.starts_with("*.") {
+        return Some(
+            "a wildcard name needs the DNS-01 challenge, which gatehouse does not answer; \
+             list the exact names",
+        );
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Some("an IP address, not a DNS name");
+    }
+    if !name.contains('.') {
+        return Some("a CA issues only for a fully qualified name");
+    }
+    None
+}
+
+fn acme(p: &mut Problems, path: &KeyPath, a: &AcmeConfig, config: &Config) {
+    match url::Url::parse(&a.directory) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+        Ok(_) => p.at(
+            path.key("directory"),
+            "an ACME directory is an https:// URL (RFC 8555)",
+        ),
+        Err(e) => p.at(path.key("directory"), format!("not a URL: {e}")),
+    }
+    if let Some(email) = &a.email {
+        let address = email.trim_start_matches("mailto:");
+        let well_formed = address
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
+            && !address.contains(|c: char| c.is_whitespace() || c == ',');
+        if !well_formed {
+            p.at(
+                path.key("email"),
+                "expected one address like ops@example.com",
+            );
+        }
+    }
+    if let Some(eab) = &a.external_account {
+        if eab.kid.trim().is_empty() {
+            p.at(path.key("external_account").key("kid"), "must not be empty");
+        }
+        if crate::tls::acme::decode_mac_key(eab.hmac_key.expose()).is_none() {
+            p.at(
+                path.key("external_account").key("hmac_key"),
+                "expected the base64url MAC key the CA gave",
+            );
+        }
+    }
+    if a.storage.as_os_str().is_empty() {
+        p.at(path.key("storage"), "must name a directory");
+    }
+    for (i, host) in a.hosts.iter().enumerate() {
+        let at = path.key("hosts").index(i);
+        if let Err(e) = HostPattern::parse(host) {
+            p.at(at, e);
+        } else if let Some(problem) = acme_name_problem(host) {
+            p.at(at, problem);
+        }
+    }
+    let managed = !a.hosts.is_empty() || config.hosts.values().any(|h| h.acme);
+    if !managed {
+        p.at(
+            path.key("hosts"),
+            "no host gets a certificate: list them here or set `acme = true` in [hosts.\"NAME\"]",
+        );
+    }
+    // The CA connects to port 80 (HTTP-01) or 443 (TLS-ALPN-01) of the name; some listener
+    // of the right kind must be there to answer.
+    let (wanted, kind) = match a.challenge {
+        AcmeChallenge::Http01 => (false, "a plain-HTTP listener (port 80)"),
+        AcmeChallenge::TlsAlpn01 => (true, "a TLS listener (port 443)"),
+    };
+    if !config.listeners.iter().any(|l| l.tls.is_some() == wanted) {
+        p.at(
+            path.key("challenge"),
+            format!(
+                "{:?} is answered on {kind}, and there is none",
+                challenge_name(a.challenge)
+            ),
+        );
+    }
+}
+
+fn challenge_name(c: AcmeChallenge) -> &'static str {
+    match c {
+        AcmeChallenge::Http01 => "http-01",
+        AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
     }
 }
 

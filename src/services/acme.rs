@@ -1,0 +1,430 @@
+//! Automatic certificates (`[acme]`): every second, each managed host's stored certificate is
+//! picked up when it changed on disk (after a restart, or another instance's order), and a
+//! host without one, or past its renewal time, is ordered by whichever instance takes its lock
+//! in the storage directory. Orders run as their own tasks; a failure keeps the certificate
+//! being served, is counted and logged, and is retried with backoff (a minute doubling to six
+//! hours). Open challenges are read from the storage directory, so every instance sharing it
+//! answers the CA, whichever one ordered.
+
+use crate::observe::metrics::Metrics;
+use crate::snapshot::SnapshotStore;
+use crate::tls::acme::{self, AcmePlan, HostStatus, Lock, Storage};
+use crate::tls::CertEntry;
+use async_trait::async_trait;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, Mutex};
+
+const FIRST_RETRY: i64 = 60;
+const LONGEST_RETRY: i64 = 6 * 3600;
+/// How long a published challenge is left for the other instances sharing the storage
+/// directory to read (they look every second) before the CA is asked to validate.
+const SHARE_DELAY: Duration = Duration::from_millis(1500);
+/// How long the CA gets to validate, and then to issue.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Background service ordering and renewing the certificates `[acme]` asks for.
+pub struct AcmeService {
+    store: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl AcmeService {
+    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics }
+    }
+}
+
+/// One host's schedule.
+#[derive(Default)]
+struct Schedule {
+    /// The stored certificate's modification time when it was last read.
+    seen: Option<SystemTime>,
+    /// Unix seconds of the next order (renewal, or retry after a failure).
+    next: i64,
+    backoff: i64,
+    ordering: bool,
+}
+
+/// What an order task ended with.
+enum Outcome {
+    /// A new certificate from the CA.
+    Issued(CertEntry),
+    /// Another instance renewed it while this one waited for the lock.
+    Stored(CertEntry),
+}
+
+/// The account per CA directory, made or read once per process.
+type Accounts = Arc<Mutex<HashMap<String, Account>>>;
+
+#[async_trait]
+impl BackgroundService for AcmeService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (done_tx, mut done) = mpsc::unbounded_channel::<(String, Result<Outcome, String>)>();
+        let accounts: Accounts = Arc::default();
+        let jitter = std::collections::hash_map::RandomState::new();
+        let mut schedules: HashMap<String, Schedule> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some((host, result)) = done.recv() => {
+                    let s = schedules.entry(host.clone()).or_default();
+                    self.finished(&host, s, result, jitter.hash_one(&host));
+                    continue;
+                }
+                _ = shutdown.changed() => return,
+            }
+            let Some(plan) = self.store.load().acme.clone() else {
+                self.store.acme.retain_hosts(&[]);
+                schedules.clear();
+                continue;
+            };
+            let storage = Storage::new(&plan.storage);
+            self.store.acme.set_challenges(&storage.challenges());
+            self.store.acme.retain_hosts(&plan.hosts);
+            schedules.retain(|h, s| s.ordering || plan.hosts.contains(h));
+            let now = crate::clock::unix_secs() as i64;
+            for host in &plan.hosts {
+                let s = schedules.entry(host.clone()).or_default();
+                if s.ordering {
+                    continue;
+                }
+                self.pick_up(&storage, host, s, jitter.hash_one(host));
+                if s.next > now {
+                    continue;
+                }
+                match storage.lock(host) {
+                    Ok(Some(lock)) => {
+                        s.ordering = true;
+                        let task = Order {
+                            plan: plan.clone(),
+                            host: host.clone(),
+                            accounts: accounts.clone(),
+                            store: self.store.clone(),
+                        };
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            let result = task.run(lock).await;
+                            let _ = done.send((task.host, result));
+                        });
+                    }
+                    // Another instance orders; its certificate is picked up when stored.
+                    Ok(None) => self.store.acme.set_status(
+                        host,
+                        HostStatus {
+                            result: "waiting",
+                            error: None,
+                            at: now,
+                            next_attempt: now + 1,
+                        },
+                    ),
+                    Err(e) => {
+                        let reason = format!("cannot take the order lock: {e}");
+                        self.failed(host, s, reason, now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AcmeService {
+    /// Serve the stored certificate of `host` if it changed on disk since last read.
+    fn pick_up(&self, storage: &Storage, host: &str, s: &mut Schedule, seed: u64) {
+        let modified = storage.modified(host);
+        if modified.is_none() || modified == s.seen {
+            return;
+        }
+        s.seen = modified;
+        match storage.load(host) {
+            Ok(Some(entry)) => {
+                let served = self.store.acme.certificate(host);
+                if served.is_none_or(|c| c.fingerprint != entry.fingerprint) {
+                    tracing::info!(
+                        host,
+                        not_after = entry.not_after,
+                        "serving the stored ACME certificate"
+                    );
+                    self.adopt(host, s, entry, "loaded", seed);
+                }
+            }
+            Ok(None) => {}
+            // Half-written by another instance, or damaged: read again when it changes.
+            Err(e) => tracing::warn!(host, error = %e, "cannot read the stored ACME certificate"),
+        }
+    }
+
+    /// Serve `entry` for `host` and schedule its renewal.
+    fn adopt(
+        &self,
+        host: &str,
+        s: &mut Schedule,
+        entry: CertEntry,
+        result: &'static str,
+        seed: u64,
+    ) {
+        let now = crate::clock::unix_secs() as i64;
+        let from = acme::not_before(&entry).unwrap_or(now);
+        let fraction = (seed % 1_000_000) as f64 / 1_000_000.0;
+        s.next = acme::renewal_time(from, entry.not_after, fraction);
+        s.backoff = 0;
+        self.metrics.certificate_expiry(host, entry.not_after);
+        self.metrics.acme_renewal(host, s.next);
+        self.store.acme.set_certificate(host, Arc::new(entry));
+        self.store.acme.set_status(
+            host,
+            HostStatus {
+                result,
+                error: None,
+                at: now,
+                next_attempt: s.next,
+            },
+        );
+    }
+
+    fn finished(&self, host: &str, s: &mut Schedule, result: Result<Outcome, String>, seed: u64) {
+        s.ordering = false;
+        // The next look reads the file again; it is what is served, so nothing changes.
+        s.seen = None;
+        match result {
+            Ok(Outcome::Issued(entry)) => {
+                tracing::info!(host, not_after = entry.not_after, "ACME certificate issued");
+                self.metrics.acme_order(host, true);
+                self.adopt(host, s, entry, "issued", seed);
+            }
+            Ok(Outcome::Stored(entry)) => self.adopt(host, s, entry, "loaded", seed),
+            Err(reason) => self.failed(host, s, reason, crate::clock::unix_secs() as i64),
+        }
+    }
+
+    fn failed(&self, host: &str, s: &mut Schedule, reason: String, now: i64) {
+        s.backoff = (s.backoff * 2).clamp(FIRST_RETRY, LONGEST_RETRY);
+        s.next = now + s.backoff;
+        let serving = self.store.acme.certificate(host);
+        tracing::warn!(
+            host,
+            %reason,
+            retry_in_secs = s.backoff,
+            serving_until = serving.as_ref().map(|c| c.not_after),
+            "ACME order failed; the certificate being served stays"
+        );
+        self.metrics.acme_order(host, false);
+        self.metrics.acme_renewal(host, s.next);
+        self.store.acme.set_status(
+            host,
+            HostStatus {
+                result: "failed",
+                error: Some(reason),
+                at: now,
+                next_attempt: s.next,
+            },
+        );
+    }
+}
+
+/// One host's order, run while holding its lock.
+struct Order {
+    plan: Arc<AcmePlan>,
+    host: String,
+    accounts: Accounts,
+    store: Arc<SnapshotStore>,
+}
+
+impl Order {
+    async fn run(&self, _lock: Lock) -> Result<Outcome, String> {
+        let storage = Storage::new(&self.plan.storage);
+        // Another instance may have renewed between this instance's last look and the lock.
+        let now = crate::clock::unix_secs() as i64;
+        if let Ok(Some(stored)) = storage.load(&self.host) {
+            let from = acme::not_before(&stored).unwrap_or(now);
+            let served = self.store.acme.certificate(&self.host);
+            let newer = served.is_none_or(|c| c.fingerprint != stored.fingerprint);
+            if newer && acme::renewal_time(from, stored.not_after, 0.0) > now {
+                return Ok(Outcome::Stored(stored));
+            }
+        }
+        let account = self.account(&storage).await?;
+        let mut published = Vec::new();
+        let issued = self.order(&account, &storage, &mut published).await;
+        for path in published {
+            let _ = std::fs::remove_file(path);
+        }
+        self.store.acme.set_challenges(&storage.challenges());
+        issued
+    }
+
+    /// The account with this CA: stored, else registered (with the external account binding
+    /// when configured) and stored 0600.
+    async fn account(&self, storage: &Storage) -> Result<Account, String> {
+        let mut accounts = self.accounts.lock().await;
+        if let Some(a) = accounts.get(&self.plan.directory) {
+            return Ok(a.clone());
+        }
+        let builder = match &self.plan.ca_bundle {
+            Some(bundle) => Account::builder_with_root(bundle),
+            None => Account::builder(),
+        }
+        .map_err(|e| format!("ACME client: {e}"))?;
+        let file = storage.account_file(&self.plan.directory);
+        let account = match std::fs::read(&file) {
+            Ok(bytes) => {
+                let credentials: AccountCredentials = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                builder
+                    .from_credentials(credentials)
+                    .await
+                    .map_err(|e| format!("ACME directory {}: {e}", self.plan.directory))?
+            }
+            Err(_) => {
+                let contact: Vec<&str> = self.plan.contact.iter().map(String::as_str).collect();
+                let eab = self
+                    .plan
+                    .external_account
+                    .as_ref()
+                    .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
+                let new = NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let (account, credentials) = builder
+                    .create(&new, self.plan.directory.clone(), eab.as_ref())
+                    .await
+                    .map_err(|e| format!("registering with {}: {e}", self.plan.directory))?;
+                let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+                storage
+                    .write_private(&file, &json)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                tracing::info!(directory = %self.plan.directory, "ACME account registered");
+                account
+            }
+        };
+        accounts.insert(self.plan.directory.clone(), account.clone());
+        Ok(account)
+    }
+
+    /// Order, answer the challenge, finalize with a fresh key, store the chain and key.
+    async fn order(
+        &self,
+        account: &Account,
+        storage: &Storage,
+        published: &mut Vec<std::path::PathBuf>,
+    ) -> Result<Outcome, String> {
+        let host = &self.host;
+        let acme_err = |what: &str| {
+            let what = what.to_string();
+            move |e: instant_acme::Error| format!("{what}: {e}")
+        };
+        let identifiers = [Identifier::Dns(host.clone())];
+        let mut order = account
+            .new_order(&NewOrder::new(&identifiers))
+            .await
+            .map_err(acme_err("new order"))?;
+        let kind = match self.plan.challenge {
+            crate::config::AcmeChallenge::Http01 => ChallengeType::Http01,
+            crate::config::AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(acme_err("authorization"))?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(format!("authorization is {other:?}")),
+            }
+            let mut challenge = authz
+                .challenge(kind.clone())
+                .ok_or_else(|| format!("the CA offers no {kind:?} challenge"))?;
+            let key_authorization = challenge.key_authorization();
+            let name = match self.plan.challenge {
+                crate::config::AcmeChallenge::Http01 => {
+                    let token = challenge.token.clone();
+                    let safe = !token.is_empty()
+                        && token
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    if !safe {
+                        return Err("the CA sent a token that is not base64url".into());
+                    }
+                    token
+                }
+                crate::config::AcmeChallenge::TlsAlpn01 => host.clone(),
+            };
+            let path = storage
+                .publish_challenge(self.plan.challenge, &name, key_authorization.as_str())
+                .map_err(|e| format!("storing the challenge: {e}"))?;
+            published.push(path);
+            self.store.acme.set_challenges(&storage.challenges());
+            tokio::time::sleep(SHARE_DELAY).await;
+            challenge
+                .set_ready()
+                .await
+                .map_err(acme_err("challenge ready"))?;
+        }
+        let patience = RetryPolicy::new().timeout(VALIDATION_TIMEOUT);
+        let status = order
+            .poll_ready(&patience)
+            .await
+            .map_err(acme_err("validation"))?;
+        if status != OrderStatus::Ready {
+            return Err(format!(
+                "validation failed: {}",
+                why_invalid(&mut order).await
+            ));
+        }
+        let key = acme::new_key().map_err(|e| format!("key: {e}"))?;
+        let csr =
+            acme::csr_der(&key, std::slice::from_ref(host)).map_err(|e| format!("CSR: {e}"))?;
+        order
+            .finalize_csr(&csr)
+            .await
+            .map_err(acme_err("finalize"))?;
+        let chain = order
+            .poll_certificate(&patience)
+            .await
+            .map_err(acme_err("certificate"))?;
+        let key_pem = key
+            .private_key_to_pem_pkcs8()
+            .map_err(|e| format!("key: {e}"))?;
+        storage
+            .save(host, chain.as_bytes(), &key_pem)
+            .map_err(|e| format!("storing the certificate: {e}"))?;
+        match storage.load(host) {
+            Ok(Some(entry)) => Ok(Outcome::Issued(entry)),
+            Ok(None) => Err("the stored certificate disappeared".into()),
+            Err(e) => Err(format!("the issued certificate: {e}")),
+        }
+    }
+}
+
+/// The CA's reasons an order's validation failed, from its challenges' errors.
+async fn why_invalid(order: &mut instant_acme::Order) -> String {
+    let mut reasons = Vec::new();
+    if let Some(problem) = &order.state().error {
+        reasons.push(problem.to_string());
+    }
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(authz)) = authorizations.next().await {
+        reasons.extend(
+            authz
+                .challenges
+                .iter()
+                .filter_map(|c| c.error.as_ref().map(|p| p.to_string())),
+        );
+    }
+    if reasons.is_empty() {
+        "the order became invalid".into()
+    } else {
+        reasons.join("; ")
+    }
+}

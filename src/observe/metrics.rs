@@ -48,6 +48,7 @@ pub struct Metrics {
     ocsp_fetch_failures: IntCounterVec,
     acme_orders: IntCounterVec,
     acme_renewal: IntGaugeVec,
+    acme_failing_since: IntGaugeVec,
     /// Access log lines dropped because the writer could not keep up.
     pub access_log_dropped: IntCounter,
     /// Spans the collector accepted.
@@ -241,6 +242,17 @@ impl Metrics {
                     &["host", "result"],
                 ),
             )?,
+            acme_failing_since: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gatehouse_acme_failing_since_timestamp_seconds",
+                        "Unix time of the first of the ACME orders for each host that have \
+                         failed in a row; 0 once one succeeds.",
+                    ),
+                    &["host"],
+                ),
+            )?,
             acme_renewal: register(
                 r,
                 IntGaugeVec::new(
@@ -413,6 +425,13 @@ impl Metrics {
     pub fn acme_order(&self, host: &str, issued: bool) {
         let result = if issued { "issued" } else { "failed" };
         self.acme_orders.with_label_values(&[host, result]).inc();
+    }
+
+    /// Record since when `host`'s orders fail (0: the last one succeeded).
+    pub fn acme_failing_since(&self, host: &str, since: i64) {
+        self.acme_failing_since
+            .with_label_values(&[host])
+            .set(since);
     }
 
     /// Record when `host`'s certificate is ordered next.

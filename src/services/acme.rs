@@ -1,7 +1,8 @@
 //! Automatic certificates (`[acme]`): every second, each managed host's stored certificate is
 //! picked up when it changed on disk (after a restart, or another instance's order), and a
 //! host without one, or past its renewal time, is ordered by whichever instance takes its lock
-//! in the storage directory. Orders run as their own tasks; a failure keeps the certificate
+//! in the storage directory: at two thirds of its lifetime, or earlier when the CA's renewal
+//! information (RFC 9773) suggests a window that starts sooner. Orders run as their own tasks; a failure keeps the certificate
 //! being served, is counted and logged, and is retried with backoff (a minute doubling to six
 //! hours). Open challenges are read from the storage directory, so every instance sharing it
 //! answers the CA, whichever one ordered.
@@ -12,8 +13,8 @@ use crate::tls::acme::{self, AcmePlan, HostStatus, Lock, Storage};
 use crate::tls::CertEntry;
 use async_trait::async_trait;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
-    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -52,6 +53,29 @@ struct Schedule {
     next: i64,
     backoff: i64,
     ordering: bool,
+    /// Unix seconds when the CA's renewal information (ARI) is asked next.
+    ask_window: i64,
+    asking: bool,
+    /// Unix seconds of the first of the failures in a row.
+    failing_since: Option<i64>,
+}
+
+/// What a background task reports to the schedule.
+enum Done {
+    Order(String, Result<Outcome, String>),
+    Window(String, Result<Window, String>),
+}
+
+/// The CA's renewal information for a certificate.
+enum Window {
+    /// Renew within `start..end` (Unix seconds); ask again after `ask_again` seconds.
+    Suggested {
+        start: i64,
+        end: i64,
+        ask_again: i64,
+    },
+    /// The CA does not offer renewal information.
+    Unsupported,
 }
 
 /// What an order task ended with.
@@ -68,7 +92,7 @@ type Accounts = Arc<Mutex<HashMap<String, Account>>>;
 #[async_trait]
 impl BackgroundService for AcmeService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (done_tx, mut done) = mpsc::unbounded_channel::<(String, Result<Outcome, String>)>();
+        let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
         let accounts: Accounts = Arc::default();
         let jitter = std::collections::hash_map::RandomState::new();
         let mut schedules: HashMap<String, Schedule> = HashMap::new();
@@ -77,9 +101,17 @@ impl BackgroundService for AcmeService {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                Some((host, result)) = done.recv() => {
-                    let s = schedules.entry(host.clone()).or_default();
-                    self.finished(&host, s, result, jitter.hash_one(&host));
+                Some(report) = done.recv() => {
+                    match report {
+                        Done::Order(host, result) => {
+                            let s = schedules.entry(host.clone()).or_default();
+                            self.finished(&host, s, result, jitter.hash_one(&host));
+                        }
+                        Done::Window(host, result) => {
+                            let s = schedules.entry(host.clone()).or_default();
+                            self.window(&host, s, result, jitter.hash_one((&host, "ari")));
+                        }
+                    }
                     continue;
                 }
                 _ = shutdown.changed() => return,
@@ -100,6 +132,27 @@ impl BackgroundService for AcmeService {
                     continue;
                 }
                 self.pick_up(&storage, host, s, jitter.hash_one(host));
+                if !s.asking && s.ask_window <= now {
+                    let identifier = self
+                        .store
+                        .acme
+                        .certificate(host)
+                        .and_then(|c| acme::ari_identifier(&c));
+                    if let Some(identifier) = identifier {
+                        s.asking = true;
+                        let task = Order {
+                            plan: plan.clone(),
+                            host: host.clone(),
+                            accounts: accounts.clone(),
+                            store: self.store.clone(),
+                        };
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            let window = task.window(identifier).await;
+                            let _ = done.send(Done::Window(task.host, window));
+                        });
+                    }
+                }
                 if s.next > now {
                     continue;
                 }
@@ -115,7 +168,7 @@ impl BackgroundService for AcmeService {
                         let done = done_tx.clone();
                         tokio::spawn(async move {
                             let result = task.run(lock).await;
-                            let _ = done.send((task.host, result));
+                            let _ = done.send(Done::Order(task.host, result));
                         });
                     }
                     // Another instance orders; its certificate is picked up when stored.
@@ -178,6 +231,10 @@ impl AcmeService {
         let fraction = (seed % 1_000_000) as f64 / 1_000_000.0;
         s.next = acme::renewal_time(from, entry.not_after, fraction);
         s.backoff = 0;
+        // A new certificate: ask the CA about its renewal window.
+        s.ask_window = 0;
+        s.failing_since = None;
+        self.metrics.acme_failing_since(host, 0);
         self.metrics.certificate_expiry(host, entry.not_after);
         self.metrics.acme_renewal(host, s.next);
         self.store.acme.set_certificate(host, Arc::new(entry));
@@ -207,9 +264,38 @@ impl AcmeService {
         }
     }
 
+    /// Move the renewal earlier when the CA's suggested window starts before it.
+    fn window(&self, host: &str, s: &mut Schedule, result: Result<Window, String>, seed: u64) {
+        s.asking = false;
+        let now = crate::clock::unix_secs() as i64;
+        match result {
+            Ok(Window::Suggested {
+                start,
+                end,
+                ask_again,
+            }) => {
+                let fraction = (seed % 1_000_000) as f64 / 1_000_000.0;
+                let at = acme::in_window(start, end, fraction);
+                if at < s.next && !s.ordering {
+                    tracing::info!(host, at, "renewal moved by the CA's renewal information");
+                    s.next = at;
+                    self.metrics.acme_renewal(host, at);
+                }
+                s.ask_window = now + ask_again.clamp(60, 86_400);
+            }
+            Ok(Window::Unsupported) => s.ask_window = i64::MAX,
+            Err(reason) => {
+                tracing::debug!(host, %reason, "no renewal information");
+                s.ask_window = now + 3600;
+            }
+        }
+    }
+
     fn failed(&self, host: &str, s: &mut Schedule, reason: String, now: i64) {
         s.backoff = (s.backoff * 2).clamp(FIRST_RETRY, LONGEST_RETRY);
         s.next = now + s.backoff;
+        let since = *s.failing_since.get_or_insert(now);
+        self.metrics.acme_failing_since(host, since);
         let serving = self.store.acme.certificate(host);
         tracing::warn!(
             host,
@@ -261,6 +347,25 @@ impl Order {
         }
         self.store.acme.set_challenges(&storage.challenges());
         issued
+    }
+
+    /// The CA's renewal information (RFC 9773) for the certificate `identifier` names.
+    async fn window(&self, identifier: (String, String)) -> Result<Window, String> {
+        let storage = Storage::new(&self.plan.storage);
+        let account = self.account(&storage).await?;
+        let id = CertificateIdentifier {
+            authority_key_identifier: identifier.0.into(),
+            serial: identifier.1.into(),
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, ask_again)) => Ok(Window::Suggested {
+                start: info.suggested_window.start.unix_timestamp(),
+                end: info.suggested_window.end.unix_timestamp(),
+                ask_again: ask_again.as_secs() as i64,
+            }),
+            Err(instant_acme::Error::Unsupported(_)) => Ok(Window::Unsupported),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The account with this CA: stored, else registered (with the external account binding

@@ -334,6 +334,27 @@ pub fn renewal_time(not_before: i64, not_after: i64, jitter: f64) -> i64 {
     not_before + lifetime * 2 / 3 - spread
 }
 
+/// The moment `fraction` (0..1) of the way through a renewal window the CA suggested
+/// (RFC 9773 section 4.2: a uniformly random point in it).
+pub fn in_window(start: i64, end: i64, fraction: f64) -> i64 {
+    start + ((end - start).max(0) as f64 * fraction.clamp(0.0, 1.0)) as i64
+}
+
+/// The ARI certificate identifier (RFC 9773 section 4.1): the base64url `keyIdentifier` of
+/// the leaf's Authority Key Identifier and of its serial number's DER content octets.
+pub fn ari_identifier(entry: &CertEntry) -> Option<(String, String)> {
+    use base64::Engine;
+    let leaf = entry.chain.first()?;
+    let aki = leaf.authority_key_id()?.as_slice().to_vec();
+    let mut serial = leaf.serial_number().to_bn().ok()?.to_vec();
+    // DER INTEGERs are two's complement: a leading 1 bit needs a zero octet before it.
+    if serial.first().is_none_or(|b| b & 0x80 != 0) {
+        serial.insert(0, 0);
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    Some((b64.encode(aki), b64.encode(serial)))
+}
+
 /// Unix seconds of the leaf's notBefore.
 pub fn not_before(entry: &CertEntry) -> Option<i64> {
     super::unix_of(entry.chain.first()?.not_before())
@@ -603,6 +624,74 @@ mod tests {
             .publish_challenge(AcmeChallenge::Http01, "tok", "tok.thumb\n")
             .unwrap();
         assert_eq!(storage.challenges().http01["tok"], "tok.thumb");
+    }
+
+    #[test]
+    fn ari_identifiers_follow_rfc_9773() {
+        // RFC 9773 section 4.1's example: AKI 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:
+        // DE:01:C8:D4 and serial 00:87:65:43:21 give "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".
+        let ca_key = new_key().unwrap();
+        let mut ca = X509::builder().unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, "ca").unwrap();
+        let name = name.build();
+        ca.set_subject_name(&name).unwrap();
+        ca.set_issuer_name(&name).unwrap();
+        ca.set_pubkey(&ca_key).unwrap();
+        let ski = [
+            0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0,
+            0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4,
+        ];
+        let ski_hex: Vec<String> = ski.iter().map(|b| format!("{b:02X}")).collect();
+        #[allow(deprecated)]
+        let ext = X509Extension::new_nid(
+            None,
+            Some(&ca.x509v3_context(None, None)),
+            Nid::SUBJECT_KEY_IDENTIFIER,
+            &ski_hex.join(":"),
+        )
+        .unwrap();
+        ca.append_extension(ext).unwrap();
+        ca.set_not_before(&*Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        ca.set_not_after(&*Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        ca.sign(&ca_key, MessageDigest::sha256()).unwrap();
+        let ca = ca.build();
+
+        let key = new_key().unwrap();
+        let mut leaf = X509::builder().unwrap();
+        leaf.set_subject_name(&name).unwrap();
+        leaf.set_issuer_name(ca.subject_name()).unwrap();
+        leaf.set_pubkey(&key).unwrap();
+        let serial = openssl::bn::BigNum::from_hex_str("87654321").unwrap();
+        leaf.set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
+        let aki = openssl::x509::extension::AuthorityKeyIdentifier::new()
+            .keyid(true)
+            .build(&leaf.x509v3_context(Some(&ca), None))
+            .unwrap();
+        leaf.append_extension(aki).unwrap();
+        leaf.set_not_before(&*Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        leaf.set_not_after(&*Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        leaf.sign(&ca_key, MessageDigest::sha256()).unwrap();
+        let entry = CertEntry {
+            name: "x".into(),
+            chain: vec![leaf.build()],
+            key,
+            not_after: 0,
+            hosts: Vec::new(),
+            fingerprint: [0; 32],
+        };
+        let (aki, serial) = ari_identifier(&entry).unwrap();
+        assert_eq!(
+            format!("{aki}.{serial}"),
+            "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+        );
+        assert_eq!(in_window(100, 200, 0.25), 125);
+        assert_eq!(in_window(100, 50, 0.5), 100);
     }
 
     #[test]

@@ -234,13 +234,12 @@ async fn http01_issues_a_certificate_a_restart_reuses_and_ocsp_staples() {
     let pebble = Pebble::start(http, tls, 3600, ocsp);
     let storage = tempfile::tempdir().unwrap();
     let host = "shop.acme.test";
-    let body = listeners(
-        http,
-        tls,
-        &pebble.acme_section(&[host], "http-01", storage.path()),
-    );
+    // The host asks for its certificate in its [hosts] policy, which also redirects plain
+    // HTTP to HTTPS: the CA's request is answered before the redirect.
+    let policy = format!("[hosts.\"{host}\"]\nacme = true\nhttps_redirect = true\n");
+    let acme = pebble.acme_section(&[], "http-01", storage.path());
+    let body = listeners(http, tls, &format!("{acme}{policy}"));
     let gw = Gateway::start(&body);
-    // Before the first certificate exists the name has no certificate: refused, as today.
     let sha = served(&gw, host, Duration::from_secs(60)).await;
     assert!(sha.is_some(), "{}\n{}", gw.stderr(), pebble.log());
     assert_eq!(pebble.issued(), 1);
@@ -461,4 +460,65 @@ async fn instances_sharing_storage_make_one_order() {
     };
     assert_eq!(issued(&two.metrics().await), 1.0, "{}", two.stderr());
     assert_eq!(issued(&one.metrics().await), 0.0, "{}", one.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_a_certificate_is_issued_the_default_serves_and_the_failure_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::pki::Ca::new("file ca")
+        .server(&["fallback.test"], 30)
+        .write(dir.path(), "fallback");
+    let (http, tls) = (free_port(), free_port());
+    // Nothing answers at the directory's address.
+    let body = format!(
+        "[acme]\ndirectory = \"https://127.0.0.1:{dead}/dir\"\nstorage = \"{storage}\"\n\
+         hosts = [\"new.acme.test\"]\n\
+         [certificates.fallback]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+         [[listeners]]\naddress = \"127.0.0.1:{http}\"\n\
+         [[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ default_certificate = \"fallback\" }}\n\
+         [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
+        dead = free_port(),
+        storage = dir.path().join("acme").display(),
+        cert = cert.display(),
+        key = key.display(),
+    );
+    let gw = Gateway::start(&body);
+    let failed = eventually(Duration::from_secs(15), || async {
+        listed(&gw, "new.acme.test").await["acme"]["result"] == "failed"
+    })
+    .await;
+    assert!(failed, "{}", gw.stderr());
+    let entry = listed(&gw, "new.acme.test").await;
+    assert_eq!(entry["source"], "acme");
+    assert!(entry["not_after"].is_null(), "{entry}");
+    assert!(
+        entry["acme"]["next_attempt"].as_i64().unwrap() > entry["acme"]["at"].as_i64().unwrap()
+    );
+    assert!(gw.stderr().contains("ACME order failed"));
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "gatehouse_acme_orders_total",
+            &[("host", "new.acme.test"), ("result", "failed")]
+        ),
+        1.0
+    );
+    // The name is served by the listener's default certificate meanwhile.
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{tls}"),
+            "-servername",
+            "new.acme.test",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("CN=fallback.test") || out.contains("CN = fallback.test"),
+        "{out}"
+    );
 }

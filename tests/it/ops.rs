@@ -423,8 +423,14 @@ async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
         "[apis.a]\nopenapi = \"{}\"\nupstream = \"app\"\nvalidate_responses = \"report\"\n",
         doc.display()
     );
+    // And automatic certificates from a CA that is not there, for the ACME series.
+    let acme = format!(
+        "[acme]\ndirectory = \"https://127.0.0.1:1/dir\"\nstorage = \"{}\"\n\
+         hosts = [\"a.test\"]\n",
+        dir.path().join("acme").display()
+    );
     let gw = Gateway::start(&format!(
-        "{jwt}{certs}{firewall}{api}{}",
+        "{jwt}{certs}{firewall}{api}{acme}{}",
         routes(&upstream, "")
     ));
     // Families with labels appear once they have a series: after one request.
@@ -434,6 +440,7 @@ async fn alert_rules_are_valid_and_use_metrics_gatehouse_exports() {
         let m = gw.metrics().await;
         m.contains("gatehouse_requests_total{")
             && m.contains("gatehouse_contract_violations_total{")
+            && m.contains("gatehouse_acme_orders_total{")
     })
     .await;
     assert!(counted);

@@ -297,3 +297,62 @@ fn tracing_settings_are_checked_each_with_its_key() {
     let errs = errors_of("[tracing]\nprotocol = \"grpc\"\n");
     assert_eq!(errs, ["tracing: missing field `endpoint`"]);
 }
+
+#[test]
+fn acme_settings_are_checked_each_under_its_key() {
+    let errs = errors_of(
+        "[acme]\ndirectory = \"http://ca.example/dir\"\nemail = \"not an address\"\n\
+         storage = \"/var/lib/gatehouse/acme\"\nhosts = [\"*.example.com\", \"10.0.0.1\", \"ok.example.com\"]\n\
+         challenge = \"tls-alpn-01\"\nexternal_account = { kid = \"\", hmac_key = \"no!\" }\n\
+         [hosts.\"api.example.com\"]\nacme = true\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "acme.directory: an ACME directory is an https:// URL (RFC 8555)",
+            "acme.email: expected one address like ops@example.com",
+            "acme.external_account.kid: must not be empty",
+            "acme.external_account.hmac_key: expected the base64url MAC key the CA gave",
+            "acme.hosts[0]: a wildcard name needs the DNS-01 challenge, which gatehouse does not answer; list the exact names",
+            "acme.hosts[1]: an IP address, not a DNS name",
+            "acme.challenge: \"tls-alpn-01\" is answered on a TLS listener (port 443), and there is none",
+        ]
+    );
+    let errs = errors_of("[hosts.\"api.example.com\"]\nacme = true\n");
+    assert_eq!(
+        errs,
+        ["hosts.\"api.example.com\".acme: needs an [acme] section (directory, storage)"]
+    );
+    let errs = errors_of("[acme]\ndirectory = \"https://ca.example/dir\"\nstorage = \"s\"\n");
+    assert_eq!(
+        errs,
+        ["acme.hosts: no host gets a certificate: list them here or set `acme = true` in [hosts.\"NAME\"]"]
+    );
+    let errs =
+        errors_of("[acme]\ndirectory = \"https://ca.example/dir\"\nstorage = \"s\"\nport = 80\n");
+    assert!(
+        errs[0].starts_with("acme.port: unknown field `port`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn the_acme_plan_joins_the_list_and_the_host_policies() {
+    let text = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+                [acme]\ndirectory = \"https://ca.example/dir\"\nstorage = \"s\"\n\
+                email = \"ops@example.com\"\nhosts = [\"B.example.com\", \"a.example.com\"]\n\
+                external_account = { kid = \"k1\", hmac_key = \"AQID\" }\n\
+                [hosts.\"a.example.com\"]\nacme = true\n[hosts.\"c.example.com\"]\nacme = true\n";
+    let config = parse(text).unwrap();
+    let plan = crate::tls::acme::AcmePlan::of(&config).unwrap();
+    assert_eq!(
+        plan.hosts,
+        ["a.example.com", "b.example.com", "c.example.com"]
+    );
+    assert_eq!(plan.contact, ["mailto:ops@example.com"]);
+    assert_eq!(
+        plan.external_account,
+        Some(("k1".to_string(), vec![1, 2, 3]))
+    );
+    assert_eq!(plan.challenge, crate::config::AcmeChallenge::Http01);
+}

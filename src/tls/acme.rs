@@ -652,9 +652,9 @@ mod tests {
         )
         .unwrap();
         ca.append_extension(ext).unwrap();
-        ca.set_not_before(&*Asn1Time::days_from_now(0).unwrap())
+        ca.set_not_before(&Asn1Time::days_from_now(0).unwrap())
             .unwrap();
-        ca.set_not_after(&*Asn1Time::days_from_now(1).unwrap())
+        ca.set_not_after(&Asn1Time::days_from_now(1).unwrap())
             .unwrap();
         ca.sign(&ca_key, MessageDigest::sha256()).unwrap();
         let ca = ca.build();
@@ -672,9 +672,9 @@ mod tests {
             .build(&leaf.x509v3_context(Some(&ca), None))
             .unwrap();
         leaf.append_extension(aki).unwrap();
-        leaf.set_not_before(&*Asn1Time::days_from_now(0).unwrap())
+        leaf.set_not_before(&Asn1Time::days_from_now(0).unwrap())
             .unwrap();
-        leaf.set_not_after(&*Asn1Time::days_from_now(1).unwrap())
+        leaf.set_not_after(&Asn1Time::days_from_now(1).unwrap())
             .unwrap();
         leaf.sign(&ca_key, MessageDigest::sha256()).unwrap();
         let entry = CertEntry {

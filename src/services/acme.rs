@@ -156,6 +156,12 @@ impl BackgroundService for AcmeService {
                 if s.next > now {
                     continue;
                 }
+                // Another instance's failed order sets when anyone tries next.
+                if let Some((at, backoff)) = storage.retry(host).filter(|(at, _)| *at > now) {
+                    s.next = at;
+                    s.backoff = s.backoff.max(backoff);
+                    continue;
+                }
                 match storage.lock(host) {
                     Ok(Some(lock)) => {
                         s.ordering = true;
@@ -168,6 +174,7 @@ impl BackgroundService for AcmeService {
                         let done = done_tx.clone();
                         tokio::spawn(async move {
                             let result = task.run(lock).await;
+                            task.share_retry(&result);
                             let _ = done.send(Done::Order(task.host, result));
                         });
                     }
@@ -347,6 +354,23 @@ impl Order {
         }
         self.store.acme.set_challenges(&storage.challenges());
         issued
+    }
+
+    /// Tell the other instances when to try again (or that they need not wait).
+    fn share_retry(&self, result: &Result<Outcome, String>) {
+        let storage = Storage::new(&self.plan.storage);
+        let retry = match result {
+            Ok(_) => None,
+            Err(_) => {
+                let now = crate::clock::unix_secs() as i64;
+                let previous = storage.retry(&self.host).map_or(0, |(_, b)| b);
+                let backoff = (previous * 2).clamp(FIRST_RETRY, LONGEST_RETRY);
+                Some((now + backoff, backoff))
+            }
+        };
+        if let Err(e) = storage.set_retry(&self.host, retry) {
+            tracing::warn!(host = %self.host, error = %e, "cannot store the ACME retry time");
+        }
     }
 
     /// The CA's renewal information (RFC 9773) for the certificate `identifier` names.

@@ -70,7 +70,7 @@ impl AcmePlan {
             external_account: a
                 .external_account
                 .as_ref()
-                .and_then(|e| Some((e.kid.clone(), decode_mac_key(e.hmac_key.expose())?))),
+                .and_then(|e| Some((e.kid.clone(), e.mac_key()?))),
             storage: a.storage.clone(),
             hosts,
             challenge: a.challenge,
@@ -91,16 +91,6 @@ pub fn file_problems(config: &Config) -> Vec<crate::config::ConfigError> {
             e.to_string(),
         )],
     }
-}
-
-/// An EAB MAC key as CAs print it: base64url, with or without padding.
-pub fn decode_mac_key(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let text = text.trim().trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .filter(|k| !k.is_empty())
 }
 
 /// How the last attempt for a host went, for the admin API.
@@ -461,6 +451,31 @@ impl Storage {
         Ok(None)
     }
 
+    fn retry_file(&self, host: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{host}.retry"))
+    }
+
+    /// When `host` may be ordered again after failures, and the backoff that led there:
+    /// shared, so instances taking turns at the lock do not each start from the shortest wait
+    /// (CAs limit failed validations per name).
+    pub fn retry(&self, host: &str) -> Option<(i64, i64)> {
+        let text = std::fs::read_to_string(self.retry_file(host)).ok()?;
+        let (at, backoff) = text.trim().split_once(' ')?;
+        Some((at.parse().ok()?, backoff.parse().ok()?))
+    }
+
+    /// Record a failed order's next attempt (`None`: the last order worked).
+    pub fn set_retry(&self, host: &str, retry: Option<(i64, i64)>) -> std::io::Result<()> {
+        let path = self.retry_file(host);
+        match retry {
+            Some((at, backoff)) => write_file(&path, format!("{at} {backoff}\n").as_bytes(), 0o644),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+    }
+
     fn challenge_path(&self, kind: AcmeChallenge, name: &str) -> PathBuf {
         self.root.join("challenges").join(kind_dir(kind)).join(name)
     }
@@ -620,6 +635,14 @@ mod tests {
         assert!(storage.lock("b.example.com").unwrap().is_some());
         drop(first);
         assert!(storage.lock("a.example.com").unwrap().is_some());
+        assert_eq!(storage.retry("a.example.com"), None);
+        storage
+            .set_retry("a.example.com", Some((1000, 120)))
+            .unwrap();
+        assert_eq!(storage.retry("a.example.com"), Some((1000, 120)));
+        storage.set_retry("a.example.com", None).unwrap();
+        storage.set_retry("a.example.com", None).unwrap();
+        assert_eq!(storage.retry("a.example.com"), None);
         storage
             .publish_challenge(AcmeChallenge::Http01, "tok", "tok.thumb\n")
             .unwrap();
@@ -695,9 +718,32 @@ mod tests {
     }
 
     #[test]
-    fn mac_keys_decode_with_or_without_padding() {
-        assert_eq!(decode_mac_key("AQID").unwrap(), [1, 2, 3]);
-        assert_eq!(decode_mac_key("AQI=").unwrap(), [1, 2]);
-        assert!(decode_mac_key("not base64!").is_none());
+    fn the_acme_plan_joins_the_list_and_the_host_policies() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
+                    [acme]\ndirectory = \"https://ca.example/dir\"\nstorage = \"s\"\n\
+                    email = \"ops@example.com\"\nhosts = [\"B.example.com\", \"a.example.com\"]\n\
+                    external_account = { kid = \"k1\", hmac_key = \"AQID\" }\n\
+                    [hosts.\"a.example.com\"]\nacme = true\n[hosts.\"c.example.com\"]\nacme = true\n";
+        let config = crate::config::parse(text).unwrap();
+        let plan = AcmePlan::of(&config).unwrap();
+        assert_eq!(
+            plan.hosts,
+            ["a.example.com", "b.example.com", "c.example.com"]
+        );
+        assert_eq!(plan.contact, ["mailto:ops@example.com"]);
+        assert_eq!(
+            plan.external_account,
+            Some(("k1".to_string(), vec![1, 2, 3]))
+        );
+        assert_eq!(plan.challenge, crate::config::AcmeChallenge::Http01);
+        let key = |k: &str| {
+            crate::config::ExternalAccountConfig {
+                kid: "k".into(),
+                hmac_key: crate::config::Secret::try_from(k.to_string()).unwrap(),
+            }
+            .mac_key()
+        };
+        assert_eq!(key("AQI=").unwrap(), [1, 2]);
+        assert!(key("not base64!").is_none());
     }
 }

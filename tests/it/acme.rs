@@ -25,7 +25,15 @@ struct Pebble {
     dir: tempfile::TempDir,
     acme_port: u16,
     management_port: u16,
+    /// The external account binding pebble requires, if any: key id and MAC key.
+    eab: Option<(&'static str, &'static str)>,
 }
+
+/// An external account pebble hands out.
+const EAB: (&str, &str) = (
+    "kid-1",
+    "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+);
 
 impl Drop for Pebble {
     fn drop(&mut self) {
@@ -40,6 +48,17 @@ impl Pebble {
     /// Pebble validating on `http_port` (HTTP-01) and `tls_port` (TLS-ALPN-01), issuing
     /// certificates valid for `validity` seconds that name `ocsp_port`'s responder.
     fn start(http_port: u16, tls_port: u16, validity: u64, ocsp_port: u16) -> Self {
+        Self::start_with(http_port, tls_port, validity, ocsp_port, None)
+    }
+
+    /// The same, requiring the external account binding `eab` for new accounts.
+    fn start_with(
+        http_port: u16,
+        tls_port: u16,
+        validity: u64,
+        ocsp_port: u16,
+        eab: Option<(&'static str, &'static str)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS certificate, from a CA the gateway is told to trust.
         let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -67,7 +86,8 @@ impl Pebble {
             "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": format!("http://127.0.0.1:{ocsp_port}"),
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": eab.is_some(),
+            "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({kid: key})),
             "certificateValidityPeriod": validity,
         }});
         std::fs::write(dir.path().join("pebble.json"), config.to_string()).unwrap();
@@ -99,6 +119,7 @@ impl Pebble {
             dir,
             acme_port,
             management_port,
+            eab,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", acme_port)).is_err()
@@ -134,6 +155,10 @@ impl Pebble {
 
     /// `[acme]` for this CA with `hosts`, `challenge` and `storage`.
     fn acme_section(&self, hosts: &[&str], challenge: &str, storage: &Path) -> String {
+        let eab = self.eab.map_or(String::new(), |(kid, key)| {
+            format!("external_account = {{ kid = \"{kid}\", hmac_key = \"{key}\" }}\n")
+        });
+        // Keys of [acme]: the binding goes after the section's other lines.
         format!(
             "[acme]\ndirectory = \"https://127.0.0.1:{port}/dir\"\nemail = \"ops@example.com\"\n\
              storage = \"{storage}\"\nca_bundle = \"{ca}\"\nchallenge = \"{challenge}\"\n\
@@ -141,7 +166,7 @@ impl Pebble {
             port = self.acme_port,
             storage = storage.display(),
             ca = self.https_ca().display(),
-        )
+        ) + &eab
     }
 
     /// A PEM from pebble's management interface (`/roots/0`, `/intermediates/0`,
@@ -429,14 +454,14 @@ async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_storage_make_one_order() {
     let (http, tls, ocsp) = (free_port(), free_port(), free_port());
-    let pebble = Pebble::start(http, tls, 3600, ocsp);
+    // This CA also requires an external account binding.
+    let pebble = Pebble::start_with(http, tls, 3600, ocsp, Some(EAB));
     let storage = tempfile::tempdir().unwrap();
     let host = "shared.acme.test";
     let acme = pebble.acme_section(&[host], "http-01", storage.path());
     // The CA validates only at the second instance, and the first one orders (it takes the
     // lock first): the challenge reaches the CA through the shared storage.
-    let one_addrs = (free_port(), free_port());
-    let two = Gateway::start(&listeners(one_addrs.0, one_addrs.1, &acme));
+    let two = Gateway::start(&listeners(free_port(), free_port(), &acme));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let one = Gateway::start(&listeners(http, tls, &acme));
     let a = served(&one, host, Duration::from_secs(60)).await;
@@ -504,6 +529,28 @@ async fn until_a_certificate_is_issued_the_default_serves_and_the_failure_is_rep
         ),
         1.0
     );
+    // The retry time is shared: another instance on the same storage waits for it too
+    // instead of failing its own order at once (CAs limit failed validations per name).
+    let retry = std::fs::read_to_string(dir.path().join("acme/locks/new.acme.test.retry")).unwrap();
+    assert!(retry.trim().ends_with(" 60"), "{retry}");
+    let other = body
+        .replace(
+            &format!("127.0.0.1:{http}"),
+            &format!("127.0.0.1:{}", free_port()),
+        )
+        .replace(
+            &format!("127.0.0.1:{tls}"),
+            &format!("127.0.0.1:{}", free_port()),
+        );
+    let second = Gateway::start(&other);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = second.metrics().await;
+    assert!(
+        !m.contains("gatehouse_acme_orders_total{"),
+        "{}",
+        second.stderr()
+    );
+    drop(second);
     // The name is served by the listener's default certificate meanwhile.
     let out = Command::new("openssl")
         .args([

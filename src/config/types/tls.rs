@@ -101,8 +101,8 @@ pub struct AcmeConfig {
     /// `tls-alpn-01` (a TLS listener on port 443).
     #[serde(default)]
     pub challenge: AcmeChallenge,
-    /// CA certificates trusted for the directory's HTTPS (a private CA); the system's roots
-    /// when unset.
+    /// The root trusted for the directory's HTTPS (a private CA; the file's first
+    /// certificate); the system's roots when unset.
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
 }
@@ -124,6 +124,18 @@ pub struct ExternalAccountConfig {
     pub kid: String,
     /// The MAC key, base64url as CAs print it (`env:NAME` reads it from the environment).
     pub hmac_key: Secret,
+}
+
+impl ExternalAccountConfig {
+    /// The MAC key's bytes: base64url, with or without padding, as CAs print it.
+    pub fn mac_key(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let text = self.hmac_key.expose().trim().trim_end_matches('=');
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .filter(|k| !k.is_empty())
+    }
 }
 
 /// HSTS header settings.

@@ -335,24 +335,3 @@ fn acme_settings_are_checked_each_under_its_key() {
         "{errs:?}"
     );
 }
-
-#[test]
-fn the_acme_plan_joins_the_list_and_the_host_policies() {
-    let text = "[[listeners]]\naddress = \"127.0.0.1:1\"\n\
-                [acme]\ndirectory = \"https://ca.example/dir\"\nstorage = \"s\"\n\
-                email = \"ops@example.com\"\nhosts = [\"B.example.com\", \"a.example.com\"]\n\
-                external_account = { kid = \"k1\", hmac_key = \"AQID\" }\n\
-                [hosts.\"a.example.com\"]\nacme = true\n[hosts.\"c.example.com\"]\nacme = true\n";
-    let config = parse(text).unwrap();
-    let plan = crate::tls::acme::AcmePlan::of(&config).unwrap();
-    assert_eq!(
-        plan.hosts,
-        ["a.example.com", "b.example.com", "c.example.com"]
-    );
-    assert_eq!(plan.contact, ["mailto:ops@example.com"]);
-    assert_eq!(
-        plan.external_account,
-        Some(("k1".to_string(), vec![1, 2, 3]))
-    );
-    assert_eq!(plan.challenge, crate::config::AcmeChallenge::Http01);
-}

@@ -89,7 +89,7 @@ fn acme(p: &mut Problems, path: &KeyPath, a: &AcmeConfig, config: &Config) {
         if eab.kid.trim().is_empty() {
             p.at(path.key("external_account").key("kid"), "must not be empty");
         }
-        if crate::tls::acme::decode_mac_key(eab.hmac_key.expose()).is_none() {
+        if eab.mac_key().is_none() {
             p.at(
                 path.key("external_account").key("hmac_key"),
                 "expected the base64url MAC key the CA gave",

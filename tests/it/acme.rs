@@ -46,8 +46,9 @@ impl Drop for Pebble {
 
 impl Pebble {
     /// Pebble validating on `http_port` (HTTP-01) and `tls_port` (TLS-ALPN-01), issuing
-    /// certificates valid for `validity` seconds that name `ocsp_port`'s responder.
-    fn start(http_port: u16, tls_port: u16, validity: u64, ocsp_port: u16) -> Self {
+    /// certificates valid for `validity` seconds that name `ocsp_port`'s responder (none
+    /// without: a port nobody serves would be asked, and could be another test's by then).
+    fn start(http_port: u16, tls_port: u16, validity: u64, ocsp_port: Option<u16>) -> Self {
         Self::start_with(http_port, tls_port, validity, ocsp_port, None)
     }
 
@@ -56,7 +57,7 @@ impl Pebble {
         http_port: u16,
         tls_port: u16,
         validity: u64,
-        ocsp_port: u16,
+        ocsp_port: Option<u16>,
         eab: Option<(&'static str, &'static str)>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -85,7 +86,7 @@ impl Pebble {
             "privateKey": dir.path().join("key.pem"),
             "httpPort": http_port,
             "tlsPort": tls_port,
-            "ocspResponderURL": format!("http://127.0.0.1:{ocsp_port}"),
+            "ocspResponderURL": ocsp_port.map_or(String::new(), |p| format!("http://127.0.0.1:{p}")),
             "externalAccountBindingRequired": eab.is_some(),
             "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({kid: key})),
             "certificateValidityPeriod": validity,
@@ -256,7 +257,7 @@ fn mode(path: &Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_a_certificate_a_restart_reuses_and_ocsp_staples() {
     let (http, tls, ocsp) = (free_port(), free_port(), free_port());
-    let pebble = Pebble::start(http, tls, 3600, ocsp);
+    let pebble = Pebble::start(http, tls, 3600, Some(ocsp));
     let storage = tempfile::tempdir().unwrap();
     let host = "shop.acme.test";
     // The host asks for its certificate in its [hosts] policy, which also redirects plain
@@ -397,9 +398,9 @@ async fn http01_issues_a_certificate_a_restart_reuses_and_ocsp_staples() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_the_old_one() {
-    let (http, tls, ocsp) = (free_port(), free_port(), free_port());
+    let (http, tls) = (free_port(), free_port());
     // Twenty-second certificates: renewed about every thirteen seconds.
-    let mut pebble = Pebble::start(http, tls, 20, ocsp);
+    let mut pebble = Pebble::start(http, tls, 20, None);
     let storage = tempfile::tempdir().unwrap();
     let host = "alpn.acme.test";
     let body = listeners(
@@ -453,9 +454,9 @@ async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_storage_make_one_order() {
-    let (http, tls, ocsp) = (free_port(), free_port(), free_port());
+    let (http, tls) = (free_port(), free_port());
     // This CA also requires an external account binding.
-    let pebble = Pebble::start_with(http, tls, 3600, ocsp, Some(EAB));
+    let pebble = Pebble::start_with(http, tls, 3600, None, Some(EAB));
     let storage = tempfile::tempdir().unwrap();
     let host = "shared.acme.test";
     let acme = pebble.acme_section(&[host], "http-01", storage.path());
@@ -494,15 +495,14 @@ async fn until_a_certificate_is_issued_the_default_serves_and_the_failure_is_rep
         .server(&["fallback.test"], 30)
         .write(dir.path(), "fallback");
     let (http, tls) = (free_port(), free_port());
-    // Nothing answers at the directory's address.
+    // Nothing answers at the directory's address (port 1: no test's port 0 bind gets it).
     let body = format!(
-        "[acme]\ndirectory = \"https://127.0.0.1:{dead}/dir\"\nstorage = \"{storage}\"\n\
+        "[acme]\ndirectory = \"https://127.0.0.1:1/dir\"\nstorage = \"{storage}\"\n\
          hosts = [\"new.acme.test\"]\n\
          [certificates.fallback]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
          [[listeners]]\naddress = \"127.0.0.1:{http}\"\n\
          [[listeners]]\naddress = \"127.0.0.1:{tls}\"\ntls = {{ default_certificate = \"fallback\" }}\n\
          [[routes]]\nname = \"r\"\npath = \"/\"\nrespond = {{}}\n",
-        dead = free_port(),
         storage = dir.path().join("acme").display(),
         cert = cert.display(),
         key = key.display(),

@@ -154,7 +154,7 @@ async fn dashboard_queries_and_alert_rules_work_on_a_real_prometheus() {
          [[routes]]\nname = \"never\"\npath = \"/never\"\nrespond = {{ body = \"n\" }}\n\
          [apis.pets]\nopenapi = \"{doc}\"\nupstream = \"app\"\nbase_path = \"/api\"\n\
          validate_responses = \"report\"\n\
-         [acme]\ndirectory = \"https://127.0.0.1:{dead}/dir\"\nstorage = \"{acme}\"\n\
+         [acme]\ndirectory = \"https://127.0.0.1:1/dir\"\nstorage = \"{acme}\"\n\
          hosts = [\"b.test\"]\n",
         acme = certs.path().join("acme").display(),
         doc = doc.display(),

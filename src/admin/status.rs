@@ -85,7 +85,9 @@ pub fn page(reloader: &Reloader) -> String {
     h.push_str(
         "<h2>Certificates</h2><table><tr><th>certificate</th><th>names</th><th>expires</th></tr>",
     );
-    let mut certs: Vec<_> = snapshot.certificates.entries().collect();
+    // File certificates, and the ones `[acme]` issued.
+    let issued = reloader.store.acme.certificates();
+    let mut certs: Vec<_> = snapshot.certificates.entries().chain(&issued).collect();
     certs.sort_by_key(|e| e.not_after);
     for c in certs {
         let days = (c.not_after - now_secs) as f64 / 86_400.0;

@@ -126,6 +126,12 @@ impl BackgroundService for AcmeService {
             self.store.acme.retain_hosts(&plan.hosts);
             schedules.retain(|h, s| s.ordering || plan.hosts.contains(h));
             let now = crate::clock::unix_secs() as i64;
+            let task_for = |host: &String| Order {
+                plan: plan.clone(),
+                host: host.clone(),
+                accounts: accounts.clone(),
+                store: self.store.clone(),
+            };
             for host in &plan.hosts {
                 let s = schedules.entry(host.clone()).or_default();
                 if s.ordering {
@@ -140,12 +146,7 @@ impl BackgroundService for AcmeService {
                         .and_then(|c| acme::ari_identifier(&c));
                     if let Some(identifier) = identifier {
                         s.asking = true;
-                        let task = Order {
-                            plan: plan.clone(),
-                            host: host.clone(),
-                            accounts: accounts.clone(),
-                            store: self.store.clone(),
-                        };
+                        let task = task_for(host);
                         let done = done_tx.clone();
                         tokio::spawn(async move {
                             let window = task.window(identifier).await;
@@ -165,12 +166,7 @@ impl BackgroundService for AcmeService {
                 match storage.lock(host) {
                     Ok(Some(lock)) => {
                         s.ordering = true;
-                        let task = Order {
-                            plan: plan.clone(),
-                            host: host.clone(),
-                            accounts: accounts.clone(),
-                            store: self.store.clone(),
-                        };
+                        let task = task_for(host);
                         let done = done_tx.clone();
                         tokio::spawn(async move {
                             let result = task.run(lock).await;

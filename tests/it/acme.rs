@@ -203,14 +203,7 @@ fn listeners(http: u16, tls: u16, top: &str) -> String {
 
 /// `/-/certificates`' entry for `host`.
 async fn listed(gw: &Gateway, host: &str) -> Value {
-    let all: Value = crate::common::client()
-        .get(gw.admin_url("/-/certificates"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = crate::common::get_json(gw.admin_url("/-/certificates")).await;
     all["certificates"]
         .as_array()
         .unwrap()
@@ -247,6 +240,15 @@ fn handshake(tls: u16, host: &str, root: &Path, extra: &[&str]) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `gatehouse_acme_orders_total` for `host` and `result` in the metrics text `m`.
+fn orders(m: &str, host: &str, result: &str) -> f64 {
+    metric_value(
+        m,
+        "gatehouse_acme_orders_total",
+        &[("host", host), ("result", result)],
+    )
 }
 
 fn mode(path: &Path) -> u32 {
@@ -293,14 +295,7 @@ async fn http01_issues_a_certificate_a_restart_reuses_and_ocsp_staples() {
         "{entry}"
     );
     let m = gw.metrics().await;
-    assert_eq!(
-        metric_value(
-            &m,
-            "gatehouse_acme_orders_total",
-            &[("host", host), ("result", "issued")]
-        ),
-        1.0
-    );
+    assert_eq!(orders(&m, host, "issued"), 1.0);
     assert!(
         metric_value(
             &m,
@@ -386,14 +381,7 @@ async fn http01_issues_a_certificate_a_restart_reuses_and_ocsp_staples() {
     assert_eq!(pebble.issued(), 1, "{}", gw.stderr());
     assert_eq!(listed(&gw, host).await["acme"]["result"], "loaded");
     let m = gw.metrics().await;
-    assert_eq!(
-        metric_value(
-            &m,
-            "gatehouse_acme_orders_total",
-            &[("host", host), ("result", "issued")]
-        ),
-        0.0
-    );
+    assert_eq!(orders(&m, host, "issued"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,11 +423,7 @@ async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_th
     pebble.stop();
     let failed = eventually(Duration::from_secs(30), || async {
         let m = gw.metrics().await;
-        metric_value(
-            &m,
-            "gatehouse_acme_orders_total",
-            &[("host", host), ("result", "failed")],
-        ) >= 1.0
+        orders(&m, host, "failed") >= 1.0
     })
     .await;
     assert!(failed, "{}", gw.stderr());
@@ -477,15 +461,18 @@ async fn instances_sharing_storage_make_one_order() {
     assert_eq!(a, b);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(pebble.issued(), 1, "{}", pebble.log());
-    let issued = |m: &str| {
-        metric_value(
-            m,
-            "gatehouse_acme_orders_total",
-            &[("host", host), ("result", "issued")],
-        )
-    };
-    assert_eq!(issued(&two.metrics().await), 1.0, "{}", two.stderr());
-    assert_eq!(issued(&one.metrics().await), 0.0, "{}", one.stderr());
+    assert_eq!(
+        orders(&two.metrics().await, host, "issued"),
+        1.0,
+        "{}",
+        two.stderr()
+    );
+    assert_eq!(
+        orders(&one.metrics().await, host, "issued"),
+        0.0,
+        "{}",
+        one.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,14 +508,7 @@ async fn until_a_certificate_is_issued_the_default_serves_and_the_failure_is_rep
     );
     assert!(gw.stderr().contains("ACME order failed"));
     let m = gw.metrics().await;
-    assert_eq!(
-        metric_value(
-            &m,
-            "gatehouse_acme_orders_total",
-            &[("host", "new.acme.test"), ("result", "failed")]
-        ),
-        1.0
-    );
+    assert_eq!(orders(&m, "new.acme.test", "failed"), 1.0);
     // The retry time is shared: another instance on the same storage waits for it too
     // instead of failing its own order at once (CAs limit failed validations per name).
     let retry = std::fs::read_to_string(dir.path().join("acme/locks/new.acme.test.retry")).unwrap();

@@ -265,14 +265,7 @@ async fn responses_are_stapled_and_a_down_responder_never_blocks_a_handshake() {
         "{expiry} {now}"
     );
     // The admin API lists the certificate with its issuer, expiry, source and staple.
-    let listed: serde_json::Value = crate::common::client()
-        .get(gw.admin_url("/-/certificates"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = crate::common::get_json(gw.admin_url("/-/certificates")).await;
     let cert = &listed["certificates"][0];
     assert_eq!(cert["name"], "staple", "{listed}");
     assert_eq!(cert["hosts"], serde_json::json!(["staple.test"]));

@@ -434,6 +434,21 @@ impl Metrics {
             .set(since);
     }
 
+    /// Drop the series of a host `[acme]` no longer manages, so its alerts stop; its
+    /// certificate's expiry too unless a file certificate has the same name.
+    pub fn forget_acme_host(&self, host: &str, keep_expiry: bool) {
+        for result in ["issued", "failed"] {
+            let _ = self.acme_orders.remove_label_values(&[host, result]);
+        }
+        let _ = self.acme_renewal.remove_label_values(&[host]);
+        let _ = self.acme_failing_since.remove_label_values(&[host]);
+        if !keep_expiry {
+            let _ = self.certificate_expiry.remove_label_values(&[host]);
+            let _ = self.ocsp_staple_expiry.remove_label_values(&[host]);
+            let _ = self.ocsp_fetch_failures.remove_label_values(&[host]);
+        }
+    }
+
     /// Record when `host`'s certificate is ordered next.
     pub fn acme_renewal(&self, host: &str, at: i64) {
         self.acme_renewal.with_label_values(&[host]).set(at);

@@ -9,7 +9,7 @@
 
 use crate::observe::metrics::Metrics;
 use crate::snapshot::SnapshotStore;
-use crate::tls::acme::{self, AcmePlan, HostStatus, Lock, Storage};
+use crate::tls::acme::{self, AcmePlan, HostStatus, Storage};
 use crate::tls::CertEntry;
 use async_trait::async_trait;
 use instant_acme::{
@@ -31,6 +31,10 @@ const LONGEST_RETRY: i64 = 6 * 3600;
 const SHARE_DELAY: Duration = Duration::from_millis(1500);
 /// How long the CA gets to validate, and then to issue.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(90);
+/// The most an order (or a renewal information request) may take in all: a CA that accepts
+/// connections and never answers must not stall a host's renewal. Well under
+/// `acme::STALE_LOCK_SECS`, so no other instance takes over a lock still in use.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Background service ordering and renewing the certificates `[acme]` asks for.
 pub struct AcmeService {
@@ -116,15 +120,22 @@ impl BackgroundService for AcmeService {
                 }
                 _ = shutdown.changed() => return,
             }
-            let Some(plan) = self.store.load().acme.clone() else {
+            let snapshot = self.store.load();
+            let managed = snapshot
+                .acme
+                .as_ref()
+                .map_or(&[][..], |p| p.hosts.as_slice());
+            for (gone, _) in schedules.extract_if(|h, s| !s.ordering && !managed.contains(h)) {
+                let file_named = snapshot.certificates.get(&gone).is_some();
+                self.metrics.forget_acme_host(&gone, file_named);
+            }
+            let Some(plan) = snapshot.acme.clone() else {
                 self.store.acme.retain_hosts(&[]);
-                schedules.clear();
                 continue;
             };
             let storage = Storage::new(&plan.storage);
             self.store.acme.set_challenges(&storage.challenges());
             self.store.acme.retain_hosts(&plan.hosts);
-            schedules.retain(|h, s| s.ordering || plan.hosts.contains(h));
             let now = crate::clock::unix_secs() as i64;
             let task_for = |host: &String| Order {
                 plan: plan.clone(),
@@ -134,10 +145,11 @@ impl BackgroundService for AcmeService {
             };
             for host in &plan.hosts {
                 let s = schedules.entry(host.clone()).or_default();
+                // Also while ordering: another instance may have stored one first.
+                self.pick_up(&storage, host, s, jitter.hash_one(host));
                 if s.ordering {
                     continue;
                 }
-                self.pick_up(&storage, host, s, jitter.hash_one(host));
                 if !s.asking && s.ask_window <= now {
                     let identifier = self
                         .store
@@ -149,7 +161,10 @@ impl BackgroundService for AcmeService {
                         let task = task_for(host);
                         let done = done_tx.clone();
                         tokio::spawn(async move {
-                            let window = task.window(identifier).await;
+                            let window =
+                                tokio::time::timeout(ORDER_TIMEOUT, task.window(identifier))
+                                    .await
+                                    .unwrap_or_else(|_| Err("the CA did not answer".into()));
                             let _ = done.send(Done::Window(task.host, window));
                         });
                     }
@@ -169,8 +184,15 @@ impl BackgroundService for AcmeService {
                         let task = task_for(host);
                         let done = done_tx.clone();
                         tokio::spawn(async move {
-                            let result = task.run(lock).await;
+                            let result = tokio::time::timeout(ORDER_TIMEOUT, task.run())
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(format!("no answer from the CA within {ORDER_TIMEOUT:?}"))
+                                });
+                            // The retry time is stored before the lock goes, so no instance
+                            // orders again in between.
                             task.share_retry(&result);
+                            drop(lock);
                             let _ = done.send(Done::Order(task.host, result));
                         });
                     }
@@ -330,7 +352,8 @@ struct Order {
 }
 
 impl Order {
-    async fn run(&self, _lock: Lock) -> Result<Outcome, String> {
+    /// Run while holding the host's lock.
+    async fn run(&self) -> Result<Outcome, String> {
         let storage = Storage::new(&self.plan.storage);
         // Another instance may have renewed between this instance's last look and the lock.
         let now = crate::clock::unix_secs() as i64;
@@ -401,6 +424,21 @@ impl Order {
         }
         .map_err(|e| format!("ACME client: {e}"))?;
         let file = storage.account_file(&self.plan.directory);
+        // One instance registers; the others wait for its file (a single-use external
+        // account key would refuse a second registration).
+        let mut registering = None;
+        for _ in 0..60 {
+            if file.exists() {
+                break;
+            }
+            registering = storage
+                .lock("_account")
+                .map_err(|e| format!("cannot take the account lock: {e}"))?;
+            if registering.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let account = match std::fs::read(&file) {
             Ok(bytes) => {
                 let credentials: AccountCredentials = serde_json::from_slice(&bytes)
@@ -410,31 +448,47 @@ impl Order {
                     .await
                     .map_err(|e| format!("ACME directory {}: {e}", self.plan.directory))?
             }
-            Err(_) => {
-                let contact: Vec<&str> = self.plan.contact.iter().map(String::as_str).collect();
-                let eab = self
-                    .plan
-                    .external_account
-                    .as_ref()
-                    .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
-                let new = NewAccount {
-                    contact: &contact,
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                };
-                let (account, credentials) = builder
-                    .create(&new, self.plan.directory.clone(), eab.as_ref())
-                    .await
-                    .map_err(|e| format!("registering with {}: {e}", self.plan.directory))?;
-                let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
-                storage
-                    .write_private(&file, &json)
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                tracing::info!(directory = %self.plan.directory, "ACME account registered");
-                account
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && registering.is_some() => {
+                self.register(builder, storage, &file).await?
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err("another instance is registering the ACME account".into())
+            }
+            // Unreadable is not absent: registering anew would replace the account.
+            Err(e) => return Err(format!("{}: {e}", file.display())),
         };
         accounts.insert(self.plan.directory.clone(), account.clone());
+        Ok(account)
+    }
+
+    /// Register with the CA (with the external account binding when configured) and store
+    /// the account 0600.
+    async fn register(
+        &self,
+        builder: instant_acme::AccountBuilder,
+        storage: &Storage,
+        file: &std::path::Path,
+    ) -> Result<Account, String> {
+        let contact: Vec<&str> = self.plan.contact.iter().map(String::as_str).collect();
+        let eab = self
+            .plan
+            .external_account
+            .as_ref()
+            .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
+        let new = NewAccount {
+            contact: &contact,
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (account, credentials) = builder
+            .create(&new, self.plan.directory.clone(), eab.as_ref())
+            .await
+            .map_err(|e| format!("registering with {}: {e}", self.plan.directory))?;
+        let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+        storage
+            .write_private(file, &json)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        tracing::info!(directory = %self.plan.directory, "ACME account registered");
         Ok(account)
     }
 

@@ -55,9 +55,12 @@ impl crate::tls::accept::CertificateSource for SnapshotStore {
         default: Option<&str>,
     ) -> Option<Arc<crate::tls::CertEntry>> {
         // An issued certificate wins over a file's for its host: it is what `[acme]` was
-        // asked for, and the file (or the default) served only until it existed.
+        // asked for, and the file (or the default) served only until it existed; but not
+        // once it expired (renewal failing for long), when a file's may still be good.
         if let Some(issued) = sni.and_then(|name| self.acme.certificate(name)) {
-            return Some(issued);
+            if issued.not_after > crate::clock::unix_secs() as i64 {
+                return Some(issued);
+            }
         }
         self.current.load().certificates.pick(sni, default).cloned()
     }

@@ -256,7 +256,8 @@ pub fn csr_der(
 ) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     let mut req = X509ReqBuilder::new()?;
     let mut name = X509NameBuilder::new()?;
-    if let Some(first) = hosts.first() {
+    // A CommonName holds at most 64 characters; the SANs carry the names anyway.
+    if let Some(first) = hosts.first().filter(|h| h.len() <= 64) {
         name.append_entry_by_nid(Nid::COMMONNAME, first)?;
     }
     req.set_subject_name(&name.build())?;
@@ -283,7 +284,9 @@ pub fn challenge_certificate(
     let mut b = X509::builder()?;
     b.set_version(2)?;
     let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, host)?;
+    if host.len() <= 64 {
+        name.append_entry_by_nid(Nid::COMMONNAME, host)?;
+    }
     let name = name.build();
     b.set_subject_name(&name)?;
     b.set_issuer_name(&name)?;
@@ -358,14 +361,36 @@ pub struct Storage {
     root: PathBuf,
 }
 
-/// An order lock; removed when dropped.
+/// An order lock; removed when dropped, unless another instance took it over meanwhile.
 #[derive(Debug)]
-pub struct Lock(PathBuf);
+pub struct Lock {
+    path: PathBuf,
+    /// Written into the file: whose lock it is.
+    owner: String,
+}
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let ours = std::fs::read_to_string(&self.path).is_ok_and(|o| o.trim() == self.owner);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// A name no other process or instance writes at the same time: instances in containers
+/// often share a pid.
+fn unique() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = crate::clock::unix_nanos();
+    let mut seed = [0u8; 8];
+    let _ = openssl::rand::rand_bytes(&mut seed);
+    format!(
+        "{}-{nanos:x}-{n}-{}",
+        std::process::id(),
+        crate::text::hex(&seed)
+    )
 }
 
 impl Storage {
@@ -418,11 +443,14 @@ impl Storage {
         write_private(path, content)
     }
 
-    /// Take the order lock of `host`: `None` while another live instance holds it.
-    pub fn lock(&self, host: &str) -> std::io::Result<Option<Lock>> {
+    /// Take the lock `name` (a host, or `_account`): `None` while another live instance
+    /// holds it. A lock older than [`STALE_LOCK_SECS`] is taken over by renaming it away
+    /// first, so of several instances seeing it stale only one takes it.
+    pub fn lock(&self, name: &str) -> std::io::Result<Option<Lock>> {
         let dir = self.root.join("locks");
         create_dir(&dir)?;
-        let path = dir.join(format!("{host}.lock"));
+        let path = dir.join(format!("{name}.lock"));
+        let owner = unique();
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
                 .write(true)
@@ -430,20 +458,23 @@ impl Storage {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return Ok(Some(Lock(path)));
+                    f.write_all(owner.as_bytes())?;
+                    return Ok(Some(Lock { path, owner }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let age = std::fs::metadata(&path)
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| t.elapsed().ok());
-                    match age {
-                        Some(age) if age.as_secs() > STALE_LOCK_SECS => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                        _ => return Ok(None),
+                    if age.is_none_or(|a| a.as_secs() <= STALE_LOCK_SECS) {
+                        return Ok(None);
                     }
+                    let aside = dir.join(format!(".{name}.{owner}.stale"));
+                    if std::fs::rename(&path, &aside).is_err() {
+                        // Another instance moved it first: that one takes over.
+                        return Ok(None);
+                    }
+                    let _ = std::fs::remove_file(aside);
                 }
                 Err(e) => return Err(e),
             }
@@ -543,7 +574,7 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
         create_dir(dir)?;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", unique()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -634,7 +665,26 @@ mod tests {
         assert!(storage.lock("a.example.com").unwrap().is_none());
         assert!(storage.lock("b.example.com").unwrap().is_some());
         drop(first);
-        assert!(storage.lock("a.example.com").unwrap().is_some());
+        let held = storage.lock("a.example.com").unwrap().unwrap();
+        // Taken over after it went stale: dropping the old one leaves the new owner's.
+        let file = dir.path().join("locks/a.example.com.lock");
+        let old =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(STALE_LOCK_SECS + 5);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let new = storage.lock("a.example.com").unwrap().unwrap();
+        drop(held);
+        assert!(file.exists());
+        assert!(storage.lock("a.example.com").unwrap().is_none());
+        drop(new);
+        assert!(!file.exists());
+        let long = format!("{}.example.com", "a".repeat(60));
+        assert!(csr_der(&key, std::slice::from_ref(&long)).is_ok());
+        assert!(challenge_certificate(&long, "k").is_ok());
         assert_eq!(storage.retry("a.example.com"), None);
         storage
             .set_retry("a.example.com", Some((1000, 120)))

@@ -18,20 +18,15 @@ pub fn min_version(v: &str) -> Option<SslVersion> {
     }
 }
 
-/// The protocol to answer a client's ALPN list `offered` with (wire format): `acme-tls/1` if
-/// offered, else the first of `ours` the client offers; none (the client falls back to
-/// HTTP/1.1) when nothing matches.
+/// The protocol to answer a client's ALPN list `offered` with (wire format): `acme-tls/1`
+/// when it is the only one offered (RFC 8737: what a CA validating TLS-ALPN-01 sends), else
+/// the first of `ours` the client offers; none (the client falls back to HTTP/1.1) when
+/// nothing matches.
 fn select_alpn<'a>(ours: &'a [u8], offered: &'a [u8]) -> Result<&'a [u8], openssl::ssl::AlpnError> {
-    let mut rest = offered;
-    while let Some((&len, tail)) = rest.split_first() {
-        let len = usize::from(len);
-        if len == 0 || tail.len() < len {
-            return Err(openssl::ssl::AlpnError::NOACK);
+    if let Some((&len, acme)) = offered.split_first() {
+        if usize::from(len) == acme.len() && acme == super::acme::ALPN_PROTOCOL {
+            return Ok(acme);
         }
-        if &tail[..len] == super::acme::ALPN_PROTOCOL {
-            return Ok(&tail[..len]);
-        }
-        rest = &tail[len..];
     }
     openssl::ssl::select_next_proto(ours, offered).ok_or(openssl::ssl::AlpnError::NOACK)
 }
@@ -68,8 +63,8 @@ pub fn settings<S: CertificateSource>(
     if handshake_threads > 0 {
         s.set_offload_threadpool(1, handshake_threads);
     }
-    // HTTP/2 when the listener offers it, else HTTP/1.1; and `acme-tls/1` whenever a client
-    // asks for it, which only an ACME CA validating TLS-ALPN-01 does.
+    // HTTP/2 when the listener offers it, else HTTP/1.1; and `acme-tls/1` to a client that
+    // asks for nothing else, as an ACME CA validating TLS-ALPN-01 does.
     let ours: &'static [u8] = if c.http2 {
         b"\x02h2\x08http/1.1"
     } else {
@@ -160,6 +155,9 @@ mod tests {
             b"http/1.1"
         );
         assert_eq!(select_alpn(h2h1, b"\x0aacme-tls/1").unwrap(), b"acme-tls/1");
+        // Offered beside others it is not a validation.
+        assert_eq!(select_alpn(h2h1, b"\x0aacme-tls/1\x02h2").unwrap(), b"h2");
+        assert!(select_alpn(h2h1, b"\x0aacme-tls/1\x03foo").is_err());
         assert!(select_alpn(h2h1, b"\x03foo").is_err());
         assert!(select_alpn(h2h1, b"\x09short").is_err());
     }

@@ -251,6 +251,18 @@ fn orders(m: &str, host: &str, result: &str) -> f64 {
     )
 }
 
+/// Accept and drop every connection on `port` until the test ends.
+fn refuse_on(port: u16) -> std::net::TcpListener {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let accepting = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for conn in accepting.incoming() {
+            drop(conn);
+        }
+    });
+    listener
+}
+
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -387,8 +399,9 @@ async fn http01_issues_a_certificate_a_restart_reuses_and_ocsp_staples() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_the_old_one() {
     let (http, tls) = (free_port(), free_port());
-    // Twenty-second certificates: renewed about every thirteen seconds.
-    let mut pebble = Pebble::start(http, tls, 20, None);
+    // Thirty-second certificates: renewed about every twenty seconds, leaving ten for the
+    // checks after a failed renewal.
+    let mut pebble = Pebble::start(http, tls, 30, None);
     let storage = tempfile::tempdir().unwrap();
     let host = "alpn.acme.test";
     let body = listeners(
@@ -409,7 +422,7 @@ async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_th
     assert!(handshake(tls, host, &root, &[]).contains("Verify return code: 0 (ok)"));
 
     // Renewal: a new certificate is served to new handshakes without a restart.
-    let renewed = eventually(Duration::from_secs(30), || async {
+    let renewed = eventually(Duration::from_secs(45), || async {
         served(&gw, host, Duration::ZERO).await != first
     })
     .await;
@@ -421,7 +434,10 @@ async fn tls_alpn01_issues_short_lived_certificates_renew_and_a_down_ca_keeps_th
     // The CA goes away before the next renewal: the order fails, is counted and logged, and
     // the certificate being served stays.
     pebble.stop();
-    let failed = eventually(Duration::from_secs(30), || async {
+    // Its port stays taken, refusing every connection at once, so no other test's server
+    // can get it while the gateway still dials it.
+    let _held = refuse_on(pebble.acme_port);
+    let failed = eventually(Duration::from_secs(45), || async {
         let m = gw.metrics().await;
         orders(&m, host, "failed") >= 1.0
     })

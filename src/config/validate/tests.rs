@@ -315,7 +315,7 @@ fn acme_settings_are_checked_each_under_its_key() {
             "acme.external_account.hmac_key: expected the base64url MAC key the CA gave",
             "acme.hosts[0]: a wildcard name needs the DNS-01 challenge, which gatehouse does not answer; list the exact names",
             "acme.hosts[1]: an IP address, not a DNS name",
-            "acme.challenge: \"tls-alpn-01\" is answered on a TLS listener (port 443), and there is none",
+            "acme.challenge: \"tls-alpn-01\" is answered on a TLS listener (port 443) that does not require client certificates, and there is none",
         ]
     );
     let errs = errors_of("[hosts.\"api.example.com\"]\nacme = true\n");

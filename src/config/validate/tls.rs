@@ -116,11 +116,19 @@ fn acme(p: &mut Problems, path: &KeyPath, a: &AcmeConfig, config: &Config) {
     }
     // The CA connects to port 80 (HTTP-01) or 443 (TLS-ALPN-01) of the name; some listener
     // of the right kind must be there to answer.
-    let (wanted, kind) = match a.challenge {
-        AcmeChallenge::Http01 => (false, "a plain-HTTP listener (port 80)"),
-        AcmeChallenge::TlsAlpn01 => (true, "a TLS listener (port 443)"),
+    // A CA presents no client certificate: a listener that requires one cannot answer.
+    let (kind, answers): (&str, fn(&crate::config::ListenerConfig) -> bool) = match a.challenge {
+        AcmeChallenge::Http01 => ("a plain-HTTP listener (port 80)", |l| l.tls.is_none()),
+        AcmeChallenge::TlsAlpn01 => (
+            "a TLS listener (port 443) that does not require client certificates",
+            |l| {
+                l.tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_auth != ClientAuth::Required)
+            },
+        ),
     };
-    if !config.listeners.iter().any(|l| l.tls.is_some() == wanted) {
+    if !config.listeners.iter().any(answers) {
         p.at(
             path.key("challenge"),
             format!(

@@ -741,11 +741,14 @@ async fn enforced_responses_are_held_until_they_match_the_document() {
     assert_eq!(text, json!({"id": 7, "name": "rex"}).to_string());
     assert_eq!(headers["x-upstream-note"], "kept");
     assert!(headers.contains_key("x-request-id"));
-    // The subrequest's upstream connections go back to the pool like any other.
-    assert_eq!(
-        up.connections.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "one upstream connection for every held request so far"
+    // The subrequest's upstream connections go back to the pool like any other: five held
+    // requests so far. One more connection is allowed: on a loaded machine Pingora's pool
+    // handover (`reused_stream`'s `Arc::try_unwrap`) can lose to the idle-poll task still
+    // holding the connection, and a new one is opened; without reuse there would be five.
+    let opened = up.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&opened),
+        "{opened} upstream connections for five held requests"
     );
     // Streamed in slow pieces: held whole and written whole.
     let (status, _, text) = send(get("/v1/pets/17")).await;

@@ -21,8 +21,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// The request id, the client address and the connection's TLS facts, which every later step
-/// and the access log read. Cannot refuse: a refusal needs the request id.
 /// The key authorization for an ACME HTTP-01 validation, answered before any other step:
 /// the CA's request carries no credentials, and the host may not be routed yet.
 pub fn acme_challenge(
@@ -38,6 +36,8 @@ pub fn acme_challenge(
     acme.http01(path)
 }
 
+/// The request id, the client address and the connection's TLS facts, which every later step
+/// and the access log read. Cannot refuse: a refusal needs the request id.
 pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = request_id::for_request(req.headers.get(&request_id::HEADER));

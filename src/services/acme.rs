@@ -253,8 +253,7 @@ impl AcmeService {
     ) {
         let now = crate::clock::unix_secs() as i64;
         let from = acme::not_before(&entry).unwrap_or(now);
-        let fraction = (seed % 1_000_000) as f64 / 1_000_000.0;
-        s.next = acme::renewal_time(from, entry.not_after, fraction);
+        s.next = acme::renewal_time(from, entry.not_after, fraction(seed));
         s.backoff = 0;
         // A new certificate: ask the CA about its renewal window.
         s.ask_window = 0;
@@ -299,8 +298,7 @@ impl AcmeService {
                 end,
                 ask_again,
             }) => {
-                let fraction = (seed % 1_000_000) as f64 / 1_000_000.0;
-                let at = acme::in_window(start, end, fraction);
+                let at = acme::in_window(start, end, fraction(seed));
                 if at < s.next && !s.ordering {
                     tracing::info!(host, at, "renewal moved by the CA's renewal information");
                     s.next = at;
@@ -317,7 +315,7 @@ impl AcmeService {
     }
 
     fn failed(&self, host: &str, s: &mut Schedule, reason: String, now: i64) {
-        s.backoff = (s.backoff * 2).clamp(FIRST_RETRY, LONGEST_RETRY);
+        s.backoff = backoff_after(s.backoff);
         s.next = now + s.backoff;
         let since = *s.failing_since.get_or_insert(now);
         self.metrics.acme_failing_since(host, since);
@@ -341,6 +339,16 @@ impl AcmeService {
             },
         );
     }
+}
+
+/// A host's random share (0..1) of its jitter, from its seed.
+fn fraction(seed: u64) -> f64 {
+    (seed % 1_000_000) as f64 / 1_000_000.0
+}
+
+/// The wait after a failure that followed a wait of `previous` seconds (0: the first).
+fn backoff_after(previous: i64) -> i64 {
+    (previous * 2).clamp(FIRST_RETRY, LONGEST_RETRY)
 }
 
 /// One host's order, run while holding its lock.
@@ -382,8 +390,7 @@ impl Order {
             Ok(_) => None,
             Err(_) => {
                 let now = crate::clock::unix_secs() as i64;
-                let previous = storage.retry(&self.host).map_or(0, |(_, b)| b);
-                let backoff = (previous * 2).clamp(FIRST_RETRY, LONGEST_RETRY);
+                let backoff = backoff_after(storage.retry(&self.host).map_or(0, |(_, b)| b));
                 Some((now + backoff, backoff))
             }
         };

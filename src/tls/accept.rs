@@ -101,28 +101,22 @@ pub fn subject_text(name: &openssl::x509::X509NameRef) -> String {
 impl<S: CertificateSource> TlsAccept for SniCallbacks<S> {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         let sni = ssl.servername(NameType::HOST_NAME);
-        // A TLS-ALPN-01 validation (RFC 8737): the ALPN is chosen before this callback in
-        // TLS 1.3, which is what validators speak. It gets the challenge certificate or nothing.
-        if ssl.selected_alpn_protocol() == Some(super::acme::ALPN_PROTOCOL) {
-            let sni = sni.map(str::to_string);
-            let challenge = sni.as_deref().and_then(|s| self.source.acme_challenge(s));
-            let set = challenge.as_ref().is_some_and(|c| {
-                c.chain
-                    .first()
-                    .is_some_and(|leaf| ext::ssl_use_certificate(ssl, leaf).is_ok())
-                    && ext::ssl_use_private_key(ssl, &c.key).is_ok()
-            });
-            if !set {
-                tracing::debug!(sni = ?sni, "TLS-ALPN-01 handshake for no open validation");
-            }
-            return;
-        }
-        let entry = self
-            .source
-            .certificate(sni, self.default_certificate.as_deref());
+        // A TLS-ALPN-01 validation (RFC 8737) gets the challenge certificate or nothing: the
+        // ALPN is chosen before this callback in TLS 1.3, which is what validators speak.
+        let validation = ssl.selected_alpn_protocol() == Some(super::acme::ALPN_PROTOCOL);
+        let entry = if validation {
+            sni.and_then(|s| self.source.acme_challenge(s))
+        } else {
+            self.source
+                .certificate(sni, self.default_certificate.as_deref())
+        };
         // Without a certificate the handshake fails: the configured refusal for unknown names.
         let Some(entry) = entry else {
-            tracing::debug!(sni = ?sni, "no certificate for this name; refusing the handshake");
+            tracing::debug!(
+                sni = ?sni,
+                validation,
+                "no certificate for this name (or no open TLS-ALPN-01 validation); refusing the handshake"
+            );
             return;
         };
         let set = (|| {

@@ -249,18 +249,24 @@ pub fn new_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
     PKey::from_ec_key(EcKey::generate(&group)?)
 }
 
+/// `CN=host`, or an empty subject for a name longer than a CommonName may be (64
+/// characters): the SANs carry the names anyway.
+fn subject(host: &str) -> Result<openssl::x509::X509Name, openssl::error::ErrorStack> {
+    let mut name = X509NameBuilder::new()?;
+    if !host.is_empty() && host.len() <= 64 {
+        name.append_entry_by_nid(Nid::COMMONNAME, host)?;
+    }
+    Ok(name.build())
+}
+
 /// A DER certificate signing request for `hosts`, signed with `key`.
 pub fn csr_der(
     key: &PKey<Private>,
     hosts: &[String],
 ) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     let mut req = X509ReqBuilder::new()?;
-    let mut name = X509NameBuilder::new()?;
-    // A CommonName holds at most 64 characters; the SANs carry the names anyway.
-    if let Some(first) = hosts.first().filter(|h| h.len() <= 64) {
-        name.append_entry_by_nid(Nid::COMMONNAME, first)?;
-    }
-    req.set_subject_name(&name.build())?;
+    let name = subject(hosts.first().map_or("", String::as_str))?;
+    req.set_subject_name(&name)?;
     let mut san = SubjectAlternativeName::new();
     for h in hosts {
         san.dns(h);
@@ -283,11 +289,7 @@ pub fn challenge_certificate(
     let key = new_key()?;
     let mut b = X509::builder()?;
     b.set_version(2)?;
-    let mut name = X509NameBuilder::new()?;
-    if host.len() <= 64 {
-        name.append_entry_by_nid(Nid::COMMONNAME, host)?;
-    }
-    let name = name.build();
+    let name = subject(host)?;
     b.set_subject_name(&name)?;
     b.set_issuer_name(&name)?;
     b.set_pubkey(&key)?;
@@ -306,13 +308,11 @@ pub fn challenge_certificate(
     b.append_extension(X509Extension::new_from_der(&oid, true, &value)?)?;
     b.sign(&key, MessageDigest::sha256())?;
     let cert = b.build();
-    let mut fingerprint = [0u8; 32];
-    fingerprint.copy_from_slice(&cert.digest(MessageDigest::sha256())?);
     Ok(CertEntry {
         name: format!("acme-tls-alpn:{host}"),
         not_after: 0,
         hosts: vec![host.to_string()],
-        fingerprint,
+        fingerprint: super::fingerprint(&cert)?,
         chain: vec![cert],
         key,
     })

@@ -1,7 +1,7 @@
 //! TLS: certificates chosen by SNI (exact, then `*.wildcard`, then the listener's default),
 //! loaded with every config load so a reload picks up replaced files; listener settings;
-//! certificates issued by an ACME CA; per-domain HTTPS policies; the TLS facts a request carries (SNI, verified client
-//! certificate); TLS to upstreams.
+//! certificates issued by an ACME CA; per-domain HTTPS policies; the TLS facts a request
+//! carries (SNI, verified client certificate); TLS to upstreams.
 
 pub mod accept;
 pub mod acme;
@@ -138,6 +138,13 @@ fn unix_of(t: &openssl::asn1::Asn1TimeRef) -> Option<i64> {
     Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }
 
+/// SHA-256 of a certificate's DER: [`CertEntry::fingerprint`].
+fn fingerprint(cert: &openssl::x509::X509Ref) -> Result<[u8; 32], openssl::error::ErrorStack> {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&cert.digest(openssl::hash::MessageDigest::sha256())?);
+    Ok(out)
+}
+
 /// The DNS names of a certificate (SAN, else the subject CN), lowercase.
 fn dns_names(cert: &X509) -> Vec<String> {
     let mut names: Vec<String> = cert
@@ -190,13 +197,10 @@ fn parse_pair(
             key: key.into(),
         });
     }
-    let mut fingerprint = [0u8; 32];
-    if let Ok(digest) = leaf.digest(openssl::hash::MessageDigest::sha256()) {
-        fingerprint.copy_from_slice(&digest);
-    }
     Ok(CertEntry {
         name: name.to_string(),
-        fingerprint,
+        // Only the staple cache is keyed by it; a digest OpenSSL cannot make staples nothing.
+        fingerprint: fingerprint(leaf).unwrap_or([0; 32]),
         not_after: unix_of(leaf.not_after()).ok_or_else(|| CertError::Dates(cert.into()))?,
         hosts: dns_names(leaf),
         chain,
